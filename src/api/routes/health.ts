@@ -1,0 +1,102 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { SERVICE_NAME, SERVICE_VERSION } from '../../project.js';
+
+const checkSchema = z.object({
+  status: z.enum(['up', 'down']),
+  latency_ms: z.number(),
+  error: z.string().optional(),
+});
+type Check = z.infer<typeof checkSchema>;
+
+const readinessSchema = z.object({
+  status: z.enum(['ready', 'not_ready']),
+  checks: z.object({ postgres: checkSchema, redis: checkSchema, migrations: checkSchema }),
+  shutting_down: z.boolean(),
+});
+
+async function timed(probe: () => Promise<unknown>, timeoutMs: number): Promise<Check> {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      probe(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { status: 'up', latency_ms: Math.round(performance.now() - started) };
+  } catch (error) {
+    return {
+      status: 'down',
+      latency_ms: Math.round(performance.now() - started),
+      error: error instanceof Error ? error.message || error.name : String(error),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Kubernetes probes: no credentials, and /health/live touches no dependency. */
+export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/health',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Basic health check: the process is up',
+        response: {
+          200: z
+            .object({ status: z.literal('ok'), service: z.string(), version: z.string() })
+            .meta({ example: { status: 'ok', service: SERVICE_NAME, version: SERVICE_VERSION } }),
+        },
+      },
+    },
+    async () => ({ status: 'ok' as const, service: SERVICE_NAME, version: SERVICE_VERSION }),
+  );
+
+  app.get(
+    '/health/live',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Liveness probe: answers while the event loop runs',
+        response: { 200: z.object({ status: z.literal('alive'), uptime_seconds: z.number() }) },
+      },
+    },
+    async () => ({ status: 'alive' as const, uptime_seconds: Math.round(process.uptime()) }),
+  );
+
+  app.get(
+    '/health/ready',
+    {
+      schema: {
+        tags: ['health'],
+        summary:
+          'Readiness probe: Postgres and Redis answer, migrations applied, not shutting down',
+        response: { 200: readinessSchema, 503: readinessSchema },
+      },
+    },
+    async (_request, reply) => {
+      const timeoutMs = app.config.DEPENDENCY_TIMEOUT_MS;
+      const [postgres, redis] = await Promise.all([
+        timed(() => app.pg.query('SELECT 1'), timeoutMs),
+        timed(() => app.redis.ping(), timeoutMs),
+      ]);
+      const migrations: Check = app.lifecycle.databaseReady
+        ? { status: 'up', latency_ms: 0 }
+        : { status: 'down', latency_ms: 0, error: 'migrations not applied yet' };
+      const ready =
+        postgres.status === 'up' &&
+        redis.status === 'up' &&
+        migrations.status === 'up' &&
+        !app.lifecycle.shuttingDown;
+      if (!ready) reply.code(503).header('retry-after', '5');
+      return {
+        status: ready ? ('ready' as const) : ('not_ready' as const),
+        checks: { postgres, redis, migrations },
+        shutting_down: app.lifecycle.shuttingDown,
+      };
+    },
+  );
+};

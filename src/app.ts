@@ -1,0 +1,87 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance } from 'fastify';
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { registerProblemDetails, sendFrameworkProblem } from './api/problem-details.js';
+import { executionRoutes } from './api/routes/executions.js';
+import { healthRoutes } from './api/routes/health.js';
+import { infoRoutes } from './api/routes/info.js';
+import { workflowRoutes } from './api/routes/workflows.js';
+import type { Config } from './config.js';
+import { loggerOptions } from './logger.js';
+import { enginePlugin } from './plugins/engine.js';
+import { executionsPlugin } from './plugins/executions.js';
+import { infrastructurePlugin } from './plugins/infrastructure.js';
+import { workflowsPlugin } from './plugins/workflows.js';
+import { SERVICE_VERSION } from './project.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Builds the Fastify instance for the configured role: external plugins first, then the
+ * application's services, then routes. Boot (listen, signals) is server.ts's job.
+ * Every role serves the health probes, so Kubernetes can probe workers too.
+ */
+export async function buildApp(config: Config): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: loggerOptions(config),
+    bodyLimit: config.MAX_BODY_BYTES,
+    // A caller's X-Request-Id is kept when it is a plain token; anything else is replaced,
+    // so log lines cannot be forged through it.
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    requestTimeout: 60_000,
+    connectionTimeout: 65_000,
+    return503OnClosing: true,
+    frameworkErrors: sendFrameworkProblem,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerProblemDetails(app);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Workflow Service',
+        version: SERVICE_VERSION,
+        description:
+          'Stores workflow definitions and runs them durably (Postgres is the source of truth, BullMQ runs steps).',
+      },
+      tags: [
+        { name: 'workflows', description: 'Workflow definitions' },
+        { name: 'executions', description: 'Running and finished executions' },
+        { name: 'health', description: 'Probes' },
+        { name: 'service', description: 'Service information' },
+      ],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(infrastructurePlugin, { config });
+  await app.register(workflowsPlugin);
+  await app.register(executionsPlugin);
+  if (config.SERVICE_ROLE !== 'api') await app.register(enginePlugin);
+
+  await app.register(healthRoutes);
+  await app.register(infoRoutes);
+  if (config.SERVICE_ROLE !== 'worker') {
+    await app.register(workflowRoutes);
+    await app.register(executionRoutes);
+  }
+  return app;
+}

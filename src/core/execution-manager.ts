@@ -1,0 +1,315 @@
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config.js';
+import type { StepStatus } from '../engine/scheduler.js';
+import {
+  ExecutionNotFoundError,
+  ExecutionStateError,
+  ValidationFailedError,
+  WorkflowNotFoundError,
+  WorkflowNotRunnableError,
+} from '../errors.js';
+import { isPgError, type Pool, type Queryable, SqlState, withTransaction } from '../store/db.js';
+import type { ExecutionRow, ExecutionStatus, StepRunRow } from '../store/execution-store.js';
+import * as store from '../store/execution-store.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import { type EffectSink, type Effects, noEffects } from './effects.js';
+import { jobFor, type StateManager } from './state-manager.js';
+import type { WorkflowDefinition } from './workflow-definition.js';
+
+/** One run of a step as GET /executions/{id} shows it. */
+export interface StepRunView {
+  step_id: string;
+  name: string;
+  step_type: string;
+  status: StepStatus;
+  attempts: number;
+  output: unknown;
+  error: unknown;
+  started_at: string | null;
+  completed_at: string | null;
+  iteration: number;
+  item_index: number | null;
+  /** Why the run is not moving: waiting for what, skipped why, retrying when. */
+  wait_reason: string | null;
+  next_attempt_at: string | null;
+}
+
+export interface ExecutionView {
+  id: string;
+  workflow_id: string;
+  workflow_version: number;
+  status: ExecutionStatus;
+  input_data: unknown;
+  output_data: unknown;
+  step_results: Record<string, unknown>;
+  error: string | null;
+  error_details: unknown;
+  started_at: string | null;
+  completed_at: string | null;
+  duration_seconds: number | null;
+  created_at: string;
+  updated_at: string;
+  current_iteration: number;
+  deadline_at: string | null;
+  idempotency_key: string | null;
+  steps?: StepRunView[];
+}
+
+export interface ExecutionListQuery {
+  workflow_id?: string | undefined;
+  status?: ExecutionStatus | undefined;
+  created_after?: string | undefined;
+  created_before?: string | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+const iso = (value: Date | null): string | null => (value ? value.toISOString() : null);
+
+export function executionView(row: ExecutionRow): ExecutionView {
+  return {
+    id: row.id,
+    workflow_id: row.workflow_id,
+    workflow_version: row.workflow_version,
+    status: row.status,
+    input_data: row.input_data,
+    output_data: row.output_data ?? null,
+    step_results: row.step_results ?? {},
+    error: row.error,
+    error_details: row.error_details ?? null,
+    started_at: iso(row.started_at),
+    completed_at: iso(row.completed_at),
+    duration_seconds: row.duration_seconds,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+    current_iteration: row.current_iteration,
+    deadline_at: iso(row.deadline_at),
+    idempotency_key: row.idempotency_key,
+  };
+}
+
+/** Step runs in definition order, then loop iteration, then for_each item. */
+export function stepRunViews(
+  definition: WorkflowDefinition,
+  runs: readonly StepRunRow[],
+): StepRunView[] {
+  const position = new Map(definition.steps.map((step, index) => [step.id, index]));
+  const byId = new Map(definition.steps.map((step) => [step.id, step]));
+  return [...runs]
+    .sort(
+      (a, b) =>
+        a.iteration - b.iteration ||
+        (position.get(a.step_id) ?? 0) - (position.get(b.step_id) ?? 0) ||
+        a.item_index - b.item_index,
+    )
+    .map((run) => ({
+      step_id: run.step_id,
+      name: byId.get(run.step_id)?.name ?? run.step_id,
+      step_type: byId.get(run.step_id)?.step_type ?? 'unknown',
+      status: run.status,
+      attempts: run.attempt,
+      output: run.output ?? null,
+      error: run.error ?? null,
+      started_at: iso(run.started_at),
+      completed_at: iso(run.completed_at),
+      iteration: run.iteration,
+      item_index: run.item_index >= 0 ? run.item_index : null,
+      wait_reason: run.wait_reason,
+      next_attempt_at:
+        run.status === 'queued' || run.status === 'waiting' ? iso(run.wake_at) : null,
+    }));
+}
+
+export interface ExecutionManagerOptions {
+  pool: Pool;
+  state: StateManager;
+  effects: EffectSink;
+  config: Pick<Config, 'MAX_INPUT_BYTES'>;
+}
+
+/** Use cases of executions: start, read, list, cancel, retry, pause and resume. */
+export class ExecutionManager {
+  constructor(private readonly options: ExecutionManagerOptions) {}
+
+  /** Starts an execution of the workflow's current version; the same idempotency key returns the first one. */
+  async execute(
+    workflowId: string,
+    input: unknown,
+    idempotencyKey: string | undefined,
+  ): Promise<{ execution: ExecutionView; created: boolean }> {
+    const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
+    if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
+      throw new ValidationFailedError([
+        {
+          path: 'input_data',
+          message: `must be at most ${this.options.config.MAX_INPUT_BYTES} bytes as JSON`,
+        },
+      ]);
+    }
+    const { pool, state } = this.options;
+    const outcome = await withTransaction(pool, async (tx) => {
+      const head = await store.findWorkflowHead(tx, workflowId);
+      if (!head) throw new WorkflowNotFoundError(workflowId);
+      if (idempotencyKey) {
+        const existing = await store.findByIdempotencyKey(tx, workflowId, idempotencyKey);
+        if (existing) return { row: existing, created: false, effects: noEffects() };
+      }
+      if (head.status !== 'draft' && head.status !== 'active') {
+        throw new WorkflowNotRunnableError(workflowId, head.status);
+      }
+      const definition = await state.definition(tx, workflowId, head.version);
+      const timeout = definition.config.timeout_seconds;
+      const row = await store.insertExecution(tx, {
+        id: `ex_${randomBytes(12).toString('base64url')}`,
+        workflowId,
+        version: head.version,
+        input: input ?? {},
+        idempotencyKey: idempotencyKey ?? null,
+        timeoutSeconds: typeof timeout === 'number' ? timeout : null,
+      });
+      if (!row) {
+        // A concurrent request with the same key won the insert; return its execution.
+        const existing = await store.findByIdempotencyKey(tx, workflowId, idempotencyKey as string);
+        return { row: existing as ExecutionRow, created: false, effects: noEffects() };
+      }
+      await store.touchWorkflowStarted(tx, workflowId);
+      const effects = await state.advance(tx, row);
+      return { row, created: true, effects };
+    }).catch(async (error: unknown) => {
+      // Two concurrent first uses of a key: the loser's transaction aborts on the unique index.
+      if (idempotencyKey && isPgError(error, SqlState.UNIQUE_VIOLATION)) {
+        const existing = await store.findByIdempotencyKey(pool, workflowId, idempotencyKey);
+        if (existing) return { row: existing, created: false, effects: noEffects() };
+      }
+      throw error;
+    });
+    await this.options.effects.apply(outcome.effects);
+    const fresh = outcome.created ? await store.getExecution(pool, outcome.row.id) : outcome.row;
+    return { execution: await this.view(fresh ?? outcome.row), created: outcome.created };
+  }
+
+  /** One execution with every step run. */
+  async get(id: string): Promise<ExecutionView> {
+    const row = await store.getExecution(this.options.pool, id);
+    if (!row) throw new ExecutionNotFoundError(id);
+    return this.view(row);
+  }
+
+  private async view(row: ExecutionRow): Promise<ExecutionView> {
+    const { pool, state } = this.options;
+    const [definition, runs] = await Promise.all([
+      state.definition(pool, row.workflow_id, row.workflow_version),
+      store.listStepRuns(pool, row.id),
+    ]);
+    return { ...executionView(row), steps: stepRunViews(definition, runs) };
+  }
+
+  /** A page of executions, newest first, with an opaque cursor to the next page. */
+  async list(
+    query: ExecutionListQuery,
+  ): Promise<{ items: ExecutionView[]; next_cursor: string | null }> {
+    const rows = await store.listExecutions(this.options.pool, {
+      workflowId: query.workflow_id,
+      status: query.status,
+      createdAfter: query.created_after ? new Date(query.created_after) : undefined,
+      createdBefore: query.created_before ? new Date(query.created_before) : undefined,
+      after: query.cursor ? decodeCursor(query.cursor) : undefined,
+      limit: query.limit + 1,
+    });
+    const page = rows.slice(0, query.limit);
+    const last = page[page.length - 1];
+    return {
+      items: page.map(executionView),
+      next_cursor:
+        rows.length > query.limit && last
+          ? encodeCursor({ createdAt: last.created_at_key, id: last.id })
+          : null,
+    };
+  }
+
+  /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
+  async cancel(id: string): Promise<ExecutionView> {
+    return this.transition(id, async (tx, execution, effects) => {
+      if (!store.UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) {
+        throw new ExecutionStateError(
+          id,
+          execution.status,
+          'only an unfinished execution can be cancelled',
+        );
+      }
+      await this.options.state.finish(
+        tx,
+        execution,
+        { status: 'cancelled', error: 'Cancelled on request' },
+        effects,
+      );
+    });
+  }
+
+  /** Resumes a failed or timed-out execution from its failed steps, keeping completed results. */
+  async retry(id: string): Promise<ExecutionView> {
+    return this.transition(id, async (tx, execution, effects) => {
+      if (execution.status !== 'failed' && execution.status !== 'timed_out') {
+        throw new ExecutionStateError(
+          id,
+          execution.status,
+          'only a failed or timed-out execution can be retried',
+        );
+      }
+      await store.reopenExecution(tx, execution);
+      const reopened = await store.lockExecution(tx, id);
+      if (reopened) await this.options.state.advance(tx, reopened, effects);
+      effects.changedWorkflows.push(execution.workflow_id);
+    });
+  }
+
+  /** Holds an execution: running attempts finish, but no new step starts until resume. */
+  async pause(id: string): Promise<ExecutionView> {
+    return this.transition(id, async (tx, execution) => {
+      if (execution.status !== 'running' && execution.status !== 'waiting') {
+        throw new ExecutionStateError(
+          id,
+          execution.status,
+          'only a running or waiting execution can be paused',
+        );
+      }
+      await store.setExecutionStatus(tx, id, 'paused');
+    });
+  }
+
+  /** Lets a paused execution go on: starts what became ready and re-queues what was held. */
+  async resume(id: string): Promise<ExecutionView> {
+    return this.transition(id, async (tx, execution, effects) => {
+      if (execution.status !== 'paused') {
+        throw new ExecutionStateError(
+          id,
+          execution.status,
+          'only a paused execution can be resumed',
+        );
+      }
+      await store.setExecutionStatus(tx, id, 'running');
+      const resumed = { ...execution, status: 'running' as const };
+      for (const run of await store.listQueuedRuns(tx, id)) {
+        effects.jobs.push({
+          ...jobFor(resumed, run.id, run.step_id, run.attempt),
+          ...(run.wake_at ? { runAt: run.wake_at } : {}),
+        });
+      }
+      await this.options.state.advance(tx, resumed, effects);
+    });
+  }
+
+  private async transition(
+    id: string,
+    change: (tx: Queryable, execution: ExecutionRow, effects: Effects) => Promise<void>,
+  ): Promise<ExecutionView> {
+    const effects = noEffects();
+    await withTransaction(this.options.pool, async (tx) => {
+      const execution = await store.lockExecution(tx, id);
+      if (!execution) throw new ExecutionNotFoundError(id);
+      await change(tx, execution, effects);
+    });
+    await this.options.effects.apply(effects);
+    return this.get(id);
+  }
+}

@@ -1,0 +1,184 @@
+import { type FieldProblem, ValidationFailedError, WorkflowNotFoundError } from '../errors.js';
+import type { WorkflowCache } from '../store/workflow-cache.js';
+import {
+  type StoredWorkflow,
+  toWorkflowView,
+  type WorkflowListQuery,
+  type WorkflowPage,
+  type WorkflowStore,
+  type WorkflowView,
+  type WorkflowWrite,
+} from '../store/workflow-store.js';
+import type {
+  StepDefinition,
+  StepInput,
+  WorkflowCreateInput,
+  WorkflowUpdateInput,
+} from './workflow-definition.js';
+import { validateWorkflow, type WorkflowDraft, type WorkflowLimits } from './workflow-validator.js';
+
+export type {
+  StepView,
+  WorkflowListQuery,
+  WorkflowPage,
+  WorkflowSummary,
+  WorkflowView,
+} from '../store/workflow-store.js';
+
+/**
+ * Nesting allowed in user JSON (config, metadata). Far beyond real configurations, and it
+ * keeps recursive checks and Postgres' jsonb parser clear of their stack limits.
+ */
+const MAX_JSON_DEPTH = 64;
+
+/**
+ * Problems no schema states but storage imposes: U+0000 (Postgres rejects it in text and
+ * jsonb) and excessive nesting. `deep` says whether other checks may safely recurse.
+ */
+function findStorageProblems(draft: WorkflowDraft): { problems: FieldProblem[]; deep: boolean } {
+  const problems: FieldProblem[] = [];
+  let deep = false;
+  const visit = (value: unknown, path: string, depth: number): void => {
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) {
+        problems.push({ path, message: 'must not contain the character U+0000' });
+      }
+      return;
+    }
+    if (typeof value !== 'object' || value === null) return;
+    if (depth > MAX_JSON_DEPTH) {
+      deep = true;
+      problems.push({ path, message: `is nested more than ${MAX_JSON_DEPTH} levels deep` });
+      return;
+    }
+    const entries = Array.isArray(value)
+      ? value.map((item, index) => [`[${index}]`, item] as const)
+      : Object.entries(value).map(([key, item]) => [`.${key}`, item] as const);
+    for (const [suffix, item] of entries) {
+      if (!Array.isArray(value) && suffix.includes('\u0000')) {
+        problems.push({ path: `${path}${suffix}`, message: 'key must not contain U+0000' });
+      }
+      visit(item, `${path}${suffix}`, depth + 1);
+    }
+  };
+  for (const [field, value] of Object.entries(draft)) visit(value, field, 0);
+  return { problems, deep };
+}
+
+/** Rebuilds the request form of a stored step, so a PUT without `steps` keeps them as given. */
+function toStepInput(step: StepDefinition): StepInput {
+  return {
+    id: step.id,
+    name: step.name,
+    step_type: step.step_type,
+    agent_id: step.agent_id,
+    config: step.config,
+    // null = none declared: the workflow type's implicit order applies again after the merge.
+    dependencies: step.dependencies ?? undefined,
+    condition: step.condition,
+    for_each: step.for_each,
+    for_each_concurrency: step.for_each_concurrency,
+    timeout_seconds: step.timeout_seconds,
+    retry_count: step.retry_count,
+    retry_backoff: step.retry_backoff,
+    continue_on_error: step.continue_on_error,
+  };
+}
+
+function uniqueTags(tags: string[]): string[] {
+  return [...new Set(tags)];
+}
+
+/** Workflow definition use cases: validation, persistence and caching, without HTTP. */
+export class WorkflowManager {
+  constructor(
+    private readonly store: WorkflowStore,
+    private readonly cache: WorkflowCache,
+    private readonly limits: WorkflowLimits,
+  ) {}
+
+  /** Validates and stores a new workflow (version 1). */
+  async create(input: WorkflowCreateInput): Promise<WorkflowView> {
+    const draft: WorkflowDraft = {
+      name: input.name,
+      description: input.description ?? null,
+      workflow_type: input.workflow_type,
+      config: input.config,
+      metadata: input.metadata,
+      tags: uniqueTags(input.tags),
+      steps: input.steps,
+    };
+    const stored = await this.store.insert(this.toWrite(draft, input.status));
+    return toWorkflowView(stored);
+  }
+
+  /** One workflow with its steps, from the cache when it is there. */
+  async get(id: string): Promise<WorkflowView> {
+    const cached = await this.cache.get(id);
+    if (cached.view !== null) return cached.view;
+    const stored = await this.store.get(id);
+    if (stored === null) throw new WorkflowNotFoundError(id);
+    const view = toWorkflowView(stored);
+    await this.cache.fill(view, cached.ticket);
+    return view;
+  }
+
+  /** A page of workflows, newest first, with steps_count instead of steps. */
+  async list(query: WorkflowListQuery): Promise<WorkflowPage> {
+    return this.store.list(query);
+  }
+
+  /** Merges the given fields over the stored workflow, validates, and stores a new version. */
+  async update(id: string, input: WorkflowUpdateInput): Promise<WorkflowView> {
+    const stored = await this.store.update(id, (current) =>
+      this.toWrite(this.merge(current, input), input.status ?? current.status),
+    );
+    if (stored === null) throw new WorkflowNotFoundError(id);
+    await this.cache.invalidate(id);
+    return toWorkflowView(stored);
+  }
+
+  /** Deletes a workflow that has no unfinished executions. */
+  async delete(id: string): Promise<void> {
+    const deleted = await this.store.delete(id);
+    if (!deleted) throw new WorkflowNotFoundError(id);
+    await this.cache.remove(id);
+  }
+
+  private merge(current: StoredWorkflow, input: WorkflowUpdateInput): WorkflowDraft {
+    return {
+      name: input.name ?? current.name,
+      description: input.description !== undefined ? input.description : current.description,
+      workflow_type: input.workflow_type ?? current.workflow_type,
+      config: input.config ?? current.config,
+      metadata: input.metadata ?? current.metadata,
+      tags: uniqueTags(input.tags ?? current.tags),
+      steps: input.steps ?? current.steps.map(toStepInput),
+    };
+  }
+
+  private toWrite(draft: WorkflowDraft, status: WorkflowWrite['status']): WorkflowWrite {
+    const storage = findStorageProblems(draft);
+    if (storage.deep) throw new ValidationFailedError(storage.problems);
+    let definition: WorkflowWrite['definition'];
+    try {
+      definition = validateWorkflow(draft, this.limits);
+    } catch (error) {
+      if (error instanceof ValidationFailedError && storage.problems.length > 0) {
+        throw new ValidationFailedError([...error.errors, ...storage.problems]);
+      }
+      throw error;
+    }
+    if (storage.problems.length > 0) throw new ValidationFailedError(storage.problems);
+    return {
+      name: draft.name,
+      description: draft.description ?? null,
+      workflow_type: draft.workflow_type,
+      status,
+      config: draft.config,
+      metadata: draft.metadata,
+      tags: draft.tags,
+      definition,
+    };
+  }
+}

@@ -1,0 +1,48 @@
+import type { Redis } from 'ioredis';
+import type { EffectSink, Effects } from '../core/effects.js';
+import type { Log } from '../logger.js';
+import type { CancellationBus } from './cancellation-bus.js';
+import type { StepQueue } from './step-queue.js';
+
+export interface EffectApplierOptions {
+  queue: StepQueue;
+  bus: CancellationBus;
+  publisher: Redis;
+  invalidateWorkflow(workflowId: string): Promise<void>;
+  logger: Log;
+  /** Fault injection: behave as if the process died right after the commit. */
+  dropJobs: boolean;
+}
+
+/**
+ * Applies committed effects. Nothing here may lose work: a failed enqueue leaves the run
+ * queued in Postgres, and the recovery sweep enqueues it again.
+ */
+export class EffectApplier implements EffectSink {
+  constructor(private readonly options: EffectApplierOptions) {}
+
+  async apply(effects: Effects): Promise<void> {
+    const { queue, bus, publisher, logger } = this.options;
+    if (effects.jobs.length > 0 && !this.options.dropJobs) {
+      try {
+        await queue.enqueue(effects.jobs);
+      } catch (error) {
+        logger.warn(
+          { err: error, jobs: effects.jobs.length },
+          'enqueue failed; the recovery sweep will retry it',
+        );
+      }
+    }
+    if (effects.abortExecutions.length > 0) {
+      for (const id of effects.abortExecutions) bus.abort(id);
+      await bus.publish(publisher, effects.abortExecutions).catch((error: unknown) => {
+        logger.warn({ err: error }, 'abort broadcast failed; stale results are fenced in Postgres');
+      });
+    }
+    for (const workflowId of new Set(effects.changedWorkflows)) {
+      await this.options.invalidateWorkflow(workflowId).catch((error: unknown) => {
+        logger.warn({ err: error, workflowId }, 'workflow cache invalidation failed');
+      });
+    }
+  }
+}

@@ -1,0 +1,189 @@
+import { type EffectSink, type Effects, mergeEffects, noEffects } from '../core/effects.js';
+import { jobFor, type StateManager } from '../core/state-manager.js';
+import type { Log } from '../logger.js';
+import { type Pool, withTransaction } from '../store/db.js';
+import * as store from '../store/execution-store.js';
+import type { StepQueue } from './step-queue.js';
+
+// One sweeper at a time across all processes: the others skip their turn.
+const SWEEP_LOCK_KEY = 7_210_492_602;
+const BATCH = 200;
+/** Grace after an attempt's deadline before the sweep declares it timed out, so the worker's
+ * own timer (which aborts the handler) normally wins. */
+const DEADLINE_GRACE_MS = 1000;
+
+export interface SweepReport {
+  leader: boolean;
+  timedOutExecutions: number;
+  expiredAttempts: number;
+  requeued: number;
+  advanced: number;
+}
+
+export interface RecoverySweepOptions {
+  pool: Pool;
+  state: StateManager;
+  queue: StepQueue;
+  effects: EffectSink;
+  intervalMs: number;
+  staleAfterMs: number;
+  logger: Log;
+}
+
+/**
+ * Re-derives from Postgres what must happen and makes it happen: the safety net under every
+ * crash window (process killed between commit and enqueue, worker killed mid-step, Redis
+ * emptied, an external answer that never came). Every action is idempotent.
+ */
+export class RecoverySweep {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = true;
+
+  constructor(private readonly options: RecoverySweepOptions) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.sweepOnce()
+        .catch((error: unknown) =>
+          this.options.logger.warn({ err: error }, 'recovery sweep failed; will try again'),
+        )
+        .finally(() => this.schedule());
+    }, this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** One pass, if this process wins the sweep lock. */
+  async sweepOnce(): Promise<SweepReport> {
+    const report: SweepReport = {
+      leader: false,
+      timedOutExecutions: 0,
+      expiredAttempts: 0,
+      requeued: 0,
+      advanced: 0,
+    };
+    const lockClient = await this.options.pool.connect();
+    try {
+      const { rows } = await lockClient.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock($1) AS locked',
+        [SWEEP_LOCK_KEY],
+      );
+      if (!rows[0]?.locked) return report;
+      report.leader = true;
+      try {
+        await this.sweep(report);
+      } finally {
+        await lockClient.query('SELECT pg_advisory_unlock($1)', [SWEEP_LOCK_KEY]);
+      }
+    } finally {
+      lockClient.release();
+    }
+    if (
+      report.timedOutExecutions + report.expiredAttempts + report.requeued + report.advanced >
+      0
+    ) {
+      this.options.logger.info(report, 'recovery sweep acted');
+    }
+    return report;
+  }
+
+  private async sweep(report: SweepReport): Promise<void> {
+    const { pool, state, queue, staleAfterMs } = this.options;
+    const effects = noEffects();
+
+    for (const executionId of await store.findOverdueExecutions(pool, BATCH)) {
+      await withTransaction(pool, async (tx) => {
+        const execution = await store.lockExecution(tx, executionId);
+        if (!execution || !store.UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
+        await state.finish(
+          tx,
+          execution,
+          { status: 'timed_out', error: 'Execution exceeded its timeout' },
+          effects,
+        );
+        report.timedOutExecutions += 1;
+      });
+    }
+
+    for (const run of await store.findOverdueRuns(pool, DEADLINE_GRACE_MS, BATCH)) {
+      const result = await state.recordAttempt(
+        run.id,
+        run.execution_id,
+        { attempt: run.attempt },
+        {
+          kind: 'failed',
+          error: {
+            message:
+              run.status === 'waiting'
+                ? `no answer before the step timeout (${run.wait_reason ?? 'waiting'})`
+                : 'attempt exceeded its timeout; its worker did not report back',
+            type: 'timeout',
+            retryable: true,
+            attempt: run.attempt,
+          },
+        },
+      );
+      if (result) {
+        mergeEffects(effects, result);
+        report.expiredAttempts += 1;
+      }
+    }
+
+    const queued = await store.findStaleQueuedRuns(pool, staleAfterMs, BATCH);
+    const stuck = [];
+    for (const run of await store.findStaleActiveRuns(pool, staleAfterMs, BATCH)) {
+      const wake = run.status === 'waiting';
+      const live =
+        (await queue.hasJob({ runId: run.id, attempt: run.attempt, wake })) ||
+        (!wake && (await queue.hasJob({ runId: run.id, attempt: run.attempt, wake: true })));
+      if (!live) stuck.push(run);
+    }
+    for (const run of [...queued, ...stuck]) {
+      const wake = run.status === 'waiting';
+      effects.jobs.push({
+        ...jobFor(
+          {
+            id: run.execution_id,
+            workflow_id: run.workflow_id,
+            workflow_version: run.workflow_version,
+          },
+          run.id,
+          run.step_id,
+          run.attempt,
+        ),
+        ...(run.wake_at ? { runAt: run.wake_at } : {}),
+        ...(wake ? { wake } : {}),
+      });
+    }
+    await store.touchRuns(
+      pool,
+      [...queued, ...stuck].map((run) => run.id),
+    );
+    report.requeued += queued.length + stuck.length;
+
+    for (const executionId of await store.findIdleExecutions(pool, staleAfterMs, BATCH)) {
+      const before = effects.jobs.length;
+      await withTransaction(pool, async (tx) => {
+        const execution = await store.lockExecution(tx, executionId);
+        if (!execution) return;
+        await state.advance(tx, execution, effects);
+        await store.touchExecution(tx, executionId);
+      });
+      if (effects.jobs.length > before) report.advanced += 1;
+    }
+
+    await this.options.effects.apply(effects as Effects);
+  }
+}

@@ -1,0 +1,174 @@
+import type { WorkflowDefinition } from '../core/workflow-definition.js';
+
+/**
+ * The scheduler: pure functions from an execution's state to decisions. No I/O, no clock, no
+ * expressions — the state manager evaluates conditions and applies the decisions in a
+ * transaction, then asks again until nothing changes.
+ */
+
+export const STEP_STATUSES = [
+  'pending',
+  'queued',
+  'running',
+  'waiting',
+  'completed',
+  'failed',
+  'skipped',
+  'cancelled',
+] as const;
+export type StepStatus = (typeof STEP_STATUSES)[number];
+
+export const TERMINAL_STEP_STATUSES: ReadonlySet<StepStatus> = new Set([
+  'completed',
+  'failed',
+  'skipped',
+  'cancelled',
+]);
+/** Statuses of a run that is in flight: it counts against concurrency limits. */
+export const ACTIVE_STEP_STATUSES: ReadonlySet<StepStatus> = new Set([
+  'queued',
+  'running',
+  'waiting',
+]);
+
+/** One row of the current iteration: a step's own run (item_index -1) or one for_each item. */
+export interface RunState {
+  step_id: string;
+  item_index: number;
+  status: StepStatus;
+}
+
+export interface SchedulerInput {
+  definition: WorkflowDefinition;
+  runs: readonly RunState[];
+  paused: boolean;
+}
+
+export type SchedulerOutcome =
+  /** Work is in flight or about to start. */
+  | { kind: 'running' }
+  /** Nothing can move until a timer fires or something outside answers. */
+  | { kind: 'waiting' }
+  /** Every step of the iteration ended well: finish (or start the next loop iteration). */
+  | { kind: 'iteration_done' }
+  /** A step failed and may not be ignored: the execution fails. */
+  | { kind: 'failed'; step_id: string };
+
+export interface SchedulerDecision {
+  /** Pending steps whose dependencies are met, in definition order: evaluate condition, start. */
+  ready: string[];
+  /** Pending steps to skip: every declared dependency was skipped, so their branch is off. */
+  skip: string[];
+  /** for_each items to start now, within each step's item concurrency. */
+  startItems: Array<{ step_id: string; item_index: number }>;
+  /** for_each steps whose items are all finished; `failed` when any item failed. */
+  finishForEach: Array<{ step_id: string; failed: boolean }>;
+  outcome: SchedulerOutcome;
+}
+
+function isMet(status: StepStatus | undefined, continueOnError: boolean): boolean {
+  return status === 'completed' || status === 'skipped' || (status === 'failed' && continueOnError);
+}
+
+/** Decides what happens next in one iteration of an execution. */
+export function schedule(input: SchedulerInput): SchedulerDecision {
+  const { definition, runs, paused } = input;
+  const own = new Map<string, StepStatus>();
+  const items = new Map<string, RunState[]>();
+  for (const run of runs) {
+    if (run.item_index < 0) own.set(run.step_id, run.status);
+    else items.set(run.step_id, [...(items.get(run.step_id) ?? []), run]);
+  }
+  const continueOnError = new Map(
+    definition.steps.map((step) => [step.id, step.continue_on_error]),
+  );
+
+  const decision: SchedulerDecision = {
+    ready: [],
+    skip: [],
+    startItems: [],
+    finishForEach: [],
+    outcome: { kind: 'running' },
+  };
+
+  const blockingFailure = definition.steps.find(
+    (step) => own.get(step.id) === 'failed' && !step.continue_on_error,
+  );
+  if (blockingFailure) {
+    decision.outcome = { kind: 'failed', step_id: blockingFailure.id };
+    return decision;
+  }
+
+  const maxConcurrency = definition.config.max_concurrency;
+  let active = [...own.values()].filter((status) => ACTIVE_STEP_STATUSES.has(status)).length;
+
+  for (const step of definition.steps) {
+    const status = own.get(step.id);
+    if (status === 'running' && step.for_each !== null) {
+      const stepItems = (items.get(step.id) ?? []).sort((a, b) => a.item_index - b.item_index);
+      if (
+        stepItems.length > 0 &&
+        stepItems.every((item) => TERMINAL_STEP_STATUSES.has(item.status))
+      ) {
+        decision.finishForEach.push({
+          step_id: step.id,
+          failed: stepItems.some((item) => item.status === 'failed' || item.status === 'cancelled'),
+        });
+      } else if (!paused) {
+        let capacity =
+          step.for_each_concurrency -
+          stepItems.filter((item) => ACTIVE_STEP_STATUSES.has(item.status)).length;
+        for (const item of stepItems) {
+          if (capacity <= 0) break;
+          if (item.status === 'pending') {
+            decision.startItems.push({ step_id: step.id, item_index: item.item_index });
+            capacity -= 1;
+          }
+        }
+      }
+      continue;
+    }
+    if (status !== 'pending') continue;
+    const dependencies = step.depends_on.map((id) => own.get(id));
+    const allMet = step.depends_on.every((id, index) =>
+      isMet(dependencies[index], continueOnError.get(id) ?? false),
+    );
+    if (!allMet) continue;
+    const branchSkipped =
+      !step.implicit_dependencies &&
+      dependencies.length > 0 &&
+      dependencies.every((dependency) => dependency === 'skipped');
+    if (branchSkipped) {
+      decision.skip.push(step.id);
+    } else if (!paused && (maxConcurrency === undefined || active < maxConcurrency)) {
+      decision.ready.push(step.id);
+      active += 1;
+    }
+  }
+
+  const changes =
+    decision.ready.length +
+    decision.skip.length +
+    decision.startItems.length +
+    decision.finishForEach.length;
+  const stepStatuses = definition.steps.map((step) => own.get(step.id));
+  if (
+    changes === 0 &&
+    stepStatuses.every((status) => status !== undefined && TERMINAL_STEP_STATUSES.has(status))
+  ) {
+    decision.outcome = { kind: 'iteration_done' };
+  } else if (
+    changes === 0 &&
+    !runs.some((run) => run.status === 'queued' || run.status === 'running') &&
+    runs.some((run) => run.status === 'waiting')
+  ) {
+    decision.outcome = { kind: 'waiting' };
+  }
+  return decision;
+}
+
+/** Steps no other step depends on: their outputs are the execution's default output. */
+export function sinkSteps(definition: WorkflowDefinition): string[] {
+  const dependedOn = new Set(definition.steps.flatMap((step) => step.depends_on));
+  return definition.steps.filter((step) => !dependedOn.has(step.id)).map((step) => step.id);
+}

@@ -1,0 +1,67 @@
+import { type ConnectionOptions, Queue } from 'bullmq';
+import type { StepJob } from '../store/execution-store.js';
+
+export const STEP_QUEUE = 'steps';
+
+/** What a step job carries: enough to find the run and fence the attempt. */
+export type StepJobData = Omit<StepJob, 'runAt' | 'wake'>;
+
+/**
+ * Deterministic job ids make enqueueing idempotent: the sweep can add a job again whenever
+ * Postgres says it is due, and BullMQ ignores the add while the first job still exists.
+ * BullMQ job ids may not contain ':'.
+ */
+export function stepJobId(job: Pick<StepJob, 'runId' | 'attempt' | 'wake'>): string {
+  return `${job.wake ? 'w' : 's'}-${job.runId}-${job.attempt}`;
+}
+
+/** The producer side of the step queue. */
+export class StepQueue {
+  readonly queue: Queue<StepJobData>;
+
+  constructor(connection: ConnectionOptions, prefix: string) {
+    this.queue = new Queue<StepJobData>(STEP_QUEUE, {
+      connection,
+      prefix,
+      defaultJobOptions: {
+        removeOnComplete: true,
+        removeOnFail: true,
+        // Only infrastructure errors (Postgres down) make a processor throw; step failures
+        // are recorded in Postgres and never fail the job.
+        attempts: 5,
+        backoff: { type: 'exponential', delay: 1000 },
+      },
+    });
+  }
+
+  async enqueue(jobs: readonly StepJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    const now = Date.now();
+    await this.queue.addBulk(
+      jobs.map((job) => ({
+        name: job.wake ? 'wake' : 'attempt',
+        data: {
+          runId: job.runId,
+          attempt: job.attempt,
+          executionId: job.executionId,
+          workflowId: job.workflowId,
+          workflowVersion: job.workflowVersion,
+          stepId: job.stepId,
+        },
+        opts: {
+          jobId: stepJobId(job),
+          ...(job.runAt && job.runAt.getTime() > now ? { delay: job.runAt.getTime() - now } : {}),
+        },
+      })),
+    );
+  }
+
+  /** Whether BullMQ still holds a job for this attempt (waiting, delayed or active). */
+  async hasJob(job: Pick<StepJob, 'runId' | 'attempt' | 'wake'>): Promise<boolean> {
+    return (await this.queue.getJob(stepJobId(job))) !== undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}

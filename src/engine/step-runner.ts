@@ -1,0 +1,122 @@
+import { resolveTemplates } from '../core/expressions.js';
+import type { AttemptResult } from '../core/state-manager.js';
+import type { StepDefinition } from '../core/workflow-definition.js';
+import type { ClaimedRun } from '../store/execution-store.js';
+import { externalTaskHandler } from './steps/external.js';
+import { getStepHandler } from './steps/registry.js';
+import { type ExpressionContext, type StepEnvironment, StepFailure } from './steps/types.js';
+
+class AttemptTimeout extends Error {
+  constructor(seconds: number) {
+    super(`attempt exceeded its timeout of ${seconds} s`);
+    this.name = 'AttemptTimeout';
+  }
+}
+
+/** What expressions of a claimed run see. */
+export function claimContext(claim: ClaimedRun): ExpressionContext {
+  return {
+    input: claim.input_data,
+    steps: claim.steps ?? {},
+    iteration: claim.iteration,
+    ...(claim.item_index >= 0 ? { item: claim.item, index: claim.item_index } : {}),
+    execution: {
+      id: claim.execution_id,
+      workflow_id: claim.workflow_id,
+      workflow_version: claim.workflow_version,
+    },
+  };
+}
+
+/**
+ * Runs one attempt of a step: resolves its config templates, calls its handler under the
+ * attempt's deadline and the execution's abort signal, and classifies the outcome.
+ * Returns null when the execution was stopped: there is nothing left to record.
+ */
+export async function runAttempt(
+  step: StepDefinition,
+  claim: ClaimedRun,
+  env: StepEnvironment,
+  stopSignal: AbortSignal,
+  sleptUntil?: Date,
+): Promise<AttemptResult | null> {
+  const remainingMs = Math.max((claim.deadline_at?.getTime() ?? Date.now()) - Date.now(), 1);
+  const timeout = new AbortController();
+  const timer = setTimeout(
+    () => timeout.abort(new AttemptTimeout(step.timeout_seconds)),
+    remainingMs,
+  );
+  const signal = AbortSignal.any([stopSignal, timeout.signal]);
+  const context = claimContext(claim);
+  try {
+    const config = (await resolveTemplates(step.config, context, {
+      timeoutMs: env.expressionTimeoutMs,
+      basePath: 'config',
+    })) as Record<string, unknown>;
+    const handler = getStepHandler(step.step_type) ?? externalTaskHandler(step.step_type);
+    // A handler that ignores its signal must still not hold the attempt past its deadline.
+    const aborted = new Promise<never>((_, reject) => {
+      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });
+    const outcome = await Promise.race([
+      handler.run({
+        config,
+        context,
+        signal,
+        attempt: claim.attempt,
+        env,
+        ...(sleptUntil ? { sleptUntil } : {}),
+      }),
+      aborted,
+    ]);
+    switch (outcome.kind) {
+      case 'completed':
+        return { kind: 'completed', output: outcome.output ?? null };
+      case 'sleep':
+        return { kind: 'sleep', until: outcome.until, output: outcome.output };
+      case 'wait':
+        return { kind: 'wait', reason: outcome.reason };
+    }
+  } catch (error) {
+    if (stopSignal.aborted) return null;
+    return { kind: 'failed', ...classifyFailure(error, claim.attempt) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Turns anything a handler threw into a recorded failure with its retry decision inputs. */
+export function classifyFailure(
+  error: unknown,
+  attempt: number,
+): Pick<Extract<AttemptResult, { kind: 'failed' }>, 'error' | 'retryAfterMs'> {
+  if (error instanceof StepFailure) {
+    return {
+      error: {
+        message: error.message,
+        type: error.type,
+        retryable: error.retryable,
+        attempt,
+        ...(error.details === undefined ? {} : { details: error.details }),
+      },
+      retryAfterMs: error.retryAfterMs,
+    };
+  }
+  if (error instanceof AttemptTimeout) {
+    return { error: { message: error.message, type: 'timeout', retryable: true, attempt } };
+  }
+  if (error instanceof Error && error.name === 'ExpressionError') {
+    return {
+      error: { message: error.message, type: 'expression_error', retryable: false, attempt },
+    };
+  }
+  // Unknown errors are retried: a bug in a handler should not lose work when a retry helps.
+  return {
+    error: {
+      message: error instanceof Error ? error.message : String(error),
+      type: 'internal_error',
+      retryable: true,
+      attempt,
+    },
+  };
+}

@@ -1,0 +1,19 @@
+import { delayStep } from './delay.js';
+import { httpStep } from './http.js';
+import { noopStep } from './noop.js';
+import { transformStep } from './transform.js';
+import type { StepHandler } from './types.js';
+import { validateStep } from './validate.js';
+
+/** The step types that run inside the service (DESIGN.md section 4). */
+export const builtInStepHandlers: ReadonlyMap<string, StepHandler> = new Map(
+  [noopStep, delayStep, transformStep, validateStep, httpStep].map((handler) => [
+    handler.type,
+    handler,
+  ]),
+);
+
+/** The built-in handler for `type`; undefined means an external task, handled elsewhere. */
+export function getStepHandler(type: string): StepHandler | undefined {
+  return builtInStepHandlers.get(type);
+}

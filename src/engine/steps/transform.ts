@@ -1,0 +1,33 @@
+import { ExpressionError, evaluateExpression } from '../../core/expressions.js';
+import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } from './types.js';
+
+/**
+ * The `transform` step: evaluates `config.expression`, plain JSONata source (not a `{% %}`
+ * template), against the execution context.
+ */
+async function run(invocation: StepInvocation): Promise<StepOutcome> {
+  const { expression } = invocation.config;
+  if (typeof expression !== 'string' || expression.trim() === '') {
+    throw new StepFailure('Invalid transform step config: `expression` must be JSONata source', {
+      type: 'invalid_config',
+      retryable: false,
+    });
+  }
+  try {
+    const output = await evaluateExpression(expression, invocation.context, {
+      timeoutMs: invocation.env.expressionTimeoutMs,
+    });
+    // No match is a legitimate result; null is how it survives being stored as JSON.
+    return { kind: 'completed', output: output === undefined ? null : output };
+  } catch (error) {
+    if (!(error instanceof ExpressionError)) throw error;
+    // The same expression on the same context fails the same way again.
+    throw new StepFailure(`Transform expression failed: ${error.message}`, {
+      type: 'expression_error',
+      retryable: false,
+      details: { code: error.code, position: error.position },
+    });
+  }
+}
+
+export const transformStep: StepHandler = { type: 'transform', run };

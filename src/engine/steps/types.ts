@@ -1,0 +1,74 @@
+/**
+ * The contract between the step runner and the built-in step types (one file per type).
+ * A handler gets its config with every `{% %}` expression already resolved, does its work,
+ * and either returns a result or throws a StepFailure that says whether a retry can help.
+ */
+
+/** What expressions see: DESIGN.md section 3. */
+export interface ExpressionContext {
+  input: unknown;
+  steps: Record<string, { output: unknown; status: string }>;
+  item?: unknown;
+  index?: number;
+  iteration: number;
+  event?: unknown;
+  execution: { id: string; workflow_id: string; workflow_version: number };
+}
+
+/** Settings a handler may need from the service configuration. */
+export interface StepEnvironment {
+  /** Hosts (names or IP literals, lower-case) that `http` steps may reach even when private. */
+  httpAllowedHosts: readonly string[];
+  httpMaxResponseBytes: number;
+  expressionTimeoutMs: number;
+}
+
+export interface StepInvocation {
+  /** The step's config with expressions resolved. */
+  config: Record<string, unknown>;
+  context: ExpressionContext;
+  /** Fires when the attempt times out or the execution is cancelled; handlers must stop. */
+  signal: AbortSignal;
+  attempt: number;
+  env: StepEnvironment;
+  /** Set when the runner wakes a run that slept: the time it was due, so a relative sleep
+   * (`seconds`) is not computed again from now. */
+  sleptUntil?: Date;
+}
+
+export type StepOutcome =
+  /** The step is done; `output` is recorded and seen by later steps. */
+  | { kind: 'completed'; output: unknown }
+  /** Durable sleep: the runner re-invokes the handler at `until` without holding a worker. */
+  | { kind: 'sleep'; until: Date; output?: unknown }
+  /** Waits for something outside the engine (an external worker, an event). */
+  | { kind: 'wait'; reason: string };
+
+export interface StepHandler {
+  readonly type: string;
+  run(invocation: StepInvocation): Promise<StepOutcome>;
+}
+
+/**
+ * Why an attempt failed, carrying retry information (modelled on Temporal's ApplicationFailure).
+ * `type` is a stable machine-readable category, `retryable: false` fails the step at once,
+ * `retryAfterMs` (e.g. from a 429's Retry-After) overrides the backoff for the next attempt.
+ */
+export class StepFailure extends Error {
+  readonly type: string;
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  readonly details: unknown;
+
+  constructor(
+    message: string,
+    options: { type: string; retryable: boolean; retryAfterMs?: number; details?: unknown },
+  ) {
+    super(message);
+    this.name = 'StepFailure';
+    this.type = options.type;
+    this.retryable = options.retryable;
+    this.retryAfterMs = options.retryAfterMs;
+    this.details = options.details;
+  }
+}

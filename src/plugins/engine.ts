@@ -1,0 +1,83 @@
+import fp from 'fastify-plugin';
+import { Redis } from 'ioredis';
+import { RecoverySweep } from '../engine/recovery-sweep.js';
+import { createStepWorker } from '../engine/step-worker.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Present in processes that run workers (SERVICE_ROLE all or worker). */
+    engine?: { start(): Promise<void>; sweep: RecoverySweep };
+  }
+}
+
+/**
+ * Workers, the recovery sweep and the abort listener. Started only once migrations have run
+ * (runtime.ts); on close, workers get the grace period to finish, then hand jobs back.
+ */
+export const enginePlugin = fp(
+  async (app) => {
+    const { config, engineParts } = app;
+    const log = app.log.child({ component: 'engine' });
+    // Workers block on Redis and must retry forever (BullMQ's requirement).
+    const workerConnection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    workerConnection.on('error', () => {});
+    const subscriber = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    subscriber.on('error', () => {});
+    const worker = createStepWorker({
+      connection: workerConnection,
+      prefix: config.REDIS_PREFIX,
+      concurrency: config.WORKER_CONCURRENCY,
+      lockDurationMs: config.JOB_LOCK_MS,
+      pool: app.pg,
+      state: engineParts.state,
+      effects: engineParts.effects,
+      bus: engineParts.bus,
+      env: {
+        httpAllowedHosts: config.HTTP_STEP_ALLOWED_HOSTS,
+        httpMaxResponseBytes: config.HTTP_STEP_MAX_RESPONSE_BYTES,
+        expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
+      },
+      logger: log,
+    });
+    const sweep = new RecoverySweep({
+      pool: app.pg,
+      state: engineParts.state,
+      queue: engineParts.queue,
+      effects: engineParts.effects,
+      intervalMs: config.SWEEP_INTERVAL_MS,
+      staleAfterMs: config.SWEEP_STALE_AFTER_MS,
+      logger: log,
+    });
+    let started = false;
+
+    app.decorate('engine', {
+      sweep,
+      async start() {
+        if (started) return;
+        started = true;
+        await engineParts.bus.listen(subscriber);
+        void worker.run();
+        sweep.start();
+        log.info({ concurrency: config.WORKER_CONCURRENCY }, 'engine started');
+      },
+    });
+
+    app.addHook('onClose', async () => {
+      await sweep.stop();
+      if (started) {
+        const graceful = worker.close();
+        const timer = new Promise((resolve) =>
+          setTimeout(resolve, config.SHUTDOWN_GRACE_MS * 0.6).unref(),
+        );
+        await Promise.race([graceful, timer]);
+        // Jobs still running are handed back: their locks lapse and another worker takes them.
+        await worker.close(true);
+      } else {
+        await worker.close(true);
+      }
+      subscriber.disconnect();
+      workerConnection.disconnect();
+    });
+  },
+  { name: 'engine', dependencies: ['infrastructure', 'executions'] },
+);

@@ -1,0 +1,60 @@
+import fp from 'fastify-plugin';
+import { Redis } from 'ioredis';
+import { ExecutionManager } from '../core/execution-manager.js';
+import { StateManager } from '../core/state-manager.js';
+import { CancellationBus } from '../engine/cancellation-bus.js';
+import { EffectApplier } from '../engine/effect-applier.js';
+import { StepQueue } from '../engine/step-queue.js';
+
+/** The parts of the engine that both API and worker processes use. */
+export interface EngineParts {
+  state: StateManager;
+  queue: StepQueue;
+  bus: CancellationBus;
+  effects: EffectApplier;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    executions: ExecutionManager;
+    engineParts: EngineParts;
+  }
+}
+
+/** Execution use cases and the producer side of the engine (queue, abort broadcast). */
+export const executionsPlugin = fp(
+  async (app) => {
+    const { config } = app;
+    // Producers fail fast while Redis is away: the run stays queued in Postgres and the
+    // recovery sweep enqueues it later, so a request never hangs on Redis.
+    const queueConnection = new Redis(config.REDIS_URL, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (times) => Math.min(times * 200, 2000),
+    });
+    queueConnection.on('error', () => {});
+    const queue = new StepQueue(queueConnection, config.REDIS_PREFIX);
+    queue.queue.on('error', () => {});
+    const bus = new CancellationBus(CancellationBus.channelFor(config.REDIS_PREFIX));
+    const state = new StateManager({
+      pool: app.pg,
+      expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
+      logger: app.log.child({ component: 'engine' }),
+    });
+    const effects = new EffectApplier({
+      queue,
+      bus,
+      publisher: app.redis,
+      invalidateWorkflow: (workflowId) => app.workflowCache.invalidate(workflowId),
+      logger: app.log.child({ component: 'engine' }),
+      dropJobs: config.FAULT_INJECTION === 'drop-enqueue',
+    });
+    app.decorate('engineParts', { state, queue, bus, effects });
+    app.decorate('executions', new ExecutionManager({ pool: app.pg, state, effects, config }));
+    app.addHook('onClose', async () => {
+      await queue.close().catch(() => {});
+      queueConnection.disconnect();
+    });
+  },
+  { name: 'executions', dependencies: ['infrastructure', 'workflows'] },
+);

@@ -1,0 +1,695 @@
+import type { WorkflowDefinition } from '../core/workflow-definition.js';
+import type { StepStatus } from '../engine/scheduler.js';
+import type { Queryable } from './db.js';
+
+/** SQL for executions and their step runs. Every function takes the pool or a transaction. */
+
+export const EXECUTION_STATUSES = [
+  'pending',
+  'running',
+  'waiting',
+  'paused',
+  'completed',
+  'failed',
+  'cancelled',
+  'timed_out',
+] as const;
+export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
+export const UNFINISHED_EXECUTION_STATUSES: readonly ExecutionStatus[] = [
+  'pending',
+  'running',
+  'waiting',
+  'paused',
+];
+
+export interface ExecutionRow {
+  id: string;
+  workflow_id: string;
+  status: ExecutionStatus;
+  input_data: unknown;
+  output_data: unknown;
+  step_results: Record<string, unknown>;
+  started_at: Date | null;
+  completed_at: Date | null;
+  error: string | null;
+  error_details: unknown;
+  duration_seconds: number | null;
+  created_at: Date;
+  updated_at: Date;
+  workflow_version: number;
+  idempotency_key: string | null;
+  current_iteration: number;
+  deadline_at: Date | null;
+}
+
+export interface StepRunRow {
+  id: number;
+  execution_id: string;
+  step_id: string;
+  iteration: number;
+  item_index: number;
+  status: StepStatus;
+  attempt: number;
+  first_attempt: number;
+  lease_id: string | null;
+  item: unknown;
+  item_count: number | null;
+  output: unknown;
+  error: StepErrorRecord | null;
+  wait_reason: string | null;
+  wake_at: Date | null;
+  deadline_at: Date | null;
+  queued_at: Date | null;
+  started_at: Date | null;
+  completed_at: Date | null;
+  updated_at: Date;
+}
+
+/** How a failed attempt is recorded on its run. */
+export interface StepErrorRecord {
+  message: string;
+  type: string;
+  retryable: boolean;
+  attempt: number;
+  details?: unknown;
+}
+
+/** A run claimed by a worker, with what its expressions may read. */
+export interface ClaimedRun extends StepRunRow {
+  workflow_id: string;
+  workflow_version: number;
+  input_data: unknown;
+  steps: Record<string, { output: unknown; status: string }> | null;
+}
+
+/** A BullMQ job the engine must add once the transaction that made it due has committed. */
+export interface StepJob {
+  runId: number;
+  attempt: number;
+  executionId: string;
+  workflowId: string;
+  workflowVersion: number;
+  stepId: string;
+  /** Absent: run now. */
+  runAt?: Date;
+  /** A wake-up of a sleeping run (delay step), distinct from the attempt's first job. */
+  wake?: boolean;
+}
+
+export async function loadDefinition(
+  db: Queryable,
+  workflowId: string,
+  version: number,
+): Promise<WorkflowDefinition | null> {
+  const { rows } = await db.query<{ definition: WorkflowDefinition }>(
+    'SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2',
+    [workflowId, version],
+  );
+  return rows[0]?.definition ?? null;
+}
+
+/** The workflow's status and current version: what an execute request pins. */
+export async function findWorkflowHead(
+  db: Queryable,
+  workflowId: string,
+): Promise<{ status: string; version: number; workflow_type: string } | null> {
+  const { rows } = await db.query<{ status: string; version: number; workflow_type: string }>(
+    'SELECT status, version, workflow_type FROM workflows WHERE id = $1',
+    [workflowId],
+  );
+  return rows[0] ?? null;
+}
+
+export interface NewExecution {
+  id: string;
+  workflowId: string;
+  version: number;
+  input: unknown;
+  idempotencyKey: string | null;
+  timeoutSeconds: number | null;
+}
+
+/** Inserts a running execution; null when the idempotency key was already used. */
+export async function insertExecution(
+  db: Queryable,
+  execution: NewExecution,
+): Promise<ExecutionRow | null> {
+  const { rows } = await db.query<ExecutionRow>(
+    `INSERT INTO workflow_executions
+       (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at, deadline_at)
+     VALUES ($1, $2, $3, 'running', $4, $5, now(),
+             CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END)
+     ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     RETURNING *`,
+    [
+      execution.id,
+      execution.workflowId,
+      execution.version,
+      JSON.stringify(execution.input ?? {}),
+      execution.idempotencyKey,
+      execution.timeoutSeconds,
+    ],
+  );
+  return rows[0] ?? null;
+}
+
+export async function findByIdempotencyKey(
+  db: Queryable,
+  workflowId: string,
+  key: string,
+): Promise<ExecutionRow | null> {
+  const { rows } = await db.query<ExecutionRow>(
+    'SELECT * FROM workflow_executions WHERE workflow_id = $1 AND idempotency_key = $2',
+    [workflowId, key],
+  );
+  return rows[0] ?? null;
+}
+
+export async function getExecution(db: Queryable, id: string): Promise<ExecutionRow | null> {
+  const { rows } = await db.query<ExecutionRow>('SELECT * FROM workflow_executions WHERE id = $1', [
+    id,
+  ]);
+  return rows[0] ?? null;
+}
+
+/** Locks the execution row: every state change of an execution serialises on it. */
+export async function lockExecution(db: Queryable, id: string): Promise<ExecutionRow | null> {
+  const { rows } = await db.query<ExecutionRow>(
+    'SELECT * FROM workflow_executions WHERE id = $1 FOR UPDATE',
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+export interface ExecutionFilters {
+  workflowId?: string | undefined;
+  status?: ExecutionStatus | undefined;
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+  /** Keyset position: rows strictly after (created_at, id) in descending order. */
+  after?: { createdAt: string; id: string } | undefined;
+  limit: number;
+}
+
+/** Newest first; the created_at text keeps microseconds so the cursor never skips a row. */
+export async function listExecutions(
+  db: Queryable,
+  filters: ExecutionFilters,
+): Promise<Array<ExecutionRow & { created_at_key: string }>> {
+  const { rows } = await db.query<ExecutionRow & { created_at_key: string }>(
+    `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key
+       FROM workflow_executions
+      WHERE ($1::text IS NULL OR workflow_id = $1)
+        AND ($2::text IS NULL OR status = $2)
+        AND ($3::timestamptz IS NULL OR created_at >= $3)
+        AND ($4::timestamptz IS NULL OR created_at < $4)
+        AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::text))
+      ORDER BY created_at DESC, id DESC
+      LIMIT $7`,
+    [
+      filters.workflowId ?? null,
+      filters.status ?? null,
+      filters.createdAfter ?? null,
+      filters.createdBefore ?? null,
+      filters.after?.createdAt ?? null,
+      filters.after?.id ?? null,
+      filters.limit,
+    ],
+  );
+  return rows;
+}
+
+export async function listStepRuns(db: Queryable, executionId: string): Promise<StepRunRow[]> {
+  const { rows } = await db.query<StepRunRow>(
+    'SELECT * FROM step_executions WHERE execution_id = $1 ORDER BY iteration, id',
+    [executionId],
+  );
+  return rows;
+}
+
+export async function loadIterationRuns(
+  db: Queryable,
+  executionId: string,
+  iteration: number,
+): Promise<StepRunRow[]> {
+  const { rows } = await db.query<StepRunRow>(
+    'SELECT * FROM step_executions WHERE execution_id = $1 AND iteration = $2 ORDER BY id',
+    [executionId, iteration],
+  );
+  return rows;
+}
+
+/** Creates the pending runs of one iteration, in definition order. */
+export async function insertIterationRuns(
+  db: Queryable,
+  executionId: string,
+  iteration: number,
+  stepIds: readonly string[],
+): Promise<StepRunRow[]> {
+  const { rows } = await db.query<StepRunRow>(
+    `INSERT INTO step_executions (execution_id, step_id, iteration)
+     SELECT $1, step_id, $2 FROM unnest($3::text[]) WITH ORDINALITY AS s(step_id, position)
+     ORDER BY position
+     RETURNING *`,
+    [executionId, iteration, stepIds],
+  );
+  return rows;
+}
+
+/** Creates the item runs of a for_each step (pending) and marks the step itself running. */
+export async function expandForEach(
+  db: Queryable,
+  parent: StepRunRow,
+  items: readonly unknown[],
+): Promise<StepRunRow[]> {
+  await db.query(
+    `UPDATE step_executions SET status = 'running', item_count = $2, started_at = now(), updated_at = now()
+      WHERE id = $1`,
+    [parent.id, items.length],
+  );
+  const { rows } = await db.query<StepRunRow>(
+    `INSERT INTO step_executions (execution_id, step_id, iteration, item_index, item)
+     SELECT $1, $2, $3, ordinality - 1, value
+       FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY
+     RETURNING *`,
+    [parent.execution_id, parent.step_id, parent.iteration, JSON.stringify(items)],
+  );
+  return rows;
+}
+
+/** Queues runs for their next attempt; returns the attempt numbers to put on the jobs. */
+export async function queueRuns(
+  db: Queryable,
+  runIds: readonly number[],
+): Promise<Array<{ id: number; attempt: number; step_id: string }>> {
+  if (runIds.length === 0) return [];
+  const { rows } = await db.query<{ id: number; attempt: number; step_id: string }>(
+    `UPDATE step_executions
+        SET status = 'queued', attempt = attempt + 1, queued_at = now(), wake_at = NULL,
+            lease_id = NULL, wait_reason = NULL, updated_at = now()
+      WHERE id = ANY($1::bigint[])
+      RETURNING id, attempt, step_id`,
+    [runIds],
+  );
+  return rows;
+}
+
+export async function skipRuns(
+  db: Queryable,
+  runIds: readonly number[],
+  reason: string,
+): Promise<void> {
+  if (runIds.length === 0) return;
+  await db.query(
+    `UPDATE step_executions SET status = 'skipped', wait_reason = $2, completed_at = now(), updated_at = now()
+      WHERE id = ANY($1::bigint[])`,
+    [runIds, reason],
+  );
+}
+
+/** Ends a run that no worker holds (for_each aggregate, condition or expression failures). */
+export async function finishRun(
+  db: Queryable,
+  runId: number,
+  outcome: { status: 'completed'; output: unknown } | { status: 'failed'; error: StepErrorRecord },
+): Promise<void> {
+  await db.query(
+    `UPDATE step_executions
+        SET status = $2, output = $3, error = $4, completed_at = now(), lease_id = NULL,
+            started_at = COALESCE(started_at, now()), updated_at = now()
+      WHERE id = $1`,
+    [
+      runId,
+      outcome.status,
+      outcome.status === 'completed' ? JSON.stringify(outcome.output ?? null) : null,
+      outcome.status === 'failed' ? JSON.stringify(outcome.error) : null,
+    ],
+  );
+}
+
+/**
+ * Claims a run for one attempt: a new lease fences off any older holder (a stale worker or
+ * a redelivered job). Returns null when the attempt is no longer current or the execution
+ * is not running (cancelled, paused, finished): the job is then dropped.
+ */
+export async function claimRun(
+  db: Queryable,
+  runId: number,
+  attempt: number,
+  leaseId: string,
+  timeoutSeconds: number,
+): Promise<ClaimedRun | null> {
+  const { rows } = await db.query<ClaimedRun>(
+    `WITH claimed AS (
+       UPDATE step_executions s
+          SET status = 'running', lease_id = $3, started_at = COALESCE(s.started_at, now()),
+              deadline_at = now() + make_interval(secs => $4::int),
+              updated_at = now()
+         FROM workflow_executions e
+        WHERE s.id = $1 AND s.attempt = $2 AND s.status IN ('queued', 'running', 'waiting')
+          AND e.id = s.execution_id AND e.status IN ('running', 'waiting')
+       RETURNING s.*, e.workflow_id, e.workflow_version, e.input_data
+     )
+     SELECT c.*,
+            (SELECT jsonb_object_agg(r.step_id, jsonb_build_object('output', r.output, 'status', r.status))
+               FROM step_executions r
+              WHERE r.execution_id = c.execution_id AND r.iteration = c.iteration AND r.item_index = -1
+                AND r.id <> c.id) AS steps
+       FROM claimed c`,
+    [runId, attempt, leaseId, timeoutSeconds],
+  );
+  return rows[0] ?? null;
+}
+
+/** Locks a run if its attempt is still the given one and unfinished (for the sweep). */
+export async function lockRunAttempt(
+  db: Queryable,
+  runId: number,
+  attempt: number,
+): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>(
+    `SELECT * FROM step_executions WHERE id = $1 AND attempt = $2 AND status IN ('running', 'waiting')
+       FOR UPDATE`,
+    [runId, attempt],
+  );
+  return rows[0] ?? null;
+}
+
+/** All queued runs of an execution: what resume must put back on the queue. */
+export async function listQueuedRuns(db: Queryable, executionId: string): Promise<StepRunRow[]> {
+  const { rows } = await db.query<StepRunRow>(
+    `SELECT * FROM step_executions WHERE execution_id = $1 AND status = 'queued'`,
+    [executionId],
+  );
+  return rows;
+}
+
+/** Checks that a lease is still current, locking the run for the caller's transaction. */
+export async function lockLeasedRun(
+  db: Queryable,
+  runId: number,
+  leaseId: string,
+): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>(
+    `SELECT * FROM step_executions WHERE id = $1 AND lease_id = $2 AND status IN ('running', 'waiting')
+       FOR UPDATE`,
+    [runId, leaseId],
+  );
+  return rows[0] ?? null;
+}
+
+export async function completeLeasedRun(
+  db: Queryable,
+  runId: number,
+  output: unknown,
+): Promise<void> {
+  await db.query(
+    `UPDATE step_executions
+        SET status = 'completed', output = $2, error = NULL, wait_reason = NULL, lease_id = NULL,
+            completed_at = now(), updated_at = now()
+      WHERE id = $1`,
+    [runId, JSON.stringify(output ?? null)],
+  );
+}
+
+/** A failed attempt that will be retried: same run, next attempt, due at `runAt`. */
+export async function scheduleRetry(
+  db: Queryable,
+  runId: number,
+  error: StepErrorRecord,
+  runAt: Date,
+): Promise<{ attempt: number }> {
+  const { rows } = await db.query<{ attempt: number }>(
+    `UPDATE step_executions
+        SET status = 'queued', attempt = attempt + 1, error = $2, wake_at = $3, lease_id = NULL,
+            wait_reason = $4, queued_at = now(), updated_at = now()
+      WHERE id = $1
+      RETURNING attempt`,
+    [runId, JSON.stringify(error), runAt, `retry after: ${error.message}`.slice(0, 500)],
+  );
+  return { attempt: rows[0]?.attempt ?? 0 };
+}
+
+export async function failRun(db: Queryable, runId: number, error: StepErrorRecord): Promise<void> {
+  await finishRun(db, runId, { status: 'failed', error });
+}
+
+/** Parks a run: a durable sleep (wake_at) or a wait for something outside the engine. */
+export async function parkRun(
+  db: Queryable,
+  runId: number,
+  park: { reason: string; wakeAt: Date | null; output?: unknown },
+): Promise<void> {
+  await db.query(
+    `UPDATE step_executions
+        SET status = 'waiting', wait_reason = $2, wake_at = $3,
+            output = COALESCE($4::jsonb, output), updated_at = now()
+      WHERE id = $1`,
+    [
+      runId,
+      park.reason,
+      park.wakeAt,
+      park.output === undefined ? null : JSON.stringify(park.output),
+    ],
+  );
+}
+
+/** Cancels every unfinished run of an execution; returns how many were stopped. */
+export async function cancelUnfinishedRuns(
+  db: Queryable,
+  executionId: string,
+  reason: string,
+): Promise<number> {
+  const { rowCount } = await db.query(
+    `UPDATE step_executions
+        SET status = 'cancelled', lease_id = NULL, wait_reason = $2, completed_at = now(), updated_at = now()
+      WHERE execution_id = $1 AND status IN ('pending', 'queued', 'running', 'waiting')`,
+    [executionId, reason],
+  );
+  return rowCount ?? 0;
+}
+
+export async function recordStepResult(
+  db: Queryable,
+  executionId: string,
+  stepId: string,
+  output: unknown,
+): Promise<void> {
+  await db.query(
+    `UPDATE workflow_executions
+        SET step_results = COALESCE(step_results, '{}'::jsonb) || jsonb_build_object($2::text, $3::jsonb),
+            updated_at = now()
+      WHERE id = $1`,
+    [executionId, stepId, JSON.stringify(output ?? null)],
+  );
+}
+
+export async function setExecutionStatus(
+  db: Queryable,
+  executionId: string,
+  status: ExecutionStatus,
+): Promise<void> {
+  await db.query(
+    'UPDATE workflow_executions SET status = $2, updated_at = now() WHERE id = $1 AND status <> $2',
+    [executionId, status],
+  );
+}
+
+export async function startIteration(
+  db: Queryable,
+  executionId: string,
+  iteration: number,
+): Promise<void> {
+  await db.query(
+    'UPDATE workflow_executions SET current_iteration = $2, updated_at = now() WHERE id = $1',
+    [executionId, iteration],
+  );
+}
+
+/**
+ * Ends an execution and, in the same transaction, keeps the seed's counters on the workflow
+ * true: execution_count, success_count, failure_count and the average duration of the ended.
+ */
+export async function finishExecution(
+  db: Queryable,
+  execution: ExecutionRow,
+  outcome: {
+    status: 'completed' | 'failed' | 'cancelled' | 'timed_out';
+    output?: unknown;
+    error?: string;
+    errorDetails?: unknown;
+  },
+): Promise<ExecutionRow> {
+  const { rows } = await db.query<ExecutionRow>(
+    `UPDATE workflow_executions
+        SET status = $2, output_data = COALESCE($3::jsonb, output_data), error = $4, error_details = $5,
+            completed_at = now(), updated_at = now(),
+            duration_seconds = round(extract(epoch FROM now() - COALESCE(started_at, created_at))::numeric, 2)
+      WHERE id = $1
+      RETURNING *`,
+    [
+      execution.id,
+      outcome.status,
+      outcome.output === undefined ? null : JSON.stringify(outcome.output),
+      outcome.error ?? null,
+      outcome.errorDetails === undefined ? null : JSON.stringify(outcome.errorDetails),
+    ],
+  );
+  const finished = rows[0] as ExecutionRow;
+  await db.query(
+    `UPDATE workflows
+        SET execution_count = execution_count + 1,
+            success_count = success_count + CASE WHEN $2 = 'completed' THEN 1 ELSE 0 END,
+            failure_count = failure_count + CASE WHEN $2 IN ('failed', 'timed_out') THEN 1 ELSE 0 END,
+            average_duration_seconds = round(
+              (average_duration_seconds * execution_count + $3::numeric) / (execution_count + 1), 2),
+            completed_at = now()
+      WHERE id = $1`,
+    [finished.workflow_id, outcome.status, finished.duration_seconds ?? 0],
+  );
+  return finished;
+}
+
+/** Marks the workflow as last started now (the seed's workflows.started_at). */
+export async function touchWorkflowStarted(db: Queryable, workflowId: string): Promise<void> {
+  await db.query('UPDATE workflows SET started_at = now() WHERE id = $1', [workflowId]);
+}
+
+/** Puts a failed execution back to running and its failed/cancelled runs back to pending. */
+export async function reopenExecution(db: Queryable, execution: ExecutionRow): Promise<void> {
+  await db.query(
+    `UPDATE step_executions
+        SET status = 'pending', first_attempt = attempt + 1, error = NULL, wait_reason = NULL,
+            lease_id = NULL, completed_at = NULL, item_count = NULL, updated_at = now()
+      WHERE execution_id = $1 AND iteration = $2 AND item_index = -1 AND status IN ('failed', 'cancelled')`,
+    [execution.id, execution.current_iteration],
+  );
+  // Items of a for_each step that failed run again from scratch when the step runs again.
+  await db.query(
+    `DELETE FROM step_executions s
+      WHERE s.execution_id = $1 AND s.iteration = $2 AND s.item_index >= 0
+        AND EXISTS (SELECT 1 FROM step_executions p
+                     WHERE p.execution_id = s.execution_id AND p.iteration = s.iteration
+                       AND p.step_id = s.step_id AND p.item_index = -1 AND p.status = 'pending')`,
+    [execution.id, execution.current_iteration],
+  );
+  await db.query(
+    `UPDATE workflow_executions
+        SET status = 'running', error = NULL, error_details = NULL, completed_at = NULL,
+            duration_seconds = NULL, output_data = NULL, updated_at = now(),
+            deadline_at = CASE WHEN deadline_at IS NULL THEN NULL
+                               ELSE now() + (deadline_at - COALESCE(started_at, created_at)) END
+      WHERE id = $1`,
+    [execution.id],
+  );
+  // The ended execution was counted; reopening takes it back out until it ends again.
+  await db.query(
+    `UPDATE workflows
+        SET execution_count = GREATEST(execution_count - 1, 0),
+            failure_count = GREATEST(failure_count - CASE WHEN $2 IN ('failed', 'timed_out') THEN 1 ELSE 0 END, 0)
+      WHERE id = $1`,
+    [execution.workflow_id, execution.status],
+  );
+}
+
+/** Runs that are queued and due, of running executions, that nobody touched for a while. */
+/** A run with the workflow version its execution pinned, as the sweep needs to enqueue it. */
+export type PinnedRun = StepRunRow & { workflow_id: string; workflow_version: number };
+
+export async function findStaleQueuedRuns(
+  db: Queryable,
+  staleAfterMs: number,
+  limit: number,
+): Promise<PinnedRun[]> {
+  const { rows } = await db.query<PinnedRun>(
+    `SELECT s.*, e.workflow_id, e.workflow_version FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
+      WHERE s.status = 'queued' AND s.updated_at < now() - make_interval(secs => $1::float8 / 1000)
+        AND e.status IN ('running', 'waiting')
+      ORDER BY s.updated_at LIMIT $2`,
+    [staleAfterMs, limit],
+  );
+  return rows;
+}
+
+/** Running runs and sleeping runs whose job may have been lost (Redis flushed, worker gone). */
+export async function findStaleActiveRuns(
+  db: Queryable,
+  staleAfterMs: number,
+  limit: number,
+): Promise<PinnedRun[]> {
+  const { rows } = await db.query<PinnedRun>(
+    `SELECT s.*, e.workflow_id, e.workflow_version FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
+      WHERE e.status IN ('running', 'waiting')
+        AND ((s.status = 'running' AND s.updated_at < now() - make_interval(secs => $1::float8 / 1000))
+          OR (s.status = 'waiting' AND s.wake_at IS NOT NULL
+              AND s.wake_at < now() - make_interval(secs => $1::float8 / 1000)))
+      ORDER BY s.updated_at LIMIT $2`,
+    [staleAfterMs, limit],
+  );
+  return rows;
+}
+
+/** Attempts past their deadline: the holder died or hung, or an outside answer never came. */
+export async function findOverdueRuns(
+  db: Queryable,
+  graceMs: number,
+  limit: number,
+): Promise<PinnedRun[]> {
+  const { rows } = await db.query<PinnedRun>(
+    `SELECT s.*, e.workflow_id, e.workflow_version FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
+      WHERE s.status IN ('running', 'waiting') AND s.wake_at IS NULL
+        AND s.deadline_at < now() - make_interval(secs => $1::float8 / 1000)
+        AND e.status IN ('running', 'waiting')
+      ORDER BY s.deadline_at LIMIT $2`,
+    [graceMs, limit],
+  );
+  return rows;
+}
+
+export async function findOverdueExecutions(db: Queryable, limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM workflow_executions
+      WHERE status IN ('pending', 'running', 'waiting', 'paused') AND deadline_at < now()
+      ORDER BY deadline_at LIMIT $1`,
+    [limit],
+  );
+  return rows.map((row) => row.id);
+}
+
+/** Unfinished executions nothing touched for a while: the sweep re-runs the scheduler on them. */
+export async function findIdleExecutions(
+  db: Queryable,
+  idleAfterMs: number,
+  limit: number,
+): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM workflow_executions
+      WHERE status IN ('running', 'waiting') AND updated_at < now() - make_interval(secs => $1::float8 / 1000)
+      ORDER BY updated_at LIMIT $2`,
+    [idleAfterMs, limit],
+  );
+  return rows.map((row) => row.id);
+}
+
+export async function touchRuns(db: Queryable, runIds: readonly number[]): Promise<void> {
+  if (runIds.length === 0) return;
+  await db.query('UPDATE step_executions SET updated_at = now() WHERE id = ANY($1::bigint[])', [
+    runIds,
+  ]);
+}
+
+export async function touchExecution(db: Queryable, executionId: string): Promise<void> {
+  await db.query('UPDATE workflow_executions SET updated_at = now() WHERE id = $1', [executionId]);
+}
+
+export async function countUnfinishedExecutions(
+  db: Queryable,
+  workflowId: string,
+): Promise<number> {
+  const { rows } = await db.query<{ count: number }>(
+    `SELECT count(*)::int AS count FROM workflow_executions
+      WHERE workflow_id = $1 AND status IN ('pending', 'running', 'waiting', 'paused')`,
+    [workflowId],
+  );
+  return rows[0]?.count ?? 0;
+}

@@ -1,0 +1,500 @@
+import { randomUUID } from 'node:crypto';
+import type {
+  StepDefinition,
+  WorkflowDefinition,
+  WorkflowStatus,
+  WorkflowType,
+} from '../core/workflow-definition.js';
+import { ValidationFailedError, WorkflowBusyError } from '../errors.js';
+import { isPgError, type Pool, type PoolClient, type Queryable, withTransaction } from './db.js';
+
+/**
+ * All SQL for workflow definitions: `workflows`, `workflow_steps` and `workflow_versions`.
+ * Every state change runs in one transaction; every value travels as a query parameter.
+ */
+
+/** The seed's `workflows` columns plus `version`, as the API shows them (ISO timestamps). */
+export interface WorkflowRow {
+  id: string;
+  name: string;
+  description: string | null;
+  workflow_type: WorkflowType;
+  status: WorkflowStatus;
+  config: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  tags: string[];
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  execution_count: number;
+  success_count: number;
+  failure_count: number;
+  average_duration_seconds: number;
+  version: number;
+}
+
+/** A workflow with its normalised step definitions, in definition order. */
+export interface StoredWorkflow extends WorkflowRow {
+  steps: StepDefinition[];
+}
+
+/** A step as the API shows it: the user's fields with defaults applied. */
+export interface StepView {
+  id: string;
+  name: string;
+  step_type: string;
+  agent_id: string | null;
+  config: Record<string, unknown>;
+  /** As declared (resolved to ids); [] when none were declared. */
+  dependencies: string[];
+  condition: string | null;
+  for_each: string | null;
+  for_each_concurrency: number;
+  timeout_seconds: number;
+  retry_count: number;
+  retry_backoff: StepDefinition['retry_backoff'];
+  continue_on_error: boolean;
+}
+
+/** What GET /workflows/{id} returns, and what the cache holds. */
+export interface WorkflowView extends WorkflowRow {
+  steps: StepView[];
+}
+
+/** A list item: the row without its steps, which would make pages heavy. */
+export interface WorkflowSummary extends WorkflowRow {
+  steps_count: number;
+}
+
+/** The fields a create or update writes, with the validated definition. */
+export interface WorkflowWrite {
+  name: string;
+  description: string | null;
+  workflow_type: WorkflowType;
+  status: WorkflowStatus;
+  config: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  tags: string[];
+  definition: WorkflowDefinition;
+}
+
+export interface WorkflowListQuery {
+  status?: WorkflowStatus | undefined;
+  workflow_type?: WorkflowType | undefined;
+  /** The workflow carries every one of these tags. */
+  tags?: string[] | undefined;
+  /** Case-insensitive substring of the name. */
+  search?: string | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+export interface WorkflowPage {
+  items: WorkflowSummary[];
+  next_cursor: string | null;
+}
+
+/** Unfinished execution statuses: a workflow with such executions cannot be deleted. */
+export const ACTIVE_EXECUTION_STATUSES = ['pending', 'running', 'waiting', 'paused'] as const;
+
+// Postgres refuses U+0000 in text (22021) and in jsonb (22P05): the request is at fault.
+const CHARACTER_NOT_IN_REPERTOIRE = '22021';
+const UNTRANSLATABLE_CHARACTER = '22P05';
+// Class 22 (data exception) on a list query can only come from the cursor's values.
+const DATA_EXCEPTION_CLASS = '22';
+
+const COLUMNS = `
+  w.id, w.name, w.description, w.workflow_type, coalesce(w.status, 'draft') AS status,
+  coalesce(w.config, '{}'::jsonb) AS config, coalesce(w.metadata, '{}'::jsonb) AS metadata,
+  coalesce(w.tags, '{}'::text[]) AS tags, w.created_at, w.updated_at, w.started_at,
+  w.completed_at, coalesce(w.execution_count, 0) AS execution_count,
+  coalesce(w.success_count, 0) AS success_count, coalesce(w.failure_count, 0) AS failure_count,
+  coalesce(w.average_duration_seconds, 0) AS average_duration_seconds, w.version`;
+
+/**
+ * The cursor needs created_at with its full microsecond precision: a JS Date keeps only
+ * milliseconds, and rows inserted in one transaction share created_at, so a truncated value
+ * would skip or repeat rows at page boundaries.
+ */
+const CURSOR_TIMESTAMP = `to_char(w.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+const CURSOR_TIMESTAMP_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
+interface RawWorkflowRow {
+  id: string;
+  name: string;
+  description: string | null;
+  workflow_type: string;
+  status: string;
+  config: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  tags: string[];
+  created_at: Date;
+  updated_at: Date;
+  started_at: Date | null;
+  completed_at: Date | null;
+  execution_count: number;
+  success_count: number;
+  failure_count: number;
+  average_duration_seconds: number;
+  version: number;
+}
+
+function iso(value: Date | null): string | null {
+  return value === null ? null : value.toISOString();
+}
+
+function toRow(raw: RawWorkflowRow): WorkflowRow {
+  return {
+    id: raw.id,
+    name: raw.name,
+    description: raw.description,
+    workflow_type: raw.workflow_type as WorkflowType,
+    status: raw.status as WorkflowStatus,
+    config: raw.config,
+    metadata: raw.metadata,
+    tags: raw.tags,
+    created_at: raw.created_at.toISOString(),
+    updated_at: raw.updated_at.toISOString(),
+    started_at: iso(raw.started_at),
+    completed_at: iso(raw.completed_at),
+    execution_count: raw.execution_count,
+    success_count: raw.success_count,
+    failure_count: raw.failure_count,
+    average_duration_seconds: raw.average_duration_seconds,
+    version: raw.version,
+  };
+}
+
+/** Shapes a stored step definition for the API. */
+export function toStepView(step: StepDefinition): StepView {
+  return {
+    id: step.id,
+    name: step.name,
+    step_type: step.step_type,
+    agent_id: step.agent_id,
+    config: step.config,
+    dependencies: step.dependencies ?? [],
+    condition: step.condition,
+    for_each: step.for_each,
+    for_each_concurrency: step.for_each_concurrency,
+    timeout_seconds: step.timeout_seconds,
+    retry_count: step.retry_count,
+    retry_backoff: step.retry_backoff,
+    continue_on_error: step.continue_on_error,
+  };
+}
+
+/** Shapes a stored workflow for the API. */
+export function toWorkflowView(workflow: StoredWorkflow): WorkflowView {
+  const { steps, ...row } = workflow;
+  return { ...row, steps: steps.map(toStepView) };
+}
+
+function newWorkflowId(): string {
+  return `wf_${randomUUID().replaceAll('-', '')}`;
+}
+
+function newStepRowId(): string {
+  return `ws_${randomUUID().replaceAll('-', '')}`;
+}
+
+interface CursorPosition {
+  createdAt: string;
+  id: string;
+}
+
+function encodeCursor(position: CursorPosition): string {
+  return Buffer.from(JSON.stringify({ c: position.createdAt, i: position.id }), 'utf8').toString(
+    'base64url',
+  );
+}
+
+function invalidCursor(): ValidationFailedError {
+  return new ValidationFailedError([
+    { path: 'querystring.cursor', message: 'is not a cursor returned by this endpoint' },
+  ]);
+}
+
+function decodeCursor(cursor: string): CursorPosition {
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalidCursor();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalidCursor();
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw invalidCursor();
+  const { c, i } = parsed as { c?: unknown; i?: unknown };
+  if (
+    typeof c !== 'string' ||
+    !CURSOR_TIMESTAMP_PATTERN.test(c) ||
+    typeof i !== 'string' ||
+    i.length === 0 ||
+    i.length > 255 ||
+    i.includes('\u0000')
+  ) {
+    throw invalidCursor();
+  }
+  return { createdAt: c, id: i };
+}
+
+function rethrowUnstorable(error: unknown): never {
+  if (isPgError(error, CHARACTER_NOT_IN_REPERTOIRE) || isPgError(error, UNTRANSLATABLE_CHARACTER)) {
+    throw new ValidationFailedError([
+      { path: 'body', message: 'contains the character U+0000, which cannot be stored' },
+    ]);
+  }
+  throw error;
+}
+
+/** Postgres rejects U+0000 in text: such an id cannot exist, so it is simply not found. */
+function isLookupableId(id: string): boolean {
+  return id.length > 0 && !id.includes('\u0000');
+}
+
+export class WorkflowStore {
+  constructor(private readonly pool: Pool) {}
+
+  /** Inserts a workflow, its steps and its version 1 in one transaction. */
+  async insert(write: WorkflowWrite): Promise<StoredWorkflow> {
+    const id = newWorkflowId();
+    try {
+      return await withTransaction(this.pool, async (client) => {
+        const { rows } = await client.query<RawWorkflowRow>(
+          `INSERT INTO workflows AS w
+             (id, name, description, workflow_type, status, config, metadata, tags, version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1)
+           RETURNING ${COLUMNS}`,
+          [
+            id,
+            write.name,
+            write.description,
+            write.workflow_type,
+            write.status,
+            write.config,
+            write.metadata,
+            write.tags,
+          ],
+        );
+        await this.writeSteps(client, id, write.definition.steps);
+        await this.insertVersion(client, id, 1, write.definition);
+        return { ...toRow(rows[0] as RawWorkflowRow), steps: write.definition.steps };
+      });
+    } catch (error) {
+      rethrowUnstorable(error);
+    }
+  }
+
+  /** The workflow with its steps, or null when there is none with this id. */
+  async get(id: string): Promise<StoredWorkflow | null> {
+    if (!isLookupableId(id)) return null;
+    return this.read(this.pool, id, '');
+  }
+
+  /**
+   * Applies `change` to the current workflow under a row lock, so concurrent updates apply one
+   * after the other and each sees the previous one's result. `change` returns the complete new
+   * state; the version goes up by one and the new definition is pinned as that version.
+   * Resolves to null when the workflow does not exist.
+   */
+  async update(
+    id: string,
+    change: (current: StoredWorkflow) => WorkflowWrite,
+  ): Promise<StoredWorkflow | null> {
+    if (!isLookupableId(id)) return null;
+    try {
+      return await withTransaction(this.pool, async (client) => {
+        // NO KEY UPDATE serialises writers of this row without blocking executions being
+        // inserted (their foreign key takes KEY SHARE, which DELETE's FOR UPDATE does block).
+        const current = await this.read(client, id, 'FOR NO KEY UPDATE');
+        if (current === null) return null;
+        const next = change(current);
+        const { rows } = await client.query<RawWorkflowRow>(
+          `UPDATE workflows AS w
+              SET name = $2, description = $3, workflow_type = $4, status = $5, config = $6,
+                  metadata = $7, tags = $8, version = w.version + 1, updated_at = now()
+            WHERE w.id = $1
+        RETURNING ${COLUMNS}`,
+          [
+            id,
+            next.name,
+            next.description,
+            next.workflow_type,
+            next.status,
+            next.config,
+            next.metadata,
+            next.tags,
+          ],
+        );
+        const row = toRow(rows[0] as RawWorkflowRow);
+        await this.writeSteps(client, id, next.definition.steps);
+        await this.insertVersion(client, id, row.version, next.definition);
+        return { ...row, steps: next.definition.steps };
+      });
+    } catch (error) {
+      rethrowUnstorable(error);
+    }
+  }
+
+  /**
+   * Deletes a workflow with its steps, versions and finished executions. Throws
+   * WorkflowBusyError while it has unfinished executions. Resolves to false when not found.
+   */
+  async delete(id: string): Promise<boolean> {
+    if (!isLookupableId(id)) return false;
+    return withTransaction(this.pool, async (client) => {
+      // FOR UPDATE conflicts with the KEY SHARE lock an execution insert takes through its
+      // foreign key: an execution created concurrently is either counted here or refused.
+      const locked = await client.query('SELECT 1 FROM workflows WHERE id = $1 FOR UPDATE', [id]);
+      if (locked.rowCount === 0) return false;
+      const { rows } = await client.query<{ active: number }>(
+        `SELECT count(*)::int AS active FROM workflow_executions
+          WHERE workflow_id = $1 AND status = ANY($2::text[])`,
+        [id, ACTIVE_EXECUTION_STATUSES],
+      );
+      const active = rows[0]?.active ?? 0;
+      if (active > 0) throw new WorkflowBusyError(id, active);
+      await client.query('DELETE FROM workflows WHERE id = $1', [id]);
+      return true;
+    });
+  }
+
+  /** A page of workflows, newest first, filtered; keyset-paginated by (created_at, id). */
+  async list(query: WorkflowListQuery): Promise<WorkflowPage> {
+    const params: unknown[] = [];
+    const param = (value: unknown): string => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    const conditions: string[] = [];
+    if (query.status !== undefined) conditions.push(`w.status = ${param(query.status)}`);
+    if (query.workflow_type !== undefined) {
+      conditions.push(`w.workflow_type = ${param(query.workflow_type)}`);
+    }
+    if (query.tags !== undefined && query.tags.length > 0) {
+      conditions.push(`w.tags @> ${param(query.tags)}::text[]`);
+    }
+    if (query.search !== undefined && query.search.length > 0) {
+      const escaped = query.search.replace(/[\\%_]/g, (character) => `\\${character}`);
+      conditions.push(`w.name ILIKE ${param(`%${escaped}%`)}`);
+    }
+    if (query.cursor !== undefined) {
+      const position = decodeCursor(query.cursor);
+      conditions.push(
+        `(w.created_at, w.id) < (${param(position.createdAt)}::timestamptz, ${param(position.id)})`,
+      );
+    }
+    const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
+    let rows: Array<RawWorkflowRow & { cursor_ts: string; steps_count: number }>;
+    try {
+      ({ rows } = await this.pool.query(
+        `SELECT ${COLUMNS}, ${CURSOR_TIMESTAMP} AS cursor_ts,
+                (SELECT count(*)::int FROM workflow_steps s WHERE s.workflow_id = w.id) AS steps_count
+           FROM workflows w
+           ${where}
+          ORDER BY w.created_at DESC, w.id DESC
+          LIMIT ${param(query.limit + 1)}`,
+        params,
+      ));
+    } catch (error) {
+      // A well-formed cursor can still hold an impossible date (month 13): the caller's fault.
+      const code = (error as { code?: unknown }).code;
+      if (
+        query.cursor !== undefined &&
+        typeof code === 'string' &&
+        code.startsWith(DATA_EXCEPTION_CLASS)
+      ) {
+        throw invalidCursor();
+      }
+      throw error;
+    }
+    const page = rows.slice(0, query.limit);
+    const last = page[page.length - 1];
+    return {
+      items: page.map((raw) => ({ ...toRow(raw), steps_count: raw.steps_count })),
+      next_cursor:
+        rows.length > query.limit && last !== undefined
+          ? encodeCursor({ createdAt: last.cursor_ts, id: last.id })
+          : null,
+    };
+  }
+
+  /** The definition a version pinned, or null when the workflow or version does not exist. */
+  async getDefinition(id: string, version: number): Promise<WorkflowDefinition | null> {
+    if (!isLookupableId(id)) return null;
+    const { rows } = await this.pool.query<{ definition: WorkflowDefinition }>(
+      'SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2',
+      [id, version],
+    );
+    return rows[0]?.definition ?? null;
+  }
+
+  private async read(
+    db: Queryable,
+    id: string,
+    lock: '' | 'FOR NO KEY UPDATE',
+  ): Promise<StoredWorkflow | null> {
+    const { rows } = await db.query<RawWorkflowRow>(
+      `SELECT ${COLUMNS} FROM workflows w WHERE w.id = $1 ${lock}`,
+      [id],
+    );
+    const raw = rows[0];
+    if (raw === undefined) return null;
+    const steps = await db.query<{ definition: StepDefinition }>(
+      'SELECT definition FROM workflow_steps WHERE workflow_id = $1 ORDER BY position',
+      [id],
+    );
+    return { ...toRow(raw), steps: steps.rows.map((row) => row.definition) };
+  }
+
+  /**
+   * Makes the workflow's step rows exactly `steps`: rows of removed steps go, the others are
+   * upserted by their stable key, so a step that stays keeps its row id. The seed's columns
+   * are filled from the definition (dependencies: the declared ones, else []).
+   */
+  private async writeSteps(
+    client: PoolClient,
+    workflowId: string,
+    steps: StepDefinition[],
+  ): Promise<void> {
+    const keys = steps.map((step) => step.id);
+    await client.query(
+      'DELETE FROM workflow_steps WHERE workflow_id = $1 AND NOT (step_key = ANY($2::text[]))',
+      [workflowId, keys],
+    );
+    if (steps.length === 0) return;
+    await client.query(
+      `INSERT INTO workflow_steps AS ws
+         (id, workflow_id, name, step_type, agent_id, config, dependencies, timeout_seconds,
+          retry_count, step_key, position, definition)
+       SELECT s.row_id, $1, s.d->>'name', s.d->>'step_type', s.d->>'agent_id',
+              coalesce(s.d->'config', '{}'::jsonb),
+              ARRAY(SELECT jsonb_array_elements_text(
+                      coalesce(nullif(s.d->'dependencies', 'null'::jsonb), '[]'::jsonb))),
+              (s.d->>'timeout_seconds')::int, (s.d->>'retry_count')::int,
+              s.d->>'id', s.position - 1, s.d
+         FROM ROWS FROM (jsonb_array_elements($2::jsonb), unnest($3::text[]))
+              WITH ORDINALITY AS s(d, row_id, position)
+       ON CONFLICT (workflow_id, step_key) DO UPDATE
+          SET name = excluded.name, step_type = excluded.step_type,
+              agent_id = excluded.agent_id, config = excluded.config,
+              dependencies = excluded.dependencies, timeout_seconds = excluded.timeout_seconds,
+              retry_count = excluded.retry_count, position = excluded.position,
+              definition = excluded.definition, updated_at = now()`,
+      [workflowId, JSON.stringify(steps), steps.map(() => newStepRowId())],
+    );
+  }
+
+  private async insertVersion(
+    client: PoolClient,
+    workflowId: string,
+    version: number,
+    definition: WorkflowDefinition,
+  ): Promise<void> {
+    await client.query(
+      'INSERT INTO workflow_versions (workflow_id, version, definition) VALUES ($1, $2, $3)',
+      [workflowId, version, JSON.stringify(definition)],
+    );
+  }
+}
