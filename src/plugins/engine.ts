@@ -43,7 +43,7 @@ export const enginePlugin = fp(
       pool: app.pg,
       state: engineParts.state,
       queue: engineParts.queue,
-      effects: engineParts.effects,
+      effects: engineParts.recoveryEffects,
       intervalMs: config.SWEEP_INTERVAL_MS,
       staleAfterMs: config.SWEEP_STALE_AFTER_MS,
       logger: log,

@@ -12,6 +12,8 @@ export interface EngineParts {
   queue: StepQueue;
   bus: CancellationBus;
   effects: EffectApplier;
+  /** The recovery sweep's applier: never fault-injected, since it is what repairs the faults. */
+  recoveryEffects: EffectApplier;
 }
 
 declare module 'fastify' {
@@ -41,15 +43,19 @@ export const executionsPlugin = fp(
       expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
       logger: app.log.child({ component: 'engine' }),
     });
-    const effects = new EffectApplier({
+    const applierOptions = {
       queue,
       bus,
       publisher: app.redis,
-      invalidateWorkflow: (workflowId) => app.workflowCache.invalidate(workflowId),
+      invalidateWorkflow: (workflowId: string) => app.workflowCache.invalidate(workflowId),
       logger: app.log.child({ component: 'engine' }),
+    };
+    const effects = new EffectApplier({
+      ...applierOptions,
       dropJobs: config.FAULT_INJECTION === 'drop-enqueue',
     });
-    app.decorate('engineParts', { state, queue, bus, effects });
+    const recoveryEffects = new EffectApplier({ ...applierOptions, dropJobs: false });
+    app.decorate('engineParts', { state, queue, bus, effects, recoveryEffects });
     app.decorate('executions', new ExecutionManager({ pool: app.pg, state, effects, config }));
     app.addHook('onClose', async () => {
       await queue.close().catch(() => {});

@@ -85,3 +85,39 @@ export function stepStatuses(execution: ExecutionBody): Record<string, string> {
       .map((step) => [step.step_id, step.status]),
   );
 }
+
+/** A step run's time span, as GET /executions/{id} records it. */
+export interface RunSpan {
+  started_at: string | null;
+  completed_at: string | null;
+}
+
+/**
+ * The largest number of runs whose [started_at, completed_at) intervals overlap at one instant.
+ * An ordering fact over recorded timestamps, not a duration: a run that ended exactly when
+ * another started does not overlap it.
+ */
+export function maxOverlap(runs: readonly RunSpan[]): number {
+  const events: Array<{ at: number; delta: number }> = [];
+  for (const run of runs) {
+    if (run.started_at === null || run.completed_at === null) {
+      throw new Error(`run has no recorded interval: ${JSON.stringify(run)}`);
+    }
+    events.push({ at: Date.parse(run.started_at), delta: 1 });
+    events.push({ at: Date.parse(run.completed_at), delta: -1 });
+  }
+  // Ends before starts at the same instant.
+  events.sort((a, b) => a.at - b.at || a.delta - b.delta);
+  let current = 0;
+  let max = 0;
+  for (const event of events) {
+    current += event.delta;
+    max = Math.max(max, current);
+  }
+  return max;
+}
+
+/** Whether two recorded run intervals intersect. */
+export function overlaps(a: RunSpan, b: RunSpan): boolean {
+  return maxOverlap([a, b]) === 2;
+}
