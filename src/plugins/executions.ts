@@ -27,11 +27,13 @@ declare module 'fastify' {
 export const executionsPlugin = fp(
   async (app) => {
     const { config } = app;
-    // Producers fail fast while Redis is away: the run stays queued in Postgres and the
-    // recovery sweep enqueues it later, so a request never hangs on Redis.
+    // Producers fail within seconds while Redis is away: the run stays queued in Postgres and
+    // the recovery sweep enqueues it later, so a request never hangs on Redis. The offline
+    // queue stays on because BullMQ's own connection setup (INFO) rejects unhandled without it.
     const queueConnection = new Redis(config.REDIS_URL, {
-      enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
+      commandTimeout: 2000,
+      connectTimeout: 2000,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
     queueConnection.on('error', () => {});

@@ -27,6 +27,9 @@ declare module 'fastify' {
 export function createFastFailRedis(url: string): Redis {
   return new Redis(url, {
     enableOfflineQueue: false,
+    // The ready check's INFO is rejected unhandled inside ioredis when the connection drops
+    // during it with the offline queue off; a fast-failing client gains nothing from it.
+    enableReadyCheck: false,
     maxRetriesPerRequest: 1,
     commandTimeout: 2000,
     connectTimeout: 2000,
