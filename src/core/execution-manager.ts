@@ -8,10 +8,10 @@ import {
   WorkflowNotFoundError,
   WorkflowNotRunnableError,
 } from '../errors.js';
+import { decodeCursor, encodeCursor } from '../store/cursor.js';
 import { isPgError, type Pool, type Queryable, SqlState, withTransaction } from '../store/db.js';
 import type { ExecutionRow, ExecutionStatus, StepRunRow } from '../store/execution-store.js';
 import * as store from '../store/execution-store.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
 import { type EffectSink, type Effects, noEffects } from './effects.js';
 import { jobFor, type StateManager } from './state-manager.js';
 import type { WorkflowDefinition } from './workflow-definition.js';

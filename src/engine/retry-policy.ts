@@ -11,15 +11,18 @@ export function retryDelayMs(
   retry: number,
   random: () => number = Math.random,
 ): number {
+  const base = Math.max(backoff.delay_ms, 0);
+  // max_delay_ms caps both kinds alike (0 means retry at once).
   const cap = Math.max(backoff.max_delay_ms, 0);
+  const unit = Math.min(Math.max(random(), 0), 1);
   if (backoff.type === 'fixed') {
-    const jittered = backoff.delay_ms * (0.8 + 0.4 * random());
-    return Math.round(Math.min(jittered, cap || jittered));
+    return Math.round(Math.min(base * (0.8 + 0.4 * unit), cap));
   }
-  const exponential = Math.min(backoff.delay_ms * 2 ** Math.max(retry - 1, 0), cap);
+  // 0 * 2 ** 1100 would be NaN: a zero base stays zero however many retries.
+  const exponential = base === 0 ? 0 : Math.min(base * 2 ** Math.max(retry - 1, 0), cap);
   // Never retry instantly: at least half the base delay (or the whole cap when it is smaller).
-  const floor = Math.min(backoff.delay_ms / 2, exponential);
-  return Math.round(floor + (exponential - floor) * random());
+  const floor = Math.min(base / 2, exponential);
+  return Math.round(floor + (exponential - floor) * unit);
 }
 
 /** Whether another attempt is allowed: `retry_count` retries follow the first attempt. */

@@ -66,8 +66,13 @@ export interface SchedulerDecision {
   outcome: SchedulerOutcome;
 }
 
+/** A run that ended without success: failed, or cancelled under a still-running execution. */
+function isFailure(status: StepStatus | undefined): boolean {
+  return status === 'failed' || status === 'cancelled';
+}
+
 function isMet(status: StepStatus | undefined, continueOnError: boolean): boolean {
-  return status === 'completed' || status === 'skipped' || (status === 'failed' && continueOnError);
+  return status === 'completed' || status === 'skipped' || (isFailure(status) && continueOnError);
 }
 
 /** Decides what happens next in one iteration of an execution. */
@@ -82,6 +87,9 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
   const continueOnError = new Map(
     definition.steps.map((step) => [step.id, step.continue_on_error]),
   );
+  const forEachSteps = new Set(
+    definition.steps.filter((step) => step.for_each !== null).map((step) => step.id),
+  );
 
   const decision: SchedulerDecision = {
     ready: [],
@@ -92,7 +100,7 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
   };
 
   const blockingFailure = definition.steps.find(
-    (step) => own.get(step.id) === 'failed' && !step.continue_on_error,
+    (step) => isFailure(own.get(step.id)) && !step.continue_on_error,
   );
   if (blockingFailure) {
     decision.outcome = { kind: 'failed', step_id: blockingFailure.id };
@@ -159,7 +167,12 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
     decision.outcome = { kind: 'iteration_done' };
   } else if (
     changes === 0 &&
-    !runs.some((run) => run.status === 'queued' || run.status === 'running') &&
+    // A for_each step's own run stays `running` while its items work: only the items count.
+    !runs.some(
+      (run) =>
+        (run.status === 'queued' || run.status === 'running') &&
+        !(run.item_index < 0 && forEachSteps.has(run.step_id)),
+    ) &&
     runs.some((run) => run.status === 'waiting')
   ) {
     decision.outcome = { kind: 'waiting' };

@@ -6,6 +6,7 @@ import type {
   WorkflowType,
 } from '../core/workflow-definition.js';
 import { ValidationFailedError, WorkflowBusyError } from '../errors.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
 import { isPgError, type Pool, type PoolClient, type Queryable, withTransaction } from './db.js';
 
 /**
@@ -101,8 +102,6 @@ export const ACTIVE_EXECUTION_STATUSES = ['pending', 'running', 'waiting', 'paus
 // Postgres refuses U+0000 in text (22021) and in jsonb (22P05): the request is at fault.
 const CHARACTER_NOT_IN_REPERTOIRE = '22021';
 const UNTRANSLATABLE_CHARACTER = '22P05';
-// Class 22 (data exception) on a list query can only come from the cursor's values.
-const DATA_EXCEPTION_CLASS = '22';
 
 const COLUMNS = `
   w.id, w.name, w.description, w.workflow_type, coalesce(w.status, 'draft') AS status,
@@ -118,7 +117,6 @@ const COLUMNS = `
  * would skip or repeat rows at page boundaries.
  */
 const CURSOR_TIMESTAMP = `to_char(w.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
-const CURSOR_TIMESTAMP_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
 interface RawWorkflowRow {
   id: string;
@@ -197,46 +195,6 @@ function newWorkflowId(): string {
 
 function newStepRowId(): string {
   return `ws_${randomUUID().replaceAll('-', '')}`;
-}
-
-interface CursorPosition {
-  createdAt: string;
-  id: string;
-}
-
-function encodeCursor(position: CursorPosition): string {
-  return Buffer.from(JSON.stringify({ c: position.createdAt, i: position.id }), 'utf8').toString(
-    'base64url',
-  );
-}
-
-function invalidCursor(): ValidationFailedError {
-  return new ValidationFailedError([
-    { path: 'querystring.cursor', message: 'is not a cursor returned by this endpoint' },
-  ]);
-}
-
-function decodeCursor(cursor: string): CursorPosition {
-  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalidCursor();
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw invalidCursor();
-  }
-  if (typeof parsed !== 'object' || parsed === null) throw invalidCursor();
-  const { c, i } = parsed as { c?: unknown; i?: unknown };
-  if (
-    typeof c !== 'string' ||
-    !CURSOR_TIMESTAMP_PATTERN.test(c) ||
-    typeof i !== 'string' ||
-    i.length === 0 ||
-    i.length > 255 ||
-    i.includes('\u0000')
-  ) {
-    throw invalidCursor();
-  }
-  return { createdAt: c, id: i };
 }
 
 function rethrowUnstorable(error: unknown): never {
@@ -386,29 +344,19 @@ export class WorkflowStore {
       );
     }
     const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
-    let rows: Array<RawWorkflowRow & { cursor_ts: string; steps_count: number }>;
-    try {
-      ({ rows } = await this.pool.query(
-        `SELECT ${COLUMNS}, ${CURSOR_TIMESTAMP} AS cursor_ts,
+    // decodeCursor accepts only real instants in the form we issue, so Postgres cannot
+    // reject a cursor's values here.
+    const { rows } = await this.pool.query<
+      RawWorkflowRow & { cursor_ts: string; steps_count: number }
+    >(
+      `SELECT ${COLUMNS}, ${CURSOR_TIMESTAMP} AS cursor_ts,
                 (SELECT count(*)::int FROM workflow_steps s WHERE s.workflow_id = w.id) AS steps_count
            FROM workflows w
            ${where}
           ORDER BY w.created_at DESC, w.id DESC
           LIMIT ${param(query.limit + 1)}`,
-        params,
-      ));
-    } catch (error) {
-      // A well-formed cursor can still hold an impossible date (month 13): the caller's fault.
-      const code = (error as { code?: unknown }).code;
-      if (
-        query.cursor !== undefined &&
-        typeof code === 'string' &&
-        code.startsWith(DATA_EXCEPTION_CLASS)
-      ) {
-        throw invalidCursor();
-      }
-      throw error;
-    }
+      params,
+    );
     const page = rows.slice(0, query.limit);
     const last = page[page.length - 1];
     return {
