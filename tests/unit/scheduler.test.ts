@@ -1,0 +1,835 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import {
+  type StepInput,
+  stepInputSchema,
+  type WorkflowDefinition,
+  type WorkflowType,
+} from '../../src/core/workflow-definition.js';
+import { validateWorkflow } from '../../src/core/workflow-validator.js';
+import {
+  ACTIVE_STEP_STATUSES,
+  type RunState,
+  type SchedulerDecision,
+  type StepStatus,
+  schedule,
+  sinkSteps,
+  TERMINAL_STEP_STATUSES,
+} from '../../src/engine/scheduler.js';
+
+const limits = loadConfig({});
+
+/** A step as the request schema hands it over: defaults applied, id = name. */
+function step(id: string, extra: Partial<StepInput> = {}): StepInput {
+  return stepInputSchema.parse({ id, name: id, step_type: 'noop', ...extra });
+}
+
+function workflow(
+  type: WorkflowType,
+  steps: StepInput[],
+  config: Record<string, unknown> = {},
+): WorkflowDefinition {
+  return validateWorkflow(
+    { name: 'Workflow', workflow_type: type, config, metadata: {}, tags: [], steps },
+    limits,
+  );
+}
+
+/** Own runs (item_index -1) from a step id -> status map. */
+function own(statuses: Record<string, StepStatus>): RunState[] {
+  return Object.entries(statuses).map(([step_id, status]) => ({
+    step_id,
+    item_index: -1,
+    status,
+  }));
+}
+
+/** for_each item runs of one step, in index order. */
+function items(stepId: string, statuses: StepStatus[]): RunState[] {
+  return statuses.map((status, item_index) => ({ step_id: stepId, item_index, status }));
+}
+
+function decide(definition: WorkflowDefinition, runs: RunState[], paused = false) {
+  return schedule({ definition, runs, paused });
+}
+
+/** Small deterministic PRNG (mulberry32): reproducible "random" cases without a dependency. */
+function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const diamond = () =>
+  workflow('parallel', [
+    step('a'),
+    step('b', { dependencies: ['a'] }),
+    step('c', { dependencies: ['a'] }),
+    step('d', { dependencies: ['b', 'c'] }),
+  ]);
+
+describe('schedule: readiness', () => {
+  const sequential = () => workflow('sequential', [step('a'), step('b'), step('c')]);
+
+  it('starts only the first step of a sequential workflow', () => {
+    const decision = decide(sequential(), own({ a: 'pending', b: 'pending', c: 'pending' }));
+    expect(decision.ready).toEqual(['a']);
+    expect(decision.skip).toEqual([]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it.each<StepStatus>(['pending', 'queued', 'running', 'waiting'])(
+    'waits while the dependency is %s',
+    (status) => {
+      const decision = decide(sequential(), own({ a: status, b: 'pending', c: 'pending' }));
+      expect(decision.ready).toEqual(status === 'pending' ? ['a'] : []);
+    },
+  );
+
+  it('starts the next step once its dependency completed', () => {
+    const decision = decide(sequential(), own({ a: 'completed', b: 'pending', c: 'pending' }));
+    expect(decision.ready).toEqual(['b']);
+  });
+
+  it('never starts a step that is no longer pending', () => {
+    const decision = decide(sequential(), own({ a: 'completed', b: 'queued', c: 'pending' }));
+    expect(decision.ready).toEqual([]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('treats a skipped implicit predecessor as met (no skip propagation)', () => {
+    const decision = decide(sequential(), own({ a: 'completed', b: 'skipped', c: 'pending' }));
+    expect(decision.ready).toEqual(['c']);
+    expect(decision.skip).toEqual([]);
+  });
+
+  it('runs after a dependency that failed with continue_on_error', () => {
+    const definition = workflow('sequential', [step('a', { continue_on_error: true }), step('b')]);
+    const decision = decide(definition, own({ a: 'failed', b: 'pending' }));
+    expect(decision.ready).toEqual(['b']);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('does not treat a cancelled dependency as met', () => {
+    const definition = workflow('parallel', [
+      step('a', { continue_on_error: true }),
+      step('b'),
+      step('c', { dependencies: ['a', 'b'] }),
+    ]);
+    const decision = decide(definition, own({ a: 'completed', b: 'cancelled', c: 'pending' }));
+    expect(decision.ready).toEqual([]);
+    expect(decision.outcome).toEqual({ kind: 'failed', step_id: 'b' });
+  });
+
+  it('resolves dependencies declared by name', () => {
+    const definition = workflow('parallel', [
+      stepInputSchema.parse({ name: 'Fetch Data', step_type: 'noop' }),
+      step('use', { dependencies: ['Fetch Data'] }),
+    ]);
+    expect(decide(definition, own({ fetch_data: 'pending', use: 'pending' })).ready).toEqual([
+      'fetch_data',
+    ]);
+    expect(decide(definition, own({ fetch_data: 'completed', use: 'pending' })).ready).toEqual([
+      'use',
+    ]);
+  });
+
+  it('starts every independent step of a parallel workflow at once, in definition order', () => {
+    const definition = workflow('parallel', [step('x'), step('y'), step('z')]);
+    const decision = decide(definition, own({ x: 'pending', y: 'pending', z: 'pending' }));
+    expect(decision.ready).toEqual(['x', 'y', 'z']);
+  });
+
+  it('lets a step with an explicit empty dependency list start at once in a sequential flow', () => {
+    const definition = workflow('sequential', [step('a'), step('b', { dependencies: [] })]);
+    const decision = decide(definition, own({ a: 'pending', b: 'pending' }));
+    expect(decision.ready).toEqual(['a', 'b']);
+  });
+
+  it('orders a diamond: a, then b and c together, then d', () => {
+    const definition = diamond();
+    expect(
+      decide(definition, own({ a: 'pending', b: 'pending', c: 'pending', d: 'pending' })).ready,
+    ).toEqual(['a']);
+    expect(
+      decide(definition, own({ a: 'completed', b: 'pending', c: 'pending', d: 'pending' })).ready,
+    ).toEqual(['b', 'c']);
+    expect(
+      decide(definition, own({ a: 'completed', b: 'completed', c: 'running', d: 'pending' })).ready,
+    ).toEqual([]);
+    expect(
+      decide(definition, own({ a: 'completed', b: 'completed', c: 'completed', d: 'pending' }))
+        .ready,
+    ).toEqual(['d']);
+  });
+});
+
+describe('schedule: skip propagation', () => {
+  it('skips a step whose declared dependencies were all skipped', () => {
+    const definition = workflow('parallel', [
+      step('a'),
+      step('b'),
+      step('c', { dependencies: ['a', 'b'] }),
+    ]);
+    const decision = decide(definition, own({ a: 'skipped', b: 'skipped', c: 'pending' }));
+    expect(decision.skip).toEqual(['c']);
+    expect(decision.ready).toEqual([]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('skips on a declared dependency in a sequential workflow too', () => {
+    const definition = workflow('sequential', [step('a'), step('b', { dependencies: ['a'] })]);
+    expect(decide(definition, own({ a: 'skipped', b: 'pending' })).skip).toEqual(['b']);
+  });
+
+  it('runs a join with one skipped and one completed dependency', () => {
+    const definition = diamond();
+    const decision = decide(
+      definition,
+      own({ a: 'completed', b: 'skipped', c: 'completed', d: 'pending' }),
+    );
+    expect(decision.ready).toEqual(['d']);
+    expect(decision.skip).toEqual([]);
+  });
+
+  it('runs a join with one skipped dependency and one that failed with continue_on_error', () => {
+    const definition = workflow('parallel', [
+      step('a'),
+      step('b', { continue_on_error: true }),
+      step('c', { dependencies: ['a', 'b'] }),
+    ]);
+    const decision = decide(definition, own({ a: 'skipped', b: 'failed', c: 'pending' }));
+    expect(decision.ready).toEqual(['c']);
+  });
+
+  it('neither skips nor starts a join while one dependency is unfinished', () => {
+    const decision = decide(
+      diamond(),
+      own({ a: 'completed', b: 'skipped', c: 'running', d: 'pending' }),
+    );
+    expect(decision.ready).toEqual([]);
+    expect(decision.skip).toEqual([]);
+  });
+
+  it('propagates along a chain one pass at a time', () => {
+    const definition = workflow('parallel', [
+      step('a'),
+      step('b', { dependencies: ['a'] }),
+      step('c', { dependencies: ['b'] }),
+    ]);
+    expect(decide(definition, own({ a: 'skipped', b: 'pending', c: 'pending' })).skip).toEqual([
+      'b',
+    ]);
+    expect(decide(definition, own({ a: 'skipped', b: 'skipped', c: 'pending' })).skip).toEqual([
+      'c',
+    ]);
+  });
+
+  it('is not limited by max_concurrency', () => {
+    const definition = workflow(
+      'parallel',
+      [
+        step('a'),
+        step('b'),
+        step('x', { dependencies: ['a'] }),
+        step('y', { dependencies: ['a'] }),
+      ],
+      { max_concurrency: 1 },
+    );
+    const decision = decide(
+      definition,
+      own({ a: 'skipped', b: 'running', x: 'pending', y: 'pending' }),
+    );
+    expect(decision.skip).toEqual(['x', 'y']);
+  });
+});
+
+describe('schedule: failures', () => {
+  it('fails the iteration on a failed step without continue_on_error, naming it', () => {
+    const definition = workflow('parallel', [step('a'), step('b'), step('c')]);
+    const decision = decide(definition, own({ a: 'completed', b: 'failed', c: 'pending' }));
+    expect(decision.outcome).toEqual({ kind: 'failed', step_id: 'b' });
+    expect(decision.ready).toEqual([]);
+    expect(decision.skip).toEqual([]);
+  });
+
+  it('names the first failed step in definition order', () => {
+    const definition = workflow('parallel', [step('a'), step('b'), step('c')]);
+    const decision = decide(definition, own({ a: 'completed', b: 'failed', c: 'failed' }));
+    expect(decision.outcome).toEqual({ kind: 'failed', step_id: 'b' });
+  });
+
+  it('ignores failures of steps with continue_on_error', () => {
+    const definition = workflow('parallel', [step('a', { continue_on_error: true }), step('b')]);
+    expect(decide(definition, own({ a: 'failed', b: 'completed' })).outcome).toEqual({
+      kind: 'iteration_done',
+    });
+  });
+
+  it('fails even while paused', () => {
+    const definition = workflow('sequential', [step('a'), step('b')]);
+    expect(decide(definition, own({ a: 'failed', b: 'pending' }), true).outcome).toEqual({
+      kind: 'failed',
+      step_id: 'a',
+    });
+  });
+});
+
+describe('schedule: max_concurrency', () => {
+  const five = () =>
+    workflow('parallel', [step('s1'), step('s2'), step('s3'), step('s4'), step('s5')], {
+      max_concurrency: 2,
+    });
+
+  it('caps how many steps start at once', () => {
+    const decision = decide(
+      five(),
+      own({ s1: 'pending', s2: 'pending', s3: 'pending', s4: 'pending', s5: 'pending' }),
+    );
+    expect(decision.ready).toEqual(['s1', 's2']);
+  });
+
+  it.each<StepStatus>(['queued', 'running', 'waiting'])('counts %s runs as active', (status) => {
+    const decision = decide(
+      five(),
+      own({ s1: status, s2: 'pending', s3: 'pending', s4: 'pending', s5: 'pending' }),
+    );
+    expect(decision.ready).toEqual(['s2']);
+  });
+
+  it('does not count finished runs', () => {
+    const decision = decide(
+      five(),
+      own({ s1: 'completed', s2: 'skipped', s3: 'pending', s4: 'pending', s5: 'pending' }),
+    );
+    expect(decision.ready).toEqual(['s3', 's4']);
+  });
+
+  it('starts nothing when the limit is reached', () => {
+    const decision = decide(
+      five(),
+      own({ s1: 'running', s2: 'waiting', s3: 'pending', s4: 'pending', s5: 'pending' }),
+    );
+    expect(decision.ready).toEqual([]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('counts a running for_each step as one active run, not its items', () => {
+    const definition = workflow(
+      'parallel',
+      [step('fan', { for_each: 'input.list' }), step('b'), step('c')],
+      { max_concurrency: 2 },
+    );
+    const decision = decide(definition, [
+      ...own({ fan: 'running', b: 'pending', c: 'pending' }),
+      ...items('fan', ['running', 'running', 'running']),
+    ]);
+    expect(decision.ready).toEqual(['b']);
+  });
+});
+
+describe('schedule: paused', () => {
+  it('starts nothing new', () => {
+    const definition = workflow('parallel', [step('a'), step('b')]);
+    const decision = decide(definition, own({ a: 'pending', b: 'pending' }), true);
+    expect(decision.ready).toEqual([]);
+    expect(decision.startItems).toEqual([]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('still skips and finishes for_each steps', () => {
+    const definition = workflow('parallel', [
+      step('a'),
+      step('b', { dependencies: ['a'] }),
+      step('fan', { for_each: 'input.list' }),
+      step('more', { for_each: 'input.list', for_each_concurrency: 5 }),
+      step('c'),
+    ]);
+    const decision = decide(
+      definition,
+      [
+        ...own({ a: 'skipped', b: 'pending', fan: 'running', more: 'running', c: 'pending' }),
+        ...items('fan', ['completed', 'completed']),
+        ...items('more', ['pending', 'pending']),
+      ],
+      true,
+    );
+    expect(decision.skip).toEqual(['b']);
+    expect(decision.finishForEach).toEqual([{ step_id: 'fan', failed: false }]);
+    expect(decision.ready).toEqual([]);
+    expect(decision.startItems).toEqual([]);
+  });
+
+  it('reports the end of an iteration when everything already finished', () => {
+    const definition = workflow('sequential', [step('a'), step('b')]);
+    expect(decide(definition, own({ a: 'completed', b: 'completed' }), true).outcome).toEqual({
+      kind: 'iteration_done',
+    });
+  });
+});
+
+describe('schedule: for_each', () => {
+  const fan = (concurrency = 2) =>
+    workflow('sequential', [
+      step('fan', { for_each: 'input.list', for_each_concurrency: concurrency }),
+      step('after'),
+    ]);
+
+  it('starts items up to for_each_concurrency, lowest index first', () => {
+    const decision = decide(fan(), [
+      ...own({ fan: 'running', after: 'pending' }),
+      ...items('fan', ['pending', 'pending', 'pending', 'pending', 'pending']),
+    ]);
+    expect(decision.startItems).toEqual([
+      { step_id: 'fan', item_index: 0 },
+      { step_id: 'fan', item_index: 1 },
+    ]);
+    expect(decision.finishForEach).toEqual([]);
+    expect(decision.ready).toEqual([]);
+  });
+
+  it('counts active items against the concurrency', () => {
+    const decision = decide(fan(3), [
+      ...own({ fan: 'running', after: 'pending' }),
+      ...items('fan', ['completed', 'running', 'waiting', 'pending', 'pending']),
+    ]);
+    expect(decision.startItems).toEqual([{ step_id: 'fan', item_index: 3 }]);
+  });
+
+  it('starts nothing while the concurrency is used up', () => {
+    const decision = decide(fan(2), [
+      ...own({ fan: 'running', after: 'pending' }),
+      ...items('fan', ['queued', 'running', 'pending']),
+    ]);
+    expect(decision.startItems).toEqual([]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('accepts item runs in any order', () => {
+    const runs = [
+      ...own({ fan: 'running', after: 'pending' }),
+      ...items('fan', ['pending', 'pending', 'completed', 'pending']),
+    ].reverse();
+    expect(decide(fan(2), runs).startItems).toEqual([
+      { step_id: 'fan', item_index: 0 },
+      { step_id: 'fan', item_index: 1 },
+    ]);
+  });
+
+  it('finishes the step when every item ended well', () => {
+    const decision = decide(fan(), [
+      ...own({ fan: 'running', after: 'pending' }),
+      ...items('fan', ['completed', 'completed', 'completed']),
+    ]);
+    expect(decision.finishForEach).toEqual([{ step_id: 'fan', failed: false }]);
+    expect(decision.startItems).toEqual([]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it.each<StepStatus>(['failed', 'cancelled'])(
+    'finishes it as failed when an item %s',
+    (status) => {
+      const decision = decide(fan(), [
+        ...own({ fan: 'running', after: 'pending' }),
+        ...items('fan', ['completed', status, 'completed']),
+      ]);
+      expect(decision.finishForEach).toEqual([{ step_id: 'fan', failed: true }]);
+    },
+  );
+
+  it('waits for every item before finishing, even after a failure', () => {
+    const decision = decide(fan(), [
+      ...own({ fan: 'running', after: 'pending' }),
+      ...items('fan', ['failed', 'running', 'pending']),
+    ]);
+    expect(decision.finishForEach).toEqual([]);
+    expect(decision.startItems).toEqual([{ step_id: 'fan', item_index: 2 }]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('treats a ready for_each step like any other ready step (the state manager expands it)', () => {
+    expect(decide(fan(), own({ fan: 'pending', after: 'pending' })).ready).toEqual(['fan']);
+  });
+
+  it('runs the next step after the for_each step completed', () => {
+    const decision = decide(fan(), [
+      ...own({ fan: 'completed', after: 'pending' }),
+      ...items('fan', ['completed', 'completed']),
+    ]);
+    expect(decision.ready).toEqual(['after']);
+    expect(decision.finishForEach).toEqual([]);
+  });
+
+  it('keeps items of different steps apart', () => {
+    const definition = workflow('parallel', [
+      step('one', { for_each: 'input.list', for_each_concurrency: 1 }),
+      step('two', { for_each: 'input.list', for_each_concurrency: 1 }),
+    ]);
+    const decision = decide(definition, [
+      ...own({ one: 'running', two: 'running' }),
+      ...items('one', ['running', 'pending']),
+      ...items('two', ['completed', 'pending']),
+    ]);
+    expect(decision.startItems).toEqual([{ step_id: 'two', item_index: 1 }]);
+  });
+});
+
+describe('schedule: outcome', () => {
+  it('is iteration_done when every step is terminal and nothing changes', () => {
+    const definition = workflow('parallel', [
+      step('a'),
+      step('b'),
+      step('c', { continue_on_error: true }),
+    ]);
+    expect(decide(definition, own({ a: 'completed', b: 'skipped', c: 'failed' })).outcome).toEqual({
+      kind: 'iteration_done',
+    });
+  });
+
+  it('is iteration_done for a workflow without steps', () => {
+    expect(decide(workflow('sequential', []), []).outcome).toEqual({ kind: 'iteration_done' });
+  });
+
+  it('is not iteration_done while a skip is still to be applied', () => {
+    const definition = workflow('parallel', [step('a'), step('b', { dependencies: ['a'] })]);
+    const decision = decide(definition, own({ a: 'skipped', b: 'pending' }));
+    expect(decision.skip).toEqual(['b']);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('is not iteration_done while a for_each step still has to be finished', () => {
+    const definition = workflow('sequential', [step('fan', { for_each: 'input.list' })]);
+    const decision = decide(definition, [
+      ...own({ fan: 'running' }),
+      ...items('fan', ['completed']),
+    ]);
+    expect(decision.finishForEach).toHaveLength(1);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('is not iteration_done when a step has no run yet', () => {
+    const definition = workflow('parallel', [step('a'), step('b')]);
+    expect(decide(definition, own({ a: 'completed' })).outcome).toEqual({ kind: 'running' });
+  });
+
+  it('is waiting when nothing is queued or running and something waits', () => {
+    const definition = workflow('parallel', [
+      step('a'),
+      step('b'),
+      step('c', { dependencies: ['a'] }),
+    ]);
+    expect(decide(definition, own({ a: 'waiting', b: 'completed', c: 'pending' })).outcome).toEqual(
+      { kind: 'waiting' },
+    );
+  });
+
+  it.each<StepStatus>(['queued', 'running'])('is running when another run is %s', (status) => {
+    const definition = workflow('parallel', [step('a'), step('b')]);
+    expect(decide(definition, own({ a: 'waiting', b: status })).outcome).toEqual({
+      kind: 'running',
+    });
+  });
+
+  it('is waiting when the items of a for_each step all wait', () => {
+    const definition = workflow('sequential', [
+      step('fan', { for_each: 'input.list', for_each_concurrency: 2 }),
+    ]);
+    const decision = decide(definition, [
+      ...own({ fan: 'running' }),
+      ...items('fan', ['waiting', 'completed', 'waiting']),
+    ]);
+    expect(decision.outcome).toEqual({ kind: 'waiting' });
+  });
+
+  it('is running when a for_each item runs', () => {
+    const definition = workflow('sequential', [step('fan', { for_each: 'input.list' })]);
+    const decision = decide(definition, [
+      ...own({ fan: 'running' }),
+      ...items('fan', ['waiting', 'running']),
+    ]);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+
+  it('is running, not waiting, when a waiting step leaves other steps to start', () => {
+    const definition = workflow('parallel', [step('a'), step('b')]);
+    const decision = decide(definition, own({ a: 'waiting', b: 'pending' }));
+    expect(decision.ready).toEqual(['b']);
+    expect(decision.outcome).toEqual({ kind: 'running' });
+  });
+});
+
+describe('sinkSteps', () => {
+  it('is the last step of a sequential workflow', () => {
+    expect(sinkSteps(workflow('sequential', [step('a'), step('b'), step('c')]))).toEqual(['c']);
+  });
+
+  it('is the join of a diamond', () => {
+    expect(sinkSteps(diamond())).toEqual(['d']);
+  });
+
+  it('is every step of a parallel workflow without dependencies', () => {
+    expect(sinkSteps(workflow('parallel', [step('a'), step('b')]))).toEqual(['a', 'b']);
+  });
+
+  it('lists every leaf of a fan-out in definition order', () => {
+    const definition = workflow('parallel', [
+      step('root'),
+      step('left', { dependencies: ['root'] }),
+      step('alone'),
+      step('right', { dependencies: ['root'] }),
+    ]);
+    expect(sinkSteps(definition)).toEqual(['left', 'alone', 'right']);
+  });
+
+  it('is empty for a workflow without steps', () => {
+    expect(sinkSteps(workflow('parallel', []))).toEqual([]);
+  });
+});
+
+/* ------------------------------------------------------------------------------------------ */
+/* Property-style checks: random DAGs driven to the end by a tiny model of the state manager.  */
+/* ------------------------------------------------------------------------------------------ */
+
+interface RandomWorkflowOptions {
+  /** Chance that a step declares continue_on_error. */
+  continueOnError: number;
+  /** Chance that a step has a for_each expression. */
+  forEach: number;
+}
+
+function randomWorkflow(random: () => number, options: RandomWorkflowOptions): WorkflowDefinition {
+  const count = 1 + Math.floor(random() * 12);
+  const type: WorkflowType = random() < 0.5 ? 'parallel' : 'sequential';
+  const steps: StepInput[] = [];
+  for (let index = 0; index < count; index += 1) {
+    const extra: Partial<StepInput> = {};
+    // Some steps keep the type's implicit order, others declare 0-3 earlier steps.
+    if (random() < 0.7) {
+      const dependencies = new Set<string>();
+      const wanted = Math.floor(random() * 4);
+      for (let n = 0; n < wanted && index > 0; n += 1) {
+        dependencies.add(`s${Math.floor(random() * index)}`);
+      }
+      extra.dependencies = [...dependencies];
+    }
+    if (random() < options.continueOnError) extra.continue_on_error = true;
+    if (random() < options.forEach) {
+      extra.for_each = 'input.list';
+      extra.for_each_concurrency = 1 + Math.floor(random() * 3);
+    }
+    steps.push(step(`s${index}`, extra));
+  }
+  const config = random() < 0.5 ? { max_concurrency: 1 + Math.floor(random() * 3) } : {};
+  return workflow(type, steps, config);
+}
+
+interface SimulationOptions {
+  /** Chance that a ready step's condition is false (the state manager skips it). */
+  conditionFalse: number;
+  /** Chance that a finished attempt fails rather than completes. */
+  failure: number;
+}
+
+interface SimulationResult {
+  final: Map<string, StepStatus>;
+  /** Steps in the order they were started (queued or expanded). */
+  started: string[];
+  /** Steps the scheduler skipped for propagation. */
+  propagated: Set<string>;
+  /** Steps the model skipped for a false condition. */
+  conditionSkipped: Set<string>;
+  outcome: SchedulerDecision['outcome'];
+}
+
+/** Checks every decision against the spec, applies it, and moves one active run when idle. */
+function simulate(
+  definition: WorkflowDefinition,
+  random: () => number,
+  options: SimulationOptions,
+): SimulationResult {
+  const byId = new Map(definition.steps.map((s) => [s.id, s]));
+  const runs: RunState[] = own(Object.fromEntries(definition.steps.map((s) => [s.id, 'pending'])));
+  const ownRun = (id: string) => runs.find((r) => r.step_id === id && r.item_index < 0) as RunState;
+  const status = (id: string) => ownRun(id).status;
+  const started: string[] = [];
+  const propagated = new Set<string>();
+  const conditionSkipped = new Set<string>();
+  const maxConcurrency = definition.config.max_concurrency;
+
+  for (let tick = 0; tick < 10_000; tick += 1) {
+    const decision = schedule({ definition, runs, paused: false });
+    const paused = schedule({ definition, runs, paused: true });
+    // Pausing holds back starts only.
+    expect(paused.ready).toEqual([]);
+    expect(paused.startItems).toEqual([]);
+    expect(paused.skip).toEqual(decision.skip);
+    expect(paused.finishForEach).toEqual(decision.finishForEach);
+
+    if (decision.outcome.kind === 'failed') {
+      const failed = definition.steps.find(
+        (s) => (status(s.id) === 'failed' || status(s.id) === 'cancelled') && !s.continue_on_error,
+      );
+      expect(decision.outcome.step_id).toBe(failed?.id);
+      return {
+        final: new Map(definition.steps.map((s) => [s.id, status(s.id)])),
+        started,
+        propagated,
+        conditionSkipped,
+        outcome: decision.outcome,
+      };
+    }
+
+    for (const id of [...decision.ready, ...decision.skip]) {
+      const s = byId.get(id);
+      expect(s).toBeDefined();
+      expect(status(id)).toBe('pending');
+      for (const dependency of s?.depends_on ?? []) {
+        const dependencyStatus = status(dependency);
+        const met =
+          dependencyStatus === 'completed' ||
+          dependencyStatus === 'skipped' ||
+          (dependencyStatus === 'failed' && byId.get(dependency)?.continue_on_error === true);
+        expect(met, `${id} decided before ${dependency} (${dependencyStatus})`).toBe(true);
+      }
+      const declaredAllSkipped =
+        s?.dependencies !== null &&
+        (s?.dependencies.length ?? 0) > 0 &&
+        (s?.dependencies ?? []).every((d) => status(d) === 'skipped');
+      expect(decision.skip.includes(id), `skip decision for ${id}`).toBe(declaredAllSkipped);
+    }
+
+    let changed = false;
+    for (const id of decision.skip) {
+      ownRun(id).status = 'skipped';
+      propagated.add(id);
+      changed = true;
+    }
+    for (const id of decision.ready) {
+      changed = true;
+      const s = byId.get(id);
+      if (random() < options.conditionFalse) {
+        ownRun(id).status = 'skipped';
+        conditionSkipped.add(id);
+        continue;
+      }
+      started.push(id);
+      if (s?.for_each) {
+        ownRun(id).status = 'running';
+        const count = Math.floor(random() * 4);
+        if (count === 0) ownRun(id).status = 'completed';
+        for (let index = 0; index < count; index += 1) {
+          runs.push({ step_id: id, item_index: index, status: 'pending' });
+        }
+      } else {
+        ownRun(id).status = 'queued';
+      }
+    }
+    for (const item of decision.startItems) {
+      const run = runs.find((r) => r.step_id === item.step_id && r.item_index === item.item_index);
+      expect(run?.status).toBe('pending');
+      if (run) run.status = 'queued';
+      changed = true;
+    }
+    for (const finished of decision.finishForEach) {
+      const stepItems = runs.filter((r) => r.step_id === finished.step_id && r.item_index >= 0);
+      expect(stepItems.every((r) => TERMINAL_STEP_STATUSES.has(r.status))).toBe(true);
+      expect(finished.failed).toBe(stepItems.some((r) => r.status === 'failed'));
+      ownRun(finished.step_id).status = finished.failed ? 'failed' : 'completed';
+      changed = true;
+    }
+
+    // Concurrency limits hold after every applied decision.
+    const activeOwn = runs.filter((r) => r.item_index < 0 && ACTIVE_STEP_STATUSES.has(r.status));
+    if (maxConcurrency !== undefined) expect(activeOwn.length).toBeLessThanOrEqual(maxConcurrency);
+    for (const s of definition.steps) {
+      const activeItems = runs.filter(
+        (r) => r.step_id === s.id && r.item_index >= 0 && ACTIVE_STEP_STATUSES.has(r.status),
+      );
+      expect(activeItems.length).toBeLessThanOrEqual(s.for_each_concurrency);
+    }
+
+    if (changed) continue;
+    if (decision.outcome.kind === 'iteration_done') {
+      return {
+        final: new Map(definition.steps.map((s) => [s.id, status(s.id)])),
+        started,
+        propagated,
+        conditionSkipped,
+        outcome: decision.outcome,
+      };
+    }
+    // Idle: something must be in flight, else the execution would hang.
+    const working = runs.filter(
+      (r) =>
+        ACTIVE_STEP_STATUSES.has(r.status) && !(r.item_index < 0 && byId.get(r.step_id)?.for_each),
+    );
+    expect(working.length, 'scheduler stalled').toBeGreaterThan(0);
+    const allWaiting = working.every((r) => r.status === 'waiting');
+    expect(decision.outcome.kind).toBe(allWaiting ? 'waiting' : 'running');
+    const run = working[Math.floor(random() * working.length)] as RunState;
+    if (run.status === 'queued') {
+      run.status = 'running';
+    } else if (run.status === 'running' && random() < 0.2) {
+      run.status = 'waiting';
+    } else {
+      run.status = random() < options.failure ? 'failed' : 'completed';
+    }
+  }
+  throw new Error('simulation did not finish');
+}
+
+describe('schedule: random workflows', () => {
+  it('runs every step exactly once, after all its dependencies completed', () => {
+    for (let seed = 1; seed <= 300; seed += 1) {
+      const random = prng(seed);
+      const definition = randomWorkflow(random, { continueOnError: 0, forEach: 0.2 });
+      const result = simulate(definition, random, { conditionFalse: 0, failure: 0 });
+      expect(result.outcome, `seed ${seed}`).toEqual({ kind: 'iteration_done' });
+      expect([...result.started].sort(), `seed ${seed}`).toEqual(
+        definition.steps.map((s) => s.id).sort(),
+      );
+      for (const s of definition.steps) {
+        expect(result.final.get(s.id), `seed ${seed}`).toBe('completed');
+        const position = result.started.indexOf(s.id);
+        for (const dependency of s.depends_on) {
+          expect(result.started.indexOf(dependency), `seed ${seed}`).toBeLessThan(position);
+        }
+      }
+    }
+  });
+
+  it('propagates skips only through declared dependencies and always terminates', () => {
+    for (let seed = 1; seed <= 300; seed += 1) {
+      const random = prng(seed * 7919);
+      const definition = randomWorkflow(random, { continueOnError: 0.5, forEach: 0.2 });
+      const result = simulate(definition, random, { conditionFalse: 0.3, failure: 0.15 });
+      if (result.outcome.kind === 'failed') {
+        const failed = result.outcome.step_id;
+        expect(result.final.get(failed), `seed ${seed}`).toBe('failed');
+        expect(definition.steps.find((s) => s.id === failed)?.continue_on_error).toBe(false);
+        continue;
+      }
+      expect(result.outcome, `seed ${seed}`).toEqual({ kind: 'iteration_done' });
+      for (const s of definition.steps) {
+        const final = result.final.get(s.id) as StepStatus;
+        expect(TERMINAL_STEP_STATUSES.has(final), `seed ${seed} ${s.id}`).toBe(true);
+        if (final === 'failed') expect(s.continue_on_error, `seed ${seed}`).toBe(true);
+        if (result.propagated.has(s.id)) {
+          expect(s.implicit_dependencies, `seed ${seed}`).toBe(false);
+          expect(s.depends_on.every((d) => result.final.get(d) === 'skipped')).toBe(true);
+        }
+        // Every step either ran, had a false condition, or lost its whole branch.
+        const ran = result.started.includes(s.id);
+        expect(
+          [ran, result.conditionSkipped.has(s.id), result.propagated.has(s.id)].filter(Boolean),
+          `seed ${seed} ${s.id}`,
+        ).toHaveLength(1);
+      }
+    }
+  });
+});
