@@ -289,10 +289,12 @@ export class ExecutionManager {
       }
       await store.setExecutionStatus(tx, id, 'running');
       const resumed = { ...execution, status: 'running' as const };
-      for (const run of await store.listQueuedRuns(tx, id)) {
+      for (const run of await store.listHeldRuns(tx, id)) {
         effects.jobs.push({
           ...jobFor(resumed, run.id, run.step_id, run.attempt),
           ...(run.wake_at ? { runAt: run.wake_at } : {}),
+          // A sleeping run needs its wake-up, not a new attempt.
+          ...(run.status === 'waiting' ? { wake: true } : {}),
         });
       }
       await this.options.state.advance(tx, resumed, effects);

@@ -28,6 +28,8 @@ export interface RecoverySweepOptions {
   intervalMs: number;
   staleAfterMs: number;
   logger: Log;
+  /** Told what each scheduled pass did (metrics). */
+  onReport?(report: SweepReport): void;
 }
 
 /**
@@ -57,6 +59,7 @@ export class RecoverySweep {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.running = this.sweepOnce()
+        .then((report) => this.options.onReport?.(report))
         .catch((error: unknown) =>
           this.options.logger.warn({ err: error }, 'recovery sweep failed; will try again'),
         )

@@ -56,10 +56,13 @@ export async function runAttempt(
     const handler = getStepHandler(step.step_type) ?? externalTaskHandler(step.step_type);
     // A handler that ignores its signal must still not hold the attempt past its deadline.
     const aborted = new Promise<never>((_, reject) => {
-      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      // Already stopped (cancelled between claim and start): the listener would never fire.
+      if (signal.aborted) reject(signal.reason);
+      else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
     });
     const outcome = await Promise.race([
       handler.run({
+        step: { id: step.id, type: step.step_type, agent_id: step.agent_id },
         config,
         context,
         signal,

@@ -46,13 +46,15 @@ export async function processStepJob(
     throw new Error(`step ${data.stepId} is not in ${data.workflowId}@${data.workflowVersion}`);
 
   const leaseId = randomUUID();
-  const claim = await claimRun(pool, data.runId, data.attempt, leaseId, step.timeout_seconds);
-  if (!claim) {
-    log.debug('attempt is no longer current; job dropped');
-    return 'stale';
-  }
+  // Listen for aborts before claiming: a cancel that commits right after the claim must still
+  // reach this attempt, and its broadcast may arrive before the claim returns.
   const stop = options.bus.track(data.executionId);
   try {
+    const claim = await claimRun(pool, data.runId, data.attempt, leaseId, step.timeout_seconds);
+    if (!claim) {
+      log.debug('attempt is no longer current; job dropped');
+      return 'stale';
+    }
     log.debug({ stepType: step.step_type }, 'attempt started');
     const wokenFromSleep = job.name === 'wake' && claim.wake_at ? claim.wake_at : undefined;
     const result = await runAttempt(step, claim, options.env, stop.signal, wokenFromSleep);

@@ -4,6 +4,13 @@ import type { Queryable } from './db.js';
 
 /** SQL for executions and their step runs. Every function takes the pool or a transaction. */
 
+/**
+ * The step's own run of a for_each step once expanded: an aggregate of its item runs that the
+ * state manager finishes itself. No worker may claim it and the sweep must never enqueue it,
+ * though it is `running` with no lease and no job while its items run.
+ */
+const FOR_EACH_AGGREGATE = '(s.item_index = -1 AND s.item_count IS NOT NULL)';
+
 export const EXECUTION_STATUSES = [
   'pending',
   'running',
@@ -347,6 +354,7 @@ export async function claimRun(
               updated_at = now()
          FROM workflow_executions e
         WHERE s.id = $1 AND s.attempt = $2 AND s.status IN ('queued', 'running', 'waiting')
+          AND NOT ${FOR_EACH_AGGREGATE}
           AND e.id = s.execution_id AND e.status IN ('running', 'waiting')
        RETURNING s.*, e.workflow_id, e.workflow_version, e.input_data
      )
@@ -368,17 +376,23 @@ export async function lockRunAttempt(
   attempt: number,
 ): Promise<StepRunRow | null> {
   const { rows } = await db.query<StepRunRow>(
-    `SELECT * FROM step_executions WHERE id = $1 AND attempt = $2 AND status IN ('running', 'waiting')
-       FOR UPDATE`,
+    `SELECT * FROM step_executions s
+      WHERE id = $1 AND attempt = $2 AND status IN ('running', 'waiting') AND NOT ${FOR_EACH_AGGREGATE}
+        FOR UPDATE`,
     [runId, attempt],
   );
   return rows[0] ?? null;
 }
 
-/** All queued runs of an execution: what resume must put back on the queue. */
-export async function listQueuedRuns(db: Queryable, executionId: string): Promise<StepRunRow[]> {
+/**
+ * What resume must put back on the queue: queued runs (their jobs were dropped while paused)
+ * and sleeping runs (a wake-up that came due while paused was dropped too).
+ */
+export async function listHeldRuns(db: Queryable, executionId: string): Promise<StepRunRow[]> {
   const { rows } = await db.query<StepRunRow>(
-    `SELECT * FROM step_executions WHERE execution_id = $1 AND status = 'queued'`,
+    `SELECT * FROM step_executions
+      WHERE execution_id = $1
+        AND (status = 'queued' OR (status = 'waiting' AND wake_at IS NOT NULL))`,
     [executionId],
   );
   return rows;
@@ -619,7 +633,7 @@ export async function findStaleActiveRuns(
 ): Promise<PinnedRun[]> {
   const { rows } = await db.query<PinnedRun>(
     `SELECT s.*, e.workflow_id, e.workflow_version FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
-      WHERE e.status IN ('running', 'waiting')
+      WHERE e.status IN ('running', 'waiting') AND NOT ${FOR_EACH_AGGREGATE}
         AND ((s.status = 'running' AND s.updated_at < now() - make_interval(secs => $1::float8 / 1000))
           OR (s.status = 'waiting' AND s.wake_at IS NOT NULL
               AND s.wake_at < now() - make_interval(secs => $1::float8 / 1000)))
@@ -637,7 +651,7 @@ export async function findOverdueRuns(
 ): Promise<PinnedRun[]> {
   const { rows } = await db.query<PinnedRun>(
     `SELECT s.*, e.workflow_id, e.workflow_version FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
-      WHERE s.status IN ('running', 'waiting') AND s.wake_at IS NULL
+      WHERE s.status IN ('running', 'waiting') AND s.wake_at IS NULL AND NOT ${FOR_EACH_AGGREGATE}
         AND s.deadline_at < now() - make_interval(secs => $1::float8 / 1000)
         AND e.status IN ('running', 'waiting')
       ORDER BY s.deadline_at LIMIT $2`,

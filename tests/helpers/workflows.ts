@@ -33,6 +33,8 @@ export interface ExecutionBody {
   status: string;
   output_data: unknown;
   error: string | null;
+  started_at: string | null;
+  completed_at: string | null;
   step_results: Record<string, unknown>;
   workflow_version: number;
   current_iteration: number;
@@ -120,4 +122,17 @@ export function maxOverlap(runs: readonly RunSpan[]): number {
 /** Whether two recorded run intervals intersect. */
 export function overlaps(a: RunSpan, b: RunSpan): boolean {
   return maxOverlap([a, b]) === 2;
+}
+
+/** Polls `predicate` until it holds, up to `timeoutMs`; for conditions outside an execution. */
+export async function waitUntil(
+  predicate: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

@@ -152,6 +152,7 @@ function invocation(
   options: { allow?: string[]; signal?: AbortSignal; maxBytes?: number } = {},
 ): StepInvocation {
   return {
+    step: { id: 'step-1', type: 'http', agent_id: null },
     config,
     context: {
       input: {},

@@ -19,6 +19,7 @@ const context: ExpressionContext = {
 
 function invocation(config: Record<string, unknown>): StepInvocation {
   return {
+    step: { id: 'step-1', type: 'test', agent_id: null },
     config,
     context,
     signal: new AbortController().signal,
@@ -42,8 +43,10 @@ describe('registry', () => {
       'delay',
       'http',
       'noop',
+      'subworkflow',
       'transform',
       'validate',
+      'wait_for_event',
     ]);
     expect(getStepHandler('transform')).toBe(transformStep);
     // The seed's `validation` is an external task, not the built-in `validate`.

@@ -1,17 +1,31 @@
 import type { StepHandler } from './types.js';
 
+/** How long a claimed task stays with its worker without a heartbeat, unless the step's
+ * config sets `lease_seconds`. */
+export const DEFAULT_TASK_LEASE_SECONDS = 60;
+
 /**
- * Any step type that is not built in is an external task: another service's worker does it.
- * The run waits (holding no worker) until it is completed from outside or its timeout ends
- * the attempt, which is then retried per the step's retry settings.
+ * Any step type that is not built in is an external task: another service's worker claims it
+ * through the tasks API, heartbeats, and completes or fails it. The run waits, holding no
+ * worker, until then or until its timeout ends the attempt (retried per the step's policy).
  */
 export function externalTaskHandler(stepType: string): StepHandler {
   return {
     type: stepType,
-    async run() {
+    async run({ step, config, context }) {
+      const lease = config.lease_seconds;
       return {
         kind: 'wait',
-        reason: `waiting for an external worker to complete a "${stepType}" task`,
+        reason: `waiting for an external worker to claim a "${stepType}" task`,
+        wait: {
+          kind: 'task',
+          step_type: stepType,
+          agent_id: step.agent_id,
+          config,
+          input: context.input,
+          lease_seconds:
+            typeof lease === 'number' && lease > 0 && lease <= 86_400 ? lease : DEFAULT_TASK_LEASE_SECONDS,
+        },
       };
     },
   };

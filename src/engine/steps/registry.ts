@@ -1,13 +1,15 @@
 import { delayStep } from './delay.js';
 import { httpStep } from './http.js';
 import { noopStep } from './noop.js';
+import { subworkflowStep } from './subworkflow.js';
 import { transformStep } from './transform.js';
 import type { StepHandler } from './types.js';
 import { validateStep } from './validate.js';
+import { waitForEventStep } from './wait-for-event.js';
 
 /** The step types that run inside the service (DESIGN.md section 4). */
 export const builtInStepHandlers: ReadonlyMap<string, StepHandler> = new Map(
-  [noopStep, delayStep, transformStep, validateStep, httpStep].map((handler) => [
+  [noopStep, delayStep, transformStep, validateStep, httpStep, waitForEventStep, subworkflowStep].map((handler) => [
     handler.type,
     handler,
   ]),

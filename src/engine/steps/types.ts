@@ -23,7 +23,15 @@ export interface StepEnvironment {
   expressionTimeoutMs: number;
 }
 
+/** The step being run, as its definition names it. */
+export interface StepIdentity {
+  id: string;
+  type: string;
+  agent_id: string | null;
+}
+
 export interface StepInvocation {
+  step: StepIdentity;
   /** The step's config with expressions resolved. */
   config: Record<string, unknown>;
   context: ExpressionContext;
@@ -41,8 +49,24 @@ export type StepOutcome =
   | { kind: 'completed'; output: unknown }
   /** Durable sleep: the runner re-invokes the handler at `until` without holding a worker. */
   | { kind: 'sleep'; until: Date; output?: unknown }
-  /** Waits for something outside the engine (an external worker, an event). */
-  | { kind: 'wait'; reason: string };
+  /** Waits for something outside the engine: an external worker, an event, a sub-workflow. */
+  | { kind: 'wait'; reason: string; wait: WaitRequest };
+
+/** What a waiting run waits for; the state manager parks it so the right party can resume it. */
+export type WaitRequest =
+  /** An external worker claims the task through the tasks API and completes or fails it. */
+  | {
+      kind: 'task';
+      step_type: string;
+      agent_id: string | null;
+      config: Record<string, unknown>;
+      input: unknown;
+      lease_seconds: number;
+    }
+  /** POST /events with this type (and correlation key, when set) whose `match` holds. */
+  | { kind: 'event'; event: string; correlation_key: string | null; match: string | null }
+  /** An execution of another workflow; its output becomes this step's output. */
+  | { kind: 'child'; workflow_id: string; input: Record<string, unknown> };
 
 export interface StepHandler {
   readonly type: string;

@@ -1,0 +1,36 @@
+import { type StepHandler, StepFailure } from './types.js';
+
+/**
+ * Waits for `POST /events` with type `config.event`, optionally only one carrying
+ * `config.correlation_key` (usually a template such as `{% input.order_id %}`) and one for which
+ * `config.match` (JSONata over `{event, input, steps, ...}`) holds. The event becomes the output.
+ * The step's timeout bounds the wait.
+ */
+export const waitForEventStep: StepHandler = {
+  type: 'wait_for_event',
+  async run({ config }) {
+    const { event, correlation_key: correlationKey, match } = config;
+    if (typeof event !== 'string' || event.length === 0) {
+      throw new StepFailure('config.event must name the event type to wait for', {
+        type: 'invalid_config',
+        retryable: false,
+      });
+    }
+    if (correlationKey !== undefined && correlationKey !== null && typeof correlationKey !== 'string') {
+      throw new StepFailure('config.correlation_key must resolve to a string', {
+        type: 'invalid_config',
+        retryable: false,
+      });
+    }
+    return {
+      kind: 'wait',
+      reason: `waiting for event "${event}"${correlationKey ? ` with correlation key "${correlationKey}"` : ''}`,
+      wait: {
+        kind: 'event',
+        event,
+        correlation_key: typeof correlationKey === 'string' ? correlationKey : null,
+        match: typeof match === 'string' && match.length > 0 ? match : null,
+      },
+    };
+  },
+};
