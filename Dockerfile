@@ -18,6 +18,8 @@ COPY --chown=node:node package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --chown=node:node --from=build /app/dist ./dist
 COPY --chown=node:node migrations ./migrations
+# The dashboard (/ui) is served from these files at run time (no build step).
+COPY --chown=node:node src/ui ./src/ui
 USER node
 EXPOSE 8000
 # /health/live touches no dependency; the slim image has no curl, so use node's fetch.

@@ -9,15 +9,24 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { registerProblemDetails, sendFrameworkProblem } from './api/problem-details.js';
+import { apiKeyRoutes } from './api/routes/api-keys.js';
+import { eventRoutes } from './api/routes/events.js';
+import { executionStreamRoutes } from './api/routes/execution-stream.js';
 import { executionRoutes } from './api/routes/executions.js';
 import { healthRoutes } from './api/routes/health.js';
 import { infoRoutes } from './api/routes/info.js';
+import { metricsRoutes } from './api/routes/metrics.js';
+import { statsRoutes } from './api/routes/stats.js';
+import { taskRoutes } from './api/routes/tasks.js';
+import { uiRoutes } from './api/routes/ui.js';
 import { workflowRoutes } from './api/routes/workflows.js';
 import type { Config } from './config.js';
 import { loggerOptions } from './logger.js';
 import { enginePlugin } from './plugins/engine.js';
 import { executionsPlugin } from './plugins/executions.js';
 import { infrastructurePlugin } from './plugins/infrastructure.js';
+import { monitoringPlugin } from './plugins/monitoring.js';
+import { SECURITY_SCHEMES, securityPlugin } from './plugins/security.js';
 import { workflowsPlugin } from './plugins/workflows.js';
 import { SERVICE_VERSION } from './project.js';
 
@@ -51,6 +60,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // Before any route: it gives every route its access policy and refuses uncovered ones.
+  await app.register(securityPlugin, { config });
 
   await app.register(swagger, {
     openapi: {
@@ -64,9 +75,17 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
       tags: [
         { name: 'workflows', description: 'Workflow definitions' },
         { name: 'executions', description: 'Running and finished executions' },
+        { name: 'events', description: 'Events that start workflows and resume waiting steps' },
+        {
+          name: 'tasks',
+          description: 'External tasks, claimed and completed by workers of other services',
+        },
         { name: 'health', description: 'Probes' },
         { name: 'service', description: 'Service information' },
+        { name: 'monitoring', description: 'Statistics, metrics and the dashboard' },
+        { name: 'security', description: 'API keys (admin)' },
       ],
+      components: { securitySchemes: SECURITY_SCHEMES },
     },
     transform: jsonSchemaTransform,
   });
@@ -75,13 +94,21 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(infrastructurePlugin, { config });
   await app.register(workflowsPlugin);
   await app.register(executionsPlugin);
+  await app.register(monitoringPlugin);
   if (config.SERVICE_ROLE !== 'api') await app.register(enginePlugin);
 
   await app.register(healthRoutes);
   await app.register(infoRoutes);
+  await app.register(metricsRoutes);
   if (config.SERVICE_ROLE !== 'worker') {
     await app.register(workflowRoutes);
     await app.register(executionRoutes);
+    await app.register(eventRoutes);
+    await app.register(taskRoutes);
+    await app.register(executionStreamRoutes);
+    await app.register(statsRoutes);
+    await app.register(uiRoutes);
+    await app.register(apiKeyRoutes);
   }
   return app;
 }

@@ -1,4 +1,10 @@
 import { z } from 'zod';
+import {
+  AUTH_MODES,
+  authProblems,
+  JWT_ALGORITHMS,
+  normalisePem,
+} from './security/auth-settings.js';
 
 /**
  * Every setting of the service, read once from the environment at start.
@@ -10,6 +16,23 @@ const booleanFlag = z
 
 const positiveInt = z.coerce.number().int().positive();
 const nonNegativeInt = z.coerce.number().int().nonnegative();
+const commaList = z.string().transform((value) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0),
+);
+
+function isOrigin(value: string): boolean {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
+
+/** Variables whose values never appear in a configuration error message. */
+const SECRET_VARIABLE = /SECRET|PASSWORD|TOKEN/i;
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -40,6 +63,11 @@ const envSchema = z.object({
   /** Test-only fault injection: `drop-enqueue` acts as if the process died between the commit of
    * a state change and the enqueue of its jobs, so the recovery sweep must finish the work. */
   FAULT_INJECTION: z.enum(['none', 'drop-enqueue']).default('none'),
+  /** A wait_for_event step that starts waiting also takes an event that arrived up to this long
+   * before (never one older than its execution), so an event racing the wait is not lost. */
+  EVENT_BUFFER_MS: nonNegativeInt.default(60_000),
+  /** How often each worker process looks for due cron schedules. */
+  SCHEDULE_INTERVAL_MS: positiveInt.default(1000),
   EXPRESSION_TIMEOUT_MS: positiveInt.default(1000),
   CACHE_TTL_SECONDS: positiveInt.default(300),
   DEPENDENCY_TIMEOUT_MS: positiveInt.default(1000),
@@ -67,6 +95,61 @@ const envSchema = z.object({
         .filter((host) => host.length > 0),
     ),
   HTTP_STEP_MAX_RESPONSE_BYTES: positiveInt.default(5 * 1024 * 1024),
+
+  // Monitoring (README "Monitoring").
+  /** Lifetime of the cached GET /stats answer, in seconds (0: no cache). */
+  STATS_CACHE_SECONDS: nonNegativeInt.max(60).default(5),
+  /** Most recent executions of a workflow that its duration percentiles and per-step
+   * statistics look back over (counts and the average cover every execution). */
+  STATS_WINDOW: positiveInt.max(100_000).default(1000),
+  /** Comment line sent on an idle execution stream this often, in milliseconds. */
+  STREAM_HEARTBEAT_MS: positiveInt.default(15_000),
+  /** Events kept per execution for clients resuming with Last-Event-ID (approximate). */
+  STREAM_MAX_EVENTS: positiveInt.default(1000),
+  /** An execution's event log is dropped this long after its last change, in seconds. */
+  STREAM_RETENTION_SECONDS: positiveInt.default(3600),
+  /** How often committed execution changes are relayed from Postgres to Redis, in milliseconds. */
+  EVENT_RELAY_INTERVAL_MS: positiveInt.default(200),
+
+  // Security (DESIGN.md section 7; README "Security"). Cross-field rules: authProblems().
+  /** `none | api-key | jwt | both`; unset: `both` when a JWT key is set, else `none` (open). */
+  AUTH_MODE: z.enum(AUTH_MODES).optional(),
+  /** Development/test only: run open even when keys are configured. Refused in production. */
+  AUTH_DISABLED: booleanFlag.default(false),
+  /** HS256/384/512 shared secret; at least 32 characters (256 bits). */
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters (256 bits)').optional(),
+  /** PEM public key (RSA, EC or Ed25519) for RS*, PS*, ES* or EdDSA tokens; `\n` escapes allowed. */
+  JWT_PUBLIC_KEY: z.string().transform(normalisePem).optional(),
+  /** Comma-separated pinned algorithms; default HS256 (secret) or the key's own (RS256, ES256). */
+  JWT_ALGORITHMS: commaList
+    .pipe(z.array(z.enum(JWT_ALGORITHMS, `must be one of ${JWT_ALGORITHMS.join(', ')}`)))
+    .optional(),
+  JWT_ISSUER: z.string().min(1).optional(),
+  /** Comma-separated accepted audiences; a token must name one of them. */
+  JWT_AUDIENCE: commaList.optional(),
+  /** Claim holding the caller's roles (array or space-separated string); dotted paths allowed. */
+  JWT_ROLES_CLAIM: z.string().min(1).default('roles'),
+  JWT_CLOCK_TOLERANCE_SECONDS: nonNegativeInt.max(300).default(5),
+  /** Requests per caller (API key or token subject) per window; default 1000 (test: 1000000). */
+  RATE_LIMIT_MAX: positiveInt.optional(),
+  RATE_LIMIT_WINDOW_MS: positiveInt.default(60_000),
+  /** Unauthenticated or failed requests per client IP per window; default 100 (test: 1000000). */
+  RATE_LIMIT_IP_MAX: positiveInt.optional(),
+  /** Comma-separated browser origins allowed by CORS (e.g. https://ops.example.com); empty: off. */
+  CORS_ORIGINS: commaList
+    .pipe(
+      z.array(
+        z
+          .string()
+          .refine(
+            (origin) => origin === '*' || isOrigin(origin),
+            'each entry must be an origin such as https://ops.example.com, or *',
+          ),
+      ),
+    )
+    .default([]),
+  /** Serve /metrics without credentials (for a Prometheus inside the cluster). */
+  METRICS_PUBLIC: booleanFlag.default(false),
 });
 
 export type Config = z.infer<typeof envSchema>;
@@ -88,12 +171,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       message: 'fault injection is refused in production',
       path: ['FAULT_INJECTION'],
     })
+    .superRefine((config, context) => {
+      for (const problem of authProblems(config)) {
+        context.addIssue({ code: 'custom', message: problem.message, path: [problem.path] });
+      }
+    })
     .safeParse(present);
   if (!parsed.success) {
     throw new ConfigError(
       parsed.error.issues.map((issue) => {
         const name = issue.path.join('.');
-        return `${name}=${JSON.stringify(present[name] ?? '')}: ${issue.message}`;
+        const shown = SECRET_VARIABLE.test(name) ? '[redacted]' : (present[name] ?? '');
+        return `${name}=${JSON.stringify(shown)}: ${issue.message}`;
       }),
     );
   }

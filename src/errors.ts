@@ -65,3 +65,41 @@ export const InvalidCursorError = createError(
   'The cursor is not one this service issued: %s',
   400,
 );
+
+// Security (src/plugins/security.ts). One 401 for every authentication failure, so a caller
+// cannot tell an unknown key from a revoked or expired one, or a forged token from an old one.
+export const UnauthenticatedError = createError(
+  'WF_ERR_UNAUTHENTICATED',
+  'Authentication required: send a valid Authorization: Bearer <token> or X-API-Key header',
+  401,
+);
+export const ForbiddenError = createError(
+  'WF_ERR_FORBIDDEN',
+  'This request needs the %s role; your credentials grant %s',
+  403,
+);
+export const RateLimitedError = createError(
+  'WF_ERR_RATE_LIMITED',
+  'Too many requests; retry in %s second(s)',
+  429,
+);
+export const ApiKeyNotFoundError = createError(
+  'WF_ERR_API_KEY_NOT_FOUND',
+  'API key %s was not found',
+  404,
+);
+export const TaskNotFoundError = createError(
+  'WF_ERR_TASK_NOT_FOUND',
+  'No task was ever issued with this token',
+  404,
+);
+export const TaskStaleError = createError(
+  'WF_ERR_TASK_STALE',
+  'This task token is no longer current (the task was completed, failed, timed out, retried or cancelled); %s',
+  409,
+);
+export const ResourceNotFoundError = createError(
+  'WF_ERR_NOT_FOUND',
+  'Nothing exists at %s: the path holds characters no id can contain',
+  404,
+);

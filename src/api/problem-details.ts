@@ -34,6 +34,9 @@ const UNAVAILABLE_CODES = new Set([
   '08006',
   '3D000', // database does not exist (yet)
   '42P01', // table missing: migrations not applied yet
+  '53000', // insufficient_resources
+  '53200', // out_of_memory
+  '53300', // too_many_connections: "sorry, too many clients already"
 ]);
 
 function isDependencyFailure(error: Error & { code?: unknown }): boolean {

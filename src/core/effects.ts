@@ -12,20 +12,40 @@ export interface Effects {
   abortExecutions: string[];
   /** Workflows whose cached view (counters) changed. */
   changedWorkflows: string[];
+  /** Sub-workflow executions that ended: the runs waiting for them resume. */
+  endedChildren: string[];
+  /** Executions that ended without completing: their unfinished sub-workflows are cancelled. */
+  stoppedParents: string[];
 }
 
 export function noEffects(): Effects {
-  return { jobs: [], abortExecutions: [], changedWorkflows: [] };
+  return {
+    jobs: [],
+    abortExecutions: [],
+    changedWorkflows: [],
+    endedChildren: [],
+    stoppedParents: [],
+  };
 }
 
 export function mergeEffects(target: Effects, source: Effects): Effects {
   target.jobs.push(...source.jobs);
   target.abortExecutions.push(...source.abortExecutions);
   target.changedWorkflows.push(...source.changedWorkflows);
+  target.endedChildren.push(...source.endedChildren);
+  target.stoppedParents.push(...source.stoppedParents);
   return target;
 }
 
 /** Implemented by the engine (BullMQ, Redis pub/sub, cache); core only describes effects. */
 export interface EffectSink {
   apply(effects: Effects): Promise<void>;
+}
+
+/** Follow-up work between executions (sub-workflows), done after the commit that caused it. */
+export interface ExecutionLinks {
+  /** Resumes the run that waits for this ended sub-workflow execution. */
+  childEnded(childExecutionId: string): Promise<Effects>;
+  /** Cancels the unfinished sub-workflow executions of an execution that ended. */
+  cancelChildren(parentExecutionId: string): Promise<Effects>;
 }

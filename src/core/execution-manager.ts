@@ -1,15 +1,15 @@
-import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import type { StepStatus } from '../engine/scheduler.js';
-import {
-  ExecutionNotFoundError,
-  ExecutionStateError,
-  ValidationFailedError,
-  WorkflowNotFoundError,
-  WorkflowNotRunnableError,
-} from '../errors.js';
+import { ExecutionNotFoundError, ExecutionStateError, ValidationFailedError } from '../errors.js';
 import { decodeCursor, encodeCursor } from '../store/cursor.js';
-import { isPgError, type Pool, type Queryable, SqlState, withTransaction } from '../store/db.js';
+import {
+  isPgError,
+  type Pool,
+  type Queryable,
+  SqlState,
+  withTransaction,
+  withTransactionThen,
+} from '../store/db.js';
 import type { ExecutionRow, ExecutionStatus, StepRunRow } from '../store/execution-store.js';
 import * as store from '../store/execution-store.js';
 import { type EffectSink, type Effects, noEffects } from './effects.js';
@@ -147,45 +147,31 @@ export class ExecutionManager {
       ]);
     }
     const { pool, state } = this.options;
-    const outcome = await withTransaction(pool, async (tx) => {
-      const head = await store.findWorkflowHead(tx, workflowId);
-      if (!head) throw new WorkflowNotFoundError(workflowId);
-      if (idempotencyKey) {
-        const existing = await store.findByIdempotencyKey(tx, workflowId, idempotencyKey);
-        if (existing) return { row: existing, created: false, effects: noEffects() };
-      }
-      if (head.status !== 'draft' && head.status !== 'active') {
-        throw new WorkflowNotRunnableError(workflowId, head.status);
-      }
-      const definition = await state.definition(tx, workflowId, head.version);
-      const timeout = definition.config.timeout_seconds;
-      const row = await store.insertExecution(tx, {
-        id: `ex_${randomBytes(12).toString('base64url')}`,
-        workflowId,
-        version: head.version,
-        input: input ?? {},
-        idempotencyKey: idempotencyKey ?? null,
-        timeoutSeconds: typeof timeout === 'number' ? timeout : null,
-      });
-      if (!row) {
-        // A concurrent request with the same key won the insert; return its execution.
-        const existing = await store.findByIdempotencyKey(tx, workflowId, idempotencyKey as string);
-        return { row: existing as ExecutionRow, created: false, effects: noEffects() };
-      }
-      await store.touchWorkflowStarted(tx, workflowId);
-      const effects = await state.advance(tx, row);
-      return { row, created: true, effects };
-    }).catch(async (error: unknown) => {
+    // The answer is read on the transaction's own connection right after COMMIT: once the
+    // execution is committed, the client must get its 202, not a pool timeout.
+    const { outcome, execution } = await withTransactionThen(
+      pool,
+      (tx) =>
+        state.start(tx, { workflowId, input: input ?? {}, idempotencyKey: idempotencyKey ?? null }),
+      async (client, started) => {
+        const fresh = started.created
+          ? await store.getExecution(client, started.row.id)
+          : started.row;
+        return { outcome: started, execution: await this.view(fresh ?? started.row, client) };
+      },
+    ).catch(async (error: unknown) => {
       // Two concurrent first uses of a key: the loser's transaction aborts on the unique index.
       if (idempotencyKey && isPgError(error, SqlState.UNIQUE_VIOLATION)) {
         const existing = await store.findByIdempotencyKey(pool, workflowId, idempotencyKey);
-        if (existing) return { row: existing, created: false, effects: noEffects() };
+        if (existing) {
+          const outcome = { row: existing, created: false, effects: noEffects() };
+          return { outcome, execution: await this.view(existing) };
+        }
       }
       throw error;
     });
     await this.options.effects.apply(outcome.effects);
-    const fresh = outcome.created ? await store.getExecution(pool, outcome.row.id) : outcome.row;
-    return { execution: await this.view(fresh ?? outcome.row), created: outcome.created };
+    return { execution, created: outcome.created };
   }
 
   /** One execution with every step run. */
@@ -195,11 +181,11 @@ export class ExecutionManager {
     return this.view(row);
   }
 
-  private async view(row: ExecutionRow): Promise<ExecutionView> {
-    const { pool, state } = this.options;
+  private async view(row: ExecutionRow, db: Queryable = this.options.pool): Promise<ExecutionView> {
+    const { state } = this.options;
     const [definition, runs] = await Promise.all([
-      state.definition(pool, row.workflow_id, row.workflow_version),
-      store.listStepRuns(pool, row.id),
+      state.definition(db, row.workflow_id, row.workflow_version),
+      store.listStepRuns(db, row.id),
     ]);
     return { ...executionView(row), steps: stepRunViews(definition, runs) };
   }

@@ -16,6 +16,8 @@ export interface EvaluateOptions {
 export interface ResolveOptions extends EvaluateOptions {
   /** Path of `value` itself, prefixed to the path of a failing field (e.g. `config`). */
   basePath?: string;
+  /** The step type whose config this is: provides `$secret()` (see secretBindings). */
+  stepType?: string;
 }
 
 export interface TemplateProblem {
@@ -315,7 +317,11 @@ export async function resolveTemplates(
   context: ExpressionContext,
   options: ResolveOptions,
 ): Promise<unknown> {
-  return resolveAt(value, options.basePath ?? '', context, options);
+  const evaluate =
+    options.stepType === undefined
+      ? options
+      : { ...options, bindings: { ...secretBindings(options.stepType), ...options.bindings } };
+  return resolveAt(value, options.basePath ?? '', context, evaluate);
 }
 
 async function resolveAt(
@@ -378,4 +384,60 @@ export function findTemplateProblems(value: unknown, basePath: string): Template
   };
   visit(value, basePath);
   return problems;
+}
+
+/**
+ * Secrets for step config (README "Security"): `{% $secret('NAME') %}` reads the environment
+ * variable `WF_SECRET_NAME`, and only variables with that prefix, so a workflow definition can
+ * name a credential without holding it and cannot read the rest of the environment. It works in
+ * the config of step types whose output never includes their resolved config (`http`, whose
+ * output is the response only); elsewhere (a `noop` would echo it) it fails the step.
+ */
+export const SECRET_ENV_PREFIX = 'WF_SECRET_';
+const SECRET_STEP_TYPES: ReadonlySet<string> = new Set(['http']);
+const SECRET_NAME = /^[A-Za-z0-9_]{1,64}$/;
+/** Shorter values would be redacted from unrelated text by coincidence. */
+const MIN_REDACTED_SECRET_LENGTH = 4;
+
+/** The `bindings` of resolveTemplates for a step's config: provides `$secret(name)`. */
+export function secretBindings(
+  stepType: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, unknown> {
+  return {
+    secret: (name: unknown): string => {
+      if (typeof name !== 'string' || !SECRET_NAME.test(name)) {
+        throw new Error('$secret(name): name must be 1-64 letters, digits or "_"');
+      }
+      if (!SECRET_STEP_TYPES.has(stepType)) {
+        throw new Error(
+          `$secret() is only available in the config of ${[...SECRET_STEP_TYPES].join(', ')} steps, whose output never includes their config`,
+        );
+      }
+      const variable = `${SECRET_ENV_PREFIX}${name.toUpperCase()}`;
+      const value = env[variable];
+      if (value === undefined || value === '') {
+        throw new Error(`$secret('${name}'): the environment variable ${variable} is not set`);
+      }
+      return value;
+    },
+  };
+}
+
+/** Replaces every configured secret value inside `text` with `[secret]` (messages, URLs). */
+export function redactSecrets(text: string, env: NodeJS.ProcessEnv = process.env): string {
+  let result = text;
+  for (const [name, value] of Object.entries(env)) {
+    if (
+      name.startsWith(SECRET_ENV_PREFIX) &&
+      value !== undefined &&
+      value.length >= MIN_REDACTED_SECRET_LENGTH
+    ) {
+      result = result.replaceAll(value, '[secret]');
+      // Inside a URL the value may appear percent-encoded.
+      const encoded = encodeURIComponent(value);
+      if (encoded !== value) result = result.replaceAll(encoded, '[secret]');
+    }
+  }
+  return result;
 }

@@ -1,16 +1,20 @@
+import { randomBytes } from 'node:crypto';
 import { retryDelayMs } from '../engine/retry-policy.js';
 import { schedule, sinkSteps } from '../engine/scheduler.js';
-import type { ExpressionContext } from '../engine/steps/types.js';
+import type { ExpressionContext, WaitRequest } from '../engine/steps/types.js';
+import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
 import type { Log } from '../logger.js';
 import type { Pool, Queryable } from '../store/db.js';
+import * as eventStore from '../store/event-store.js';
 import type {
   ExecutionRow,
+  NewExecution,
   StepErrorRecord,
   StepJob,
   StepRunRow,
 } from '../store/execution-store.js';
 import * as store from '../store/execution-store.js';
-import { type Effects, noEffects } from './effects.js';
+import { type Effects, mergeEffects, noEffects } from './effects.js';
 import { evaluateCondition, evaluateExpression } from './expressions.js';
 import type { StepDefinition, WorkflowDefinition } from './workflow-definition.js';
 
@@ -22,14 +26,27 @@ const DEFINITION_CACHE_SIZE = 500;
 export interface StateManagerOptions {
   pool: Pool;
   expressionTimeoutMs: number;
+  /** How far back a run that starts waiting for an event looks for one it just missed. */
+  eventBufferMs: number;
   logger: Log;
+}
+
+/** An event as steps and expressions see it. */
+export function eventOutput(event: eventStore.EventRow): Record<string, unknown> {
+  return {
+    id: event.id,
+    type: event.type,
+    data: event.data,
+    correlation_key: event.correlation_key,
+    received_at: event.received_at.toISOString(),
+  };
 }
 
 /** What the engine learned from one attempt of a step. */
 export type AttemptResult =
   | { kind: 'completed'; output: unknown }
   | { kind: 'sleep'; until: Date; output?: unknown }
-  | { kind: 'wait'; reason: string }
+  | { kind: 'wait'; reason: string; wait: WaitRequest }
   | { kind: 'failed'; error: StepErrorRecord; retryAfterMs?: number | undefined };
 
 /** The job that runs one attempt of a run of an execution. */
@@ -76,6 +93,66 @@ export class StateManager {
     }
     this.definitions.set(key, definition);
     return definition;
+  }
+
+  /**
+   * Starts an execution of a workflow's current version inside the caller's transaction:
+   * the one way executions begin (API, events, schedules, sub-workflows). With an
+   * idempotency key already used, returns that execution instead (created: false).
+   */
+  async start(
+    tx: Queryable,
+    request: {
+      workflowId: string;
+      input: unknown;
+      idempotencyKey: string | null;
+      /** Event and schedule starts run only active workflows; the API runs drafts too. */
+      activeOnly?: boolean;
+      parent?: NewExecution['parent'];
+      trigger?: Record<string, unknown>;
+    },
+    effects: Effects = noEffects(),
+  ): Promise<{ row: ExecutionRow; created: boolean; effects: Effects }> {
+    const head = await store.findWorkflowHead(tx, request.workflowId);
+    if (!head) throw new WorkflowNotFoundError(request.workflowId);
+    if (request.idempotencyKey) {
+      const existing = await store.findByIdempotencyKey(
+        tx,
+        request.workflowId,
+        request.idempotencyKey,
+      );
+      if (existing) return { row: existing, created: false, effects };
+    }
+    const runnable = request.activeOnly ? ['active'] : ['draft', 'active'];
+    if (!runnable.includes(head.status)) {
+      throw new WorkflowNotRunnableError(request.workflowId, head.status);
+    }
+    const definition = await this.definition(tx, request.workflowId, head.version);
+    const timeout = definition.config.timeout_seconds;
+    const row = await store.insertExecution(tx, {
+      id: `ex_${randomBytes(12).toString('base64url')}`,
+      workflowId: request.workflowId,
+      version: head.version,
+      input: request.input ?? {},
+      idempotencyKey: request.idempotencyKey,
+      timeoutSeconds: typeof timeout === 'number' ? timeout : null,
+      parent: request.parent,
+      trigger: request.trigger,
+    });
+    if (!row) {
+      // A concurrent start with the same key won the insert; return its execution.
+      const existing = await store.findByIdempotencyKey(
+        tx,
+        request.workflowId,
+        request.idempotencyKey as string,
+      );
+      return { row: existing as ExecutionRow, created: false, effects };
+    }
+    await this.advance(tx, row, effects);
+    // Last: every start and every end of the workflow's executions updates its row, so the
+    // row lock is held from here to COMMIT only, not across the scheduler's queries.
+    await store.touchWorkflowStarted(tx, request.workflowId);
+    return { row, created: true, effects };
   }
 
   /** Expression context of an execution at its current iteration. */
@@ -338,6 +415,8 @@ export class StateManager {
     );
     const finished = await store.finishExecution(tx, execution, outcome);
     if (stopped > 0) effects.abortExecutions.push(execution.id);
+    if (execution.parent_run_id !== null) effects.endedChildren.push(execution.id);
+    if (outcome.status !== 'completed') effects.stoppedParents.push(execution.id);
     effects.changedWorkflows.push(execution.workflow_id);
     this.options.logger.info(
       { executionId: execution.id, workflowId: execution.workflow_id, status: outcome.status },
@@ -380,6 +459,166 @@ export class StateManager {
     }
   }
 
+  /**
+   * Parks a run until the party it waits for answers. A wait for an event first looks at the
+   * events that arrived since the execution started (within the buffer window), under the
+   * event type's lock, so an event posted just before the run started waiting is not lost.
+   * A sub-workflow is started in the same transaction.
+   */
+  private async park(
+    tx: Queryable,
+    execution: ExecutionRow,
+    run: StepRunRow,
+    result: Extract<AttemptResult, { kind: 'wait' }>,
+    effects: Effects,
+  ): Promise<Effects> {
+    const { wait } = result;
+    switch (wait.kind) {
+      case 'task': {
+        const { kind, ...spec } = wait;
+        await store.parkRun(tx, run.id, {
+          reason: result.reason,
+          wakeAt: null,
+          wait: { kind, spec },
+        });
+        return this.advance(tx, execution, effects);
+      }
+      case 'event': {
+        await eventStore.lockEventType(tx, wait.event);
+        // Events older than the run (an earlier loop iteration's, say) are not for it.
+        const since = new Date(
+          Math.max(run.created_at.getTime(), Date.now() - this.options.eventBufferMs),
+        );
+        if (await this.takeBufferedEvent(tx, execution, run, wait, since, effects)) return effects;
+        const { kind, ...spec } = wait;
+        await store.parkRun(tx, run.id, {
+          reason: result.reason,
+          wakeAt: null,
+          wait: { kind, spec },
+        });
+        return this.advance(tx, execution, effects);
+      }
+      case 'child': {
+        let child: ExecutionRow;
+        try {
+          ({ row: child } = await this.start(
+            tx,
+            {
+              workflowId: wait.workflow_id,
+              input: wait.input,
+              // The same attempt never starts two children, even when it runs again.
+              idempotencyKey: `parent-${run.id}-${run.attempt}`,
+              parent: { executionId: execution.id, runId: run.id, attempt: run.attempt },
+              trigger: {
+                type: 'subworkflow',
+                parent_execution_id: execution.id,
+                step_id: run.step_id,
+              },
+            },
+            effects,
+          ));
+        } catch (error) {
+          if (
+            !(error instanceof WorkflowNotFoundError || error instanceof WorkflowNotRunnableError)
+          )
+            throw error;
+          return this.resolveWait(
+            tx,
+            execution,
+            run,
+            {
+              kind: 'failed',
+              error: {
+                message: error.message,
+                type: 'subworkflow_unavailable',
+                retryable: false,
+                attempt: run.attempt,
+              },
+            },
+            effects,
+          );
+        }
+        await store.parkRun(tx, run.id, {
+          reason: `waiting for sub-workflow execution ${child.id}`,
+          wakeAt: null,
+          wait: { kind: 'child', spec: { workflow_id: wait.workflow_id, execution_id: child.id } },
+        });
+        return this.advance(tx, execution, effects);
+      }
+    }
+  }
+
+  /**
+   * Resolves a run that waits for an event with the first matching event received since
+   * `since`, if there is one. The caller holds the event type's lock, the execution and the run.
+   */
+  async takeBufferedEvent(
+    tx: Queryable,
+    execution: ExecutionRow,
+    run: StepRunRow,
+    wait: { event: string; correlation_key: string | null; match: string | null },
+    since: Date,
+    effects: Effects,
+  ): Promise<boolean> {
+    const recent = await eventStore.findRecentEvents(tx, wait.event, wait.correlation_key, since);
+    if (recent.length === 0) return false;
+    const runs = await store.loadIterationRuns(tx, execution.id, execution.current_iteration);
+    for (const event of recent) {
+      if (await this.eventMatches(wait.match, execution, runs, event)) {
+        await eventStore.appendResumedStep(tx, event.id, {
+          execution_id: execution.id,
+          step_id: run.step_id,
+        });
+        await this.resolveWait(
+          tx,
+          execution,
+          run,
+          { kind: 'completed', output: eventOutput(event) },
+          effects,
+        );
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Whether an event satisfies a waiting run's match expression (none: any event does). */
+  async eventMatches(
+    match: string | null,
+    execution: ExecutionRow,
+    runs: readonly StepRunRow[],
+    event: eventStore.EventRow,
+  ): Promise<boolean> {
+    if (match === null) return true;
+    try {
+      return await evaluateCondition(
+        match,
+        { ...this.context(execution, runs), event: eventOutput(event) },
+        { timeoutMs: this.options.expressionTimeoutMs },
+      );
+    } catch (error) {
+      this.options.logger.warn(
+        { err: error, executionId: execution.id },
+        'event match expression failed',
+      );
+      return false;
+    }
+  }
+
+  /**
+   * Ends a wait from outside the worker (an event, a finished sub-workflow): the caller holds
+   * the execution and the run locked in `tx` and has checked that the run still waits.
+   */
+  async resolveWait(
+    tx: Queryable,
+    execution: ExecutionRow,
+    run: StepRunRow,
+    result: AttemptResult,
+    effects: Effects = noEffects(),
+  ): Promise<Effects> {
+    return mergeEffects(effects, await this.applyAttempt(tx, execution, run, result));
+  }
+
   private async applyAttempt(
     tx: Queryable,
     execution: ExecutionRow,
@@ -406,8 +645,7 @@ export class StateManager {
         });
         return this.advance(tx, execution, effects);
       case 'wait':
-        await store.parkRun(tx, run.id, { reason: result.reason, wakeAt: null });
-        return this.advance(tx, execution, effects);
+        return this.park(tx, execution, run, result, effects);
       case 'failed': {
         const definition = await this.definition(
           tx,

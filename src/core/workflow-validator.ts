@@ -1,6 +1,7 @@
 import type { Config } from '../config.js';
 import { type FieldProblem, ValidationFailedError } from '../errors.js';
 import { checkExpression, findTemplateProblems } from './expressions.js';
+import { parseSchedule } from './schedule.js';
 import {
   DEFAULT_FOR_EACH_CONCURRENCY,
   DEFAULT_RETRY_BACKOFF,
@@ -136,6 +137,12 @@ function checkWorkflowConfig(type: WorkflowType, config: Record<string, unknown>
         problems.push({ path: 'config.trigger.event', message: 'must be a non-empty string' });
       }
       problems.push(...expressionProblem('config.trigger.filter', filter));
+      const { schedule } = trigger as Record<string, unknown>;
+      if (schedule !== undefined) {
+        const parsed = parseSchedule(schedule);
+        if ('problem' in parsed)
+          problems.push({ path: 'config.trigger.schedule', message: parsed.problem });
+      }
     }
   }
   return problems;

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
-import type { EffectSink, Effects } from '../core/effects.js';
+import type { EffectSink, Effects, ExecutionLinks } from '../core/effects.js';
 import type { Log } from '../logger.js';
+import { executionIdsOf } from '../monitoring/log-context.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import type { StepQueue } from './step-queue.js';
 
@@ -12,7 +13,12 @@ export interface EffectApplierOptions {
   logger: Log;
   /** Fault injection: behave as if the process died right after the commit. */
   dropJobs: boolean;
+  links: ExecutionLinks;
 }
+
+/** Parent/child follow-ups can cascade (a child's end ends its parent, which has a parent...);
+ * past this depth the recovery sweep finishes the chain. */
+const MAX_LINK_DEPTH = 20;
 
 /**
  * Applies committed effects. Nothing here may lose work: a failed enqueue leaves the run
@@ -21,14 +27,14 @@ export interface EffectApplierOptions {
 export class EffectApplier implements EffectSink {
   constructor(private readonly options: EffectApplierOptions) {}
 
-  async apply(effects: Effects): Promise<void> {
-    const { queue, bus, publisher, logger } = this.options;
+  async apply(effects: Effects, depth = 0): Promise<void> {
+    const { queue, bus, publisher, logger, links } = this.options;
     if (effects.jobs.length > 0 && !this.options.dropJobs) {
       try {
         await queue.enqueue(effects.jobs);
       } catch (error) {
         logger.warn(
-          { err: error, jobs: effects.jobs.length },
+          { err: error, jobs: effects.jobs.length, executionIds: executionIdsOf(effects.jobs) },
           'enqueue failed; the recovery sweep will retry it',
         );
       }
@@ -36,13 +42,31 @@ export class EffectApplier implements EffectSink {
     if (effects.abortExecutions.length > 0) {
       for (const id of effects.abortExecutions) bus.abort(id);
       await bus.publish(publisher, effects.abortExecutions).catch((error: unknown) => {
-        logger.warn({ err: error }, 'abort broadcast failed; stale results are fenced in Postgres');
+        logger.warn(
+          { err: error, executionIds: effects.abortExecutions },
+          'abort broadcast failed; stale results are fenced in Postgres',
+        );
       });
     }
     for (const workflowId of new Set(effects.changedWorkflows)) {
       await this.options.invalidateWorkflow(workflowId).catch((error: unknown) => {
         logger.warn({ err: error, workflowId }, 'workflow cache invalidation failed');
       });
+    }
+    if (depth >= MAX_LINK_DEPTH) return;
+    const followUps = [
+      ...effects.endedChildren.map((id) => () => links.childEnded(id)),
+      ...effects.stoppedParents.map((id) => () => links.cancelChildren(id)),
+    ];
+    for (const followUp of followUps) {
+      try {
+        await this.apply(await followUp(), depth + 1);
+      } catch (error) {
+        logger.warn(
+          { err: error },
+          'sub-workflow follow-up failed; the recovery sweep will redo it',
+        );
+      }
     }
   }
 }

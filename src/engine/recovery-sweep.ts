@@ -1,8 +1,16 @@
-import { type EffectSink, type Effects, mergeEffects, noEffects } from '../core/effects.js';
+import {
+  type EffectSink,
+  type Effects,
+  type ExecutionLinks,
+  mergeEffects,
+  noEffects,
+} from '../core/effects.js';
 import { jobFor, type StateManager } from '../core/state-manager.js';
 import type { Log } from '../logger.js';
 import { type Pool, withTransaction } from '../store/db.js';
+import * as eventStore from '../store/event-store.js';
 import * as store from '../store/execution-store.js';
+import * as taskStore from '../store/task-store.js';
 import type { StepQueue } from './step-queue.js';
 
 // One sweeper at a time across all processes: the others skip their turn.
@@ -28,6 +36,7 @@ export interface RecoverySweepOptions {
   intervalMs: number;
   staleAfterMs: number;
   logger: Log;
+  links: ExecutionLinks;
   /** Told what each scheduled pass did (metrics). */
   onReport?(report: SweepReport): void;
 }
@@ -142,6 +151,68 @@ export class RecoverySweep {
         mergeEffects(effects, result);
         report.expiredAttempts += 1;
       }
+    }
+
+    for (const task of await taskStore.findExpiredTaskLeases(pool, BATCH)) {
+      const result = await state.recordAttempt(
+        task.id,
+        task.execution_id,
+        { attempt: task.attempt },
+        {
+          kind: 'failed',
+          error: {
+            message: `worker ${task.worker_id ?? 'unknown'} stopped heartbeating; the task goes back to the pool`,
+            type: 'heartbeat_timeout',
+            retryable: true,
+            attempt: task.attempt,
+          },
+        },
+      );
+      if (result) {
+        mergeEffects(effects, result);
+        report.expiredAttempts += 1;
+      }
+    }
+
+    // An event stored by a process that died before resuming its waiting runs.
+    for (const idle of await store.findIdleEventWaits(pool, staleAfterMs, BATCH)) {
+      await withTransaction(pool, async (tx) => {
+        // Lock order as when a run starts waiting: execution, run, then the event type.
+        const execution = await store.lockExecution(tx, idle.execution_id);
+        const run = execution ? await store.lockEventWait(tx, idle.id, idle.attempt) : null;
+        if (!execution || !run || !store.UNFINISHED_EXECUTION_STATUSES.includes(execution.status))
+          return;
+        const wait = run.wait_spec as {
+          event: string;
+          correlation_key: string | null;
+          match: string | null;
+        };
+        await eventStore.lockEventType(tx, wait.event);
+        if (await state.takeBufferedEvent(tx, execution, run, wait, run.created_at, effects)) {
+          report.advanced += 1;
+        } else {
+          await store.touchRuns(tx, [run.id]);
+        }
+      });
+    }
+
+    // Sub-workflow follow-ups that a crash cut short after their commit.
+    for (const { child_id: childId } of await store.findEndedChildWaits(pool, BATCH)) {
+      mergeEffects(effects, await this.options.links.childEnded(childId));
+      report.advanced += 1;
+    }
+    for (const childId of await store.findOrphanedChildren(pool, BATCH)) {
+      await withTransaction(pool, async (tx) => {
+        const child = await store.lockExecution(tx, childId);
+        if (!child || !store.UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return;
+        await state.finish(
+          tx,
+          child,
+          { status: 'cancelled', error: 'Parent execution ended' },
+          effects,
+        );
+        report.advanced += 1;
+      });
     }
 
     const queued = await store.findStaleQueuedRuns(pool, staleAfterMs, BATCH);

@@ -78,7 +78,7 @@ export async function runAttempt(
       case 'sleep':
         return { kind: 'sleep', until: outcome.until, output: outcome.output };
       case 'wait':
-        return { kind: 'wait', reason: outcome.reason };
+        return { kind: 'wait', reason: outcome.reason, wait: outcome.wait };
     }
   } catch (error) {
     if (stopSignal.aborted) return null;

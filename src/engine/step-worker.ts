@@ -3,6 +3,7 @@ import { type ConnectionOptions, type Job, Worker } from 'bullmq';
 import type { EffectSink } from '../core/effects.js';
 import type { StateManager } from '../core/state-manager.js';
 import type { Log } from '../logger.js';
+import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
 import { claimRun } from '../store/execution-store.js';
 import type { CancellationBus } from './cancellation-bus.js';
@@ -88,7 +89,7 @@ export function createStepWorker(options: StepWorkerOptions): Worker<StepJobData
   worker.on('error', (error) => options.logger.error({ err: error }, 'step worker error'));
   worker.on('failed', (job, error) =>
     options.logger.error(
-      { err: error, jobId: job?.id },
+      { err: error, jobId: job?.id, ...jobLogContext(job?.data) },
       'step job failed (infrastructure); will be retried',
     ),
   );

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
+import { CronScheduler } from '../engine/cron-scheduler.js';
 import { RecoverySweep } from '../engine/recovery-sweep.js';
 import { createStepWorker } from '../engine/step-worker.js';
 
@@ -44,8 +45,17 @@ export const enginePlugin = fp(
       state: engineParts.state,
       queue: engineParts.queue,
       effects: engineParts.recoveryEffects,
+      links: engineParts.links,
       intervalMs: config.SWEEP_INTERVAL_MS,
       staleAfterMs: config.SWEEP_STALE_AFTER_MS,
+      logger: log,
+      onReport: (report) => app.metrics.observeSweep(report),
+    });
+    const cron = new CronScheduler({
+      pool: app.pg,
+      state: engineParts.state,
+      effects: engineParts.effects,
+      intervalMs: config.SCHEDULE_INTERVAL_MS,
       logger: log,
     });
     let started = false;
@@ -58,11 +68,13 @@ export const enginePlugin = fp(
         await engineParts.bus.listen(subscriber);
         void worker.run();
         sweep.start();
+        cron.start();
         log.info({ concurrency: config.WORKER_CONCURRENCY }, 'engine started');
       },
     });
 
     app.addHook('onClose', async () => {
+      await cron.stop();
       await sweep.stop();
       if (started) {
         const graceful = worker.close();
@@ -79,5 +91,5 @@ export const enginePlugin = fp(
       workerConnection.disconnect();
     });
   },
-  { name: 'engine', dependencies: ['infrastructure', 'executions'] },
+  { name: 'engine', dependencies: ['infrastructure', 'executions', 'monitoring'] },
 );

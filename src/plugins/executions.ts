@@ -1,7 +1,10 @@
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
+import { EventManager } from '../core/event-manager.js';
+import { SubworkflowLinks } from '../core/execution-links.js';
 import { ExecutionManager } from '../core/execution-manager.js';
 import { StateManager } from '../core/state-manager.js';
+import { TaskManager } from '../core/task-manager.js';
 import { CancellationBus } from '../engine/cancellation-bus.js';
 import { EffectApplier } from '../engine/effect-applier.js';
 import { StepQueue } from '../engine/step-queue.js';
@@ -14,11 +17,14 @@ export interface EngineParts {
   effects: EffectApplier;
   /** The recovery sweep's applier: never fault-injected, since it is what repairs the faults. */
   recoveryEffects: EffectApplier;
+  links: SubworkflowLinks;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
     executions: ExecutionManager;
+    tasks: TaskManager;
+    events: EventManager;
     engineParts: EngineParts;
   }
 }
@@ -43,22 +49,40 @@ export const executionsPlugin = fp(
     const state = new StateManager({
       pool: app.pg,
       expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
+      eventBufferMs: config.EVENT_BUFFER_MS,
       logger: app.log.child({ component: 'engine' }),
     });
+    const links = new SubworkflowLinks(app.pg, state);
     const applierOptions = {
       queue,
       bus,
       publisher: app.redis,
       invalidateWorkflow: (workflowId: string) => app.workflowCache.invalidate(workflowId),
       logger: app.log.child({ component: 'engine' }),
+      links,
     };
     const effects = new EffectApplier({
       ...applierOptions,
       dropJobs: config.FAULT_INJECTION === 'drop-enqueue',
     });
     const recoveryEffects = new EffectApplier({ ...applierOptions, dropJobs: false });
-    app.decorate('engineParts', { state, queue, bus, effects, recoveryEffects });
+    app.decorate('engineParts', { state, queue, bus, effects, recoveryEffects, links });
     app.decorate('executions', new ExecutionManager({ pool: app.pg, state, effects, config }));
+    const tasks = new TaskManager({ pool: app.pg, state, effects });
+    app.decorate('tasks', tasks);
+    // Long polls would keep the HTTP server from draining: they answer (empty) first.
+    app.addHook('preClose', async () => {
+      tasks.stopPolling();
+    });
+    app.decorate(
+      'events',
+      new EventManager({
+        pool: app.pg,
+        state,
+        effects,
+        expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
+      }),
+    );
     app.addHook('onClose', async () => {
       await queue.close().catch(() => {});
       queueConnection.disconnect();

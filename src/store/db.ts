@@ -29,6 +29,12 @@ export function createPool(databaseUrl: string, options: { max?: number } = {}):
   // An idle client losing its connection (Postgres restart) must not crash the process;
   // the pool drops it and the next query reconnects.
   pool.on('error', () => {});
+  // pg-pool listens for errors only on idle clients: a checked-out client whose connection
+  // drops between two queries (in a transaction, say) would emit an unhandled 'error' and
+  // crash the process. Its next query fails instead, and the pool discards it on release.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   return pool;
 }
 
@@ -37,15 +43,31 @@ export async function withTransaction<T>(
   pool: pg.Pool,
   fn: (client: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
+  return withTransactionThen(pool, fn, async (_client, result) => result);
+}
+
+/**
+ * withTransaction, then `then` on the same connection once committed: a read that answers
+ * the request must not queue for another connection, or under load a committed change would
+ * be answered with a pool timeout (503) and the client would repeat it.
+ */
+export async function withTransactionThen<T, R>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+  then: (client: pg.PoolClient, result: T) => Promise<R>,
+): Promise<R> {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
+    let result: T;
+    try {
+      await client.query('BEGIN');
+      result = await fn(client);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+    return await then(client, result);
   } finally {
     client.release();
   }

@@ -10,6 +10,8 @@ import type { Queryable } from './db.js';
  * though it is `running` with no lease and no job while its items run.
  */
 const FOR_EACH_AGGREGATE = '(s.item_index = -1 AND s.item_count IS NOT NULL)';
+/** A new attempt forgets what the previous one waited for. */
+const CLEAR_WAIT = 'wait_kind = NULL, wait_spec = NULL, worker_id = NULL, heartbeat_at = NULL';
 
 export const EXECUTION_STATUSES = [
   'pending',
@@ -47,6 +49,9 @@ export interface ExecutionRow {
   idempotency_key: string | null;
   current_iteration: number;
   deadline_at: Date | null;
+  parent_execution_id: string | null;
+  parent_run_id: number | null;
+  trigger: Record<string, unknown> | null;
 }
 
 export interface StepRunRow {
@@ -64,11 +69,16 @@ export interface StepRunRow {
   output: unknown;
   error: StepErrorRecord | null;
   wait_reason: string | null;
+  wait_kind: 'task' | 'event' | 'child' | null;
+  wait_spec: unknown;
+  worker_id: string | null;
+  heartbeat_at: Date | null;
   wake_at: Date | null;
   deadline_at: Date | null;
   queued_at: Date | null;
   started_at: Date | null;
   completed_at: Date | null;
+  created_at: Date;
   updated_at: Date;
 }
 
@@ -134,6 +144,10 @@ export interface NewExecution {
   input: unknown;
   idempotencyKey: string | null;
   timeoutSeconds: number | null;
+  /** Set for a sub-workflow execution: the run that waits for it. */
+  parent?: { executionId: string; runId: number; attempt: number } | undefined;
+  /** What started it: `{type: 'api'|'event'|'schedule'|'subworkflow', ...}`. */
+  trigger?: Record<string, unknown> | undefined;
 }
 
 /** Inserts a running execution; null when the idempotency key was already used. */
@@ -143,9 +157,11 @@ export async function insertExecution(
 ): Promise<ExecutionRow | null> {
   const { rows } = await db.query<ExecutionRow>(
     `INSERT INTO workflow_executions
-       (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at, deadline_at)
+       (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at, deadline_at,
+        parent_execution_id, parent_run_id, trigger)
      VALUES ($1, $2, $3, 'running', $4, $5, now(),
-             CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END)
+             CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
+             $7, $8, $9)
      ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
      RETURNING *`,
     [
@@ -155,6 +171,12 @@ export async function insertExecution(
       JSON.stringify(execution.input ?? {}),
       execution.idempotencyKey,
       execution.timeoutSeconds,
+      execution.parent?.executionId ?? null,
+      execution.parent?.runId ?? null,
+      JSON.stringify({
+        ...(execution.trigger ?? { type: 'api' }),
+        ...(execution.parent ? { parent_attempt: execution.parent.attempt } : {}),
+      }),
     ],
   );
   return rows[0] ?? null;
@@ -293,7 +315,7 @@ export async function queueRuns(
   const { rows } = await db.query<{ id: number; attempt: number; step_id: string }>(
     `UPDATE step_executions
         SET status = 'queued', attempt = attempt + 1, queued_at = now(), wake_at = NULL,
-            lease_id = NULL, wait_reason = NULL, updated_at = now()
+            lease_id = NULL, wait_reason = NULL, ${CLEAR_WAIT}, updated_at = now()
       WHERE id = ANY($1::bigint[])
       RETURNING id, attempt, step_id`,
     [runIds],
@@ -351,10 +373,13 @@ export async function claimRun(
        UPDATE step_executions s
           SET status = 'running', lease_id = $3, started_at = COALESCE(s.started_at, now()),
               deadline_at = now() + make_interval(secs => $4::int),
+              -- A retry's due time is spent once it runs; a sleep's stays, so a woken delay
+              -- that is re-run after a crash completes instead of sleeping again.
+              wake_at = CASE WHEN s.status = 'queued' THEN NULL ELSE s.wake_at END,
               updated_at = now()
          FROM workflow_executions e
-        WHERE s.id = $1 AND s.attempt = $2 AND s.status IN ('queued', 'running', 'waiting')
-          AND NOT ${FOR_EACH_AGGREGATE}
+        WHERE s.id = $1 AND s.attempt = $2 AND NOT ${FOR_EACH_AGGREGATE} AND s.wait_kind IS NULL
+          AND (s.status IN ('queued', 'running') OR (s.status = 'waiting' AND s.wake_at IS NOT NULL))
           AND e.id = s.execution_id AND e.status IN ('running', 'waiting')
        RETURNING s.*, e.workflow_id, e.workflow_version, e.input_data
      )
@@ -436,7 +461,7 @@ export async function scheduleRetry(
   const { rows } = await db.query<{ attempt: number }>(
     `UPDATE step_executions
         SET status = 'queued', attempt = attempt + 1, error = $2, wake_at = $3, lease_id = NULL,
-            wait_reason = $4, queued_at = now(), updated_at = now()
+            wait_reason = $4, ${CLEAR_WAIT}, queued_at = now(), updated_at = now()
       WHERE id = $1
       RETURNING attempt`,
     [runId, JSON.stringify(error), runAt, `retry after: ${error.message}`.slice(0, 500)],
@@ -452,18 +477,26 @@ export async function failRun(db: Queryable, runId: number, error: StepErrorReco
 export async function parkRun(
   db: Queryable,
   runId: number,
-  park: { reason: string; wakeAt: Date | null; output?: unknown },
+  park: {
+    reason: string;
+    wakeAt: Date | null;
+    output?: unknown;
+    wait?: { kind: 'task' | 'event' | 'child'; spec: unknown };
+  },
 ): Promise<void> {
   await db.query(
     `UPDATE step_executions
         SET status = 'waiting', wait_reason = $2, wake_at = $3,
-            output = COALESCE($4::jsonb, output), updated_at = now()
+            output = COALESCE($4::jsonb, output), wait_kind = $5, wait_spec = $6,
+            worker_id = NULL, heartbeat_at = NULL, updated_at = now()
       WHERE id = $1`,
     [
       runId,
       park.reason,
       park.wakeAt,
       park.output === undefined ? null : JSON.stringify(park.output),
+      park.wait?.kind ?? null,
+      park.wait ? JSON.stringify(park.wait.spec) : null,
     ],
   );
 }
@@ -634,7 +667,8 @@ export async function findStaleActiveRuns(
   const { rows } = await db.query<PinnedRun>(
     `SELECT s.*, e.workflow_id, e.workflow_version FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
       WHERE e.status IN ('running', 'waiting') AND NOT ${FOR_EACH_AGGREGATE}
-        AND ((s.status = 'running' AND s.updated_at < now() - make_interval(secs => $1::float8 / 1000))
+        AND ((s.status = 'running' AND s.wait_kind IS NULL
+              AND s.updated_at < now() - make_interval(secs => $1::float8 / 1000))
           OR (s.status = 'waiting' AND s.wake_at IS NOT NULL
               AND s.wake_at < now() - make_interval(secs => $1::float8 / 1000)))
       ORDER BY s.updated_at LIMIT $2`,
@@ -651,7 +685,8 @@ export async function findOverdueRuns(
 ): Promise<PinnedRun[]> {
   const { rows } = await db.query<PinnedRun>(
     `SELECT s.*, e.workflow_id, e.workflow_version FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
-      WHERE s.status IN ('running', 'waiting') AND s.wake_at IS NULL AND NOT ${FOR_EACH_AGGREGATE}
+      WHERE (s.status = 'running' OR (s.status = 'waiting' AND s.wake_at IS NULL))
+        AND NOT ${FOR_EACH_AGGREGATE}
         AND s.deadline_at < now() - make_interval(secs => $1::float8 / 1000)
         AND e.status IN ('running', 'waiting')
       ORDER BY s.deadline_at LIMIT $2`,
@@ -706,4 +741,98 @@ export async function countUnfinishedExecutions(
     [workflowId],
   );
   return rows[0]?.count ?? 0;
+}
+
+/** Runs waiting for a sub-workflow whose execution has ended: the parent missed the news. */
+export async function findEndedChildWaits(
+  db: Queryable,
+  limit: number,
+): Promise<Array<{ child_id: string }>> {
+  const { rows } = await db.query<{ child_id: string }>(
+    `SELECT c.id AS child_id FROM step_executions s
+       JOIN workflow_executions c ON c.parent_run_id = s.id
+       JOIN workflow_executions p ON p.id = s.execution_id
+      WHERE s.status = 'waiting' AND s.wait_kind = 'child' AND (s.wait_spec->>'execution_id') = c.id
+        AND c.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+        AND p.status IN ('running', 'waiting', 'paused')
+      LIMIT $1`,
+    [limit],
+  );
+  return rows;
+}
+
+/** Unfinished executions whose parent execution has ended: they must be cancelled. */
+export async function findOrphanedChildren(db: Queryable, limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT c.id FROM workflow_executions c JOIN workflow_executions p ON p.id = c.parent_execution_id
+      WHERE c.status IN ('pending', 'running', 'waiting', 'paused')
+        AND p.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+      LIMIT $1`,
+    [limit],
+  );
+  return rows.map((row) => row.id);
+}
+
+export async function listUnfinishedChildren(
+  db: Queryable,
+  parentExecutionId: string,
+): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM workflow_executions
+      WHERE parent_execution_id = $1 AND status IN ('pending', 'running', 'waiting', 'paused')`,
+    [parentExecutionId],
+  );
+  return rows.map((row) => row.id);
+}
+
+export async function findRun(db: Queryable, runId: number): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>('SELECT * FROM step_executions WHERE id = $1', [
+    runId,
+  ]);
+  return rows[0] ?? null;
+}
+
+/** Locks the run that waits for this child execution, if it still does. */
+export async function lockChildWait(
+  db: Queryable,
+  runId: number,
+  childExecutionId: string,
+): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>(
+    `SELECT * FROM step_executions
+      WHERE id = $1 AND status = 'waiting' AND wait_kind = 'child' AND wait_spec->>'execution_id' = $2
+      FOR UPDATE`,
+    [runId, childExecutionId],
+  );
+  return rows[0] ?? null;
+}
+
+/** Locks a run that waits for an event, if it still does at this attempt. */
+export async function lockEventWait(
+  db: Queryable,
+  runId: number,
+  attempt: number,
+): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>(
+    `SELECT * FROM step_executions
+      WHERE id = $1 AND attempt = $2 AND status = 'waiting' AND wait_kind = 'event' FOR UPDATE`,
+    [runId, attempt],
+  );
+  return rows[0] ?? null;
+}
+
+/** Runs waiting for an event that nothing touched for a while: the sweep looks for a match. */
+export async function findIdleEventWaits(
+  db: Queryable,
+  idleAfterMs: number,
+  limit: number,
+): Promise<StepRunRow[]> {
+  const { rows } = await db.query<StepRunRow>(
+    `SELECT s.* FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
+      WHERE s.status = 'waiting' AND s.wait_kind = 'event' AND e.status IN ('running', 'waiting')
+        AND s.updated_at < now() - make_interval(secs => $1::float8 / 1000)
+      ORDER BY s.updated_at LIMIT $2`,
+    [idleAfterMs, limit],
+  );
+  return rows;
 }

@@ -23,12 +23,15 @@ export async function startServiceProcess(
     ['--import', 'tsx', path.join(projectRoot, 'src/server.ts')],
     {
       cwd: projectRoot,
+      // Readiness is read from the log, so the process logs at least at info level.
       env: {
         ...process.env,
         SERVICE_PORT: '0',
         SERVICE_HOST: '127.0.0.1',
-        LOG_LEVEL: 'info',
         ...env,
+        LOG_LEVEL: ['trace', 'debug'].includes(env.LOG_LEVEL ?? '')
+          ? (env.LOG_LEVEL as string)
+          : 'info',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { WORKFLOW_TYPES } from '../../core/workflow-definition.js';
 import { builtInStepHandlers } from '../../engine/steps/registry.js';
 import { SERVICE_NAME, SERVICE_VERSION } from '../../project.js';
+import { AUTH_MODES } from '../../security/auth-settings.js';
 
 const infoSchema = z.object({
   service: z.string(),
@@ -24,6 +25,12 @@ const infoSchema = z.object({
     max_input_bytes: z.number(),
     max_body_bytes: z.number(),
   }),
+  auth: z
+    .object({
+      mode: z.enum(AUTH_MODES),
+      open: z.boolean().describe('True: no credentials needed, every caller acts as admin'),
+    })
+    .describe('How callers authenticate (README "Security")'),
 });
 
 export const infoRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -58,6 +65,7 @@ export const infoRoutes: FastifyPluginAsyncZod = async (app) => {
           max_input_bytes: config.MAX_INPUT_BYTES,
           max_body_bytes: config.MAX_BODY_BYTES,
         },
+        auth: { mode: app.auth.mode, open: app.auth.open },
       };
     },
   );

@@ -24,7 +24,9 @@ export function externalTaskHandler(stepType: string): StepHandler {
           config,
           input: context.input,
           lease_seconds:
-            typeof lease === 'number' && lease > 0 && lease <= 86_400 ? lease : DEFAULT_TASK_LEASE_SECONDS,
+            typeof lease === 'number' && lease > 0 && lease <= 86_400
+              ? lease
+              : DEFAULT_TASK_LEASE_SECONDS,
         },
       };
     },

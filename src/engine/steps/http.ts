@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
+import { redactSecrets } from '../../core/expressions.js';
 import { canonicalIp, checkDestination, createGuardedLookup, SsrfBlockedError } from './ssrf.js';
 import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } from './types.js';
 
@@ -46,7 +47,7 @@ function parseConfig(config: Record<string, unknown>): HttpStepConfig {
   try {
     parsed = new URL(url);
   } catch {
-    throw invalidConfig(`\`url\` is not a valid URL: ${url}`);
+    throw invalidConfig(`\`url\` is not a valid URL: ${redactSecrets(url)}`);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw invalidConfig(`only http: and https: URLs are supported, got ${parsed.protocol}`);
@@ -96,9 +97,12 @@ function parseConfig(config: Record<string, unknown>): HttpStepConfig {
   };
 }
 
-/** Where a URL points, for messages: no credentials, no query string (it may hold secrets). */
+/**
+ * Where a URL points, for messages: no credentials, no query string, and no `$secret()` value
+ * in the path (webhook URLs often are the secret).
+ */
 function describeUrl(url: URL): string {
-  return `${url.protocol}//${url.host}${url.pathname}`;
+  return redactSecrets(`${url.protocol}//${url.host}${url.pathname}`);
 }
 
 function blocked(error: SsrfBlockedError, url: URL): StepFailure {

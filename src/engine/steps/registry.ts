@@ -9,10 +9,15 @@ import { waitForEventStep } from './wait-for-event.js';
 
 /** The step types that run inside the service (DESIGN.md section 4). */
 export const builtInStepHandlers: ReadonlyMap<string, StepHandler> = new Map(
-  [noopStep, delayStep, transformStep, validateStep, httpStep, waitForEventStep, subworkflowStep].map((handler) => [
-    handler.type,
-    handler,
-  ]),
+  [
+    noopStep,
+    delayStep,
+    transformStep,
+    validateStep,
+    httpStep,
+    waitForEventStep,
+    subworkflowStep,
+  ].map((handler) => [handler.type, handler]),
 );
 
 /** The built-in handler for `type`; undefined means an external task, handled elsewhere. */

@@ -1,4 +1,4 @@
-import { type StepHandler, StepFailure } from './types.js';
+import { StepFailure, type StepHandler } from './types.js';
 
 /**
  * Starts an execution of `config.workflow_id` with `config.input` (usually templates over the
@@ -15,13 +15,23 @@ export const subworkflowStep: StepHandler = {
         retryable: false,
       });
     }
-    if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
-      throw new StepFailure('config.input must resolve to an object', { type: 'invalid_config', retryable: false });
+    if (
+      input !== undefined &&
+      (typeof input !== 'object' || input === null || Array.isArray(input))
+    ) {
+      throw new StepFailure('config.input must resolve to an object', {
+        type: 'invalid_config',
+        retryable: false,
+      });
     }
     return {
       kind: 'wait',
       reason: `waiting for sub-workflow ${workflowId}`,
-      wait: { kind: 'child', workflow_id: workflowId, input: (input as Record<string, unknown>) ?? {} },
+      wait: {
+        kind: 'child',
+        workflow_id: workflowId,
+        input: (input as Record<string, unknown>) ?? {},
+      },
     };
   },
 };

@@ -1,4 +1,4 @@
-import { type StepHandler, StepFailure } from './types.js';
+import { StepFailure, type StepHandler } from './types.js';
 
 /**
  * Waits for `POST /events` with type `config.event`, optionally only one carrying
@@ -16,7 +16,11 @@ export const waitForEventStep: StepHandler = {
         retryable: false,
       });
     }
-    if (correlationKey !== undefined && correlationKey !== null && typeof correlationKey !== 'string') {
+    if (
+      correlationKey !== undefined &&
+      correlationKey !== null &&
+      typeof correlationKey !== 'string'
+    ) {
       throw new StepFailure('config.correlation_key must resolve to a string', {
         type: 'invalid_config',
         retryable: false,

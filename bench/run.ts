@@ -1,0 +1,414 @@
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { projectRoot } from '../src/project.js';
+import { BenchContext } from './lib/context.js';
+import { formatTable, machineInfo, type Workload, workload, writeResults } from './lib/report.js';
+import { round } from './lib/util.js';
+import { type ApiFigures, measureApi } from './workloads/api.js';
+import { type ChainFigures, type ChainPlan, measureEngine } from './workloads/engine.js';
+import { type HistoryFigures, measureHistory } from './workloads/history.js';
+import { type MemoryFigures, measureMemory } from './workloads/memory.js';
+import { type RawBullmqResult, rawBullmq } from './workloads/raw-bullmq.js';
+import { measureReference } from './workloads/reference-phase.js';
+
+/**
+ * `npm run bench`: every workload against the local Postgres and Redis, each on a database and
+ * a Redis prefix of its own (dropped and deleted at the end), every figure next to a baseline
+ * measured in the same run. Options:
+ *   --only raw,reference,engine,api,history,memory   a subset (a figure whose baseline phase
+ *                                                     did not run shows NaN)
+ *   --out FILE                                       where the JSON goes
+ * Environment: BENCH_DATABASE_URL (an admin connection, default postgres@127.0.0.1:5432),
+ * BENCH_REDIS_URL (default redis://127.0.0.1:6379/0), BENCH_BUDGET_SECONDS (default 540; 0: none).
+ */
+
+const PHASES = ['raw', 'reference', 'engine', 'api', 'history', 'memory'] as const;
+type Phase = (typeof PHASES)[number];
+
+/** The engine's default WORKER_CONCURRENCY: raw BullMQ and the reference use the same. */
+const WORKER_CONCURRENCY = 20;
+const CHAIN_PLAN: ChainPlan = {
+  warmupExecutions: 50,
+  executions: 500,
+  fanoutRuns: 3,
+  idleExecutions: 40,
+  loadSeconds: 10,
+};
+const MEMORY_EXECUTIONS = 20_000;
+/** The whole run stays under 10 minutes: the memory workload, last, stops at a checkpoint
+ * once this is spent (on a contended machine it may then reach fewer than 20,000).
+ * BENCH_BUDGET_SECONDS=0: no budget, the memory workload always runs to 20,000. */
+const BUDGET_SECONDS = Number(process.env.BENCH_BUDGET_SECONDS ?? 540);
+
+const { values } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    out: { type: 'string', default: path.join(projectRoot, 'bench/results/latest.json') },
+  },
+});
+const selected = new Set<Phase>(
+  values.only === undefined
+    ? PHASES
+    : values.only.split(',').map((name) => {
+        if (!(PHASES as readonly string[]).includes(name)) throw new Error(`unknown phase ${name}`);
+        return name as Phase;
+      }),
+);
+const outFile = values.out as string;
+const log = (message: string) => console.log(message);
+const nan = Number.NaN;
+
+function roundAll(record: object): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(record).map(([key, value]) => [
+      key,
+      typeof value === 'number' ? round(value, 3) : value,
+    ]),
+  );
+}
+
+function rawWorkloads(raw: RawBullmqResult): Workload[] {
+  return [
+    workload(
+      'raw_bullmq',
+      raw.jobsPerSecond,
+      'jobs/s',
+      'itself (queue ceiling)',
+      raw.jobsPerSecond,
+      null,
+      {
+        note: `${raw.jobs} noop jobs, concurrency ${WORKER_CONCURRENCY}`,
+        ...roundAll(raw),
+      },
+    ),
+  ];
+}
+
+function chainWorkloads(
+  engine: ChainFigures | undefined,
+  reference: ChainFigures | undefined,
+  raw: RawBullmqResult | undefined,
+): Workload[] {
+  const out: Workload[] = [];
+  if (reference) {
+    out.push(
+      workload(
+        'reference_chain',
+        reference.throughput.stepsPerSecond,
+        'steps/s',
+        'raw_bullmq',
+        raw?.jobsPerSecond ?? nan,
+        null,
+        {
+          note: `${reference.throughput.executionsPerSecond.toFixed(1)} chains/s of 10 steps`,
+          ...roundAll(reference.throughput),
+        },
+      ),
+    );
+  }
+  if (!engine) return out;
+  const ref = reference;
+  out.push(
+    workload(
+      'engine_sequential',
+      engine.throughput.stepsPerSecond,
+      'steps/s',
+      'reference_chain',
+      ref?.throughput.stepsPerSecond ?? nan,
+      '>= 0.8',
+      {
+        note: `${engine.throughput.executionsPerSecond.toFixed(1)} executions/s (reference ${ref?.throughput.executionsPerSecond.toFixed(1) ?? '-'})`,
+        ...roundAll(engine.throughput),
+        reference_executions_per_second: round(ref?.throughput.executionsPerSecond ?? nan),
+      },
+    ),
+    workload(
+      'engine_fanout',
+      engine.fanout.msPerStep,
+      'ms/step',
+      'reference_fanout',
+      ref?.fanout.msPerStep ?? nan,
+      null,
+      {
+        note: `${engine.fanout.seconds.toFixed(2)} s for ${engine.fanout.steps} steps (reference ${ref?.fanout.seconds.toFixed(2) ?? '-'} s for ${ref?.fanout.steps ?? '-'})`,
+        shape: '1 -> 200 -> 1, parallel with dependencies (join via 2 partial joins of 100)',
+        steps: engine.fanout.steps,
+        seconds_median: round(engine.fanout.seconds, 3),
+        runs_seconds: engine.fanout.runs.map((s) => round(s, 3)),
+        reference_steps: ref?.fanout.steps,
+        reference_runs_seconds: ref?.fanout.runs.map((s) => round(s, 3)),
+      },
+    ),
+    workload(
+      'scheduling_latency_idle_p50',
+      engine.idle.p50,
+      'ms',
+      'reference_chain idle p50',
+      ref?.idle.p50 ?? nan,
+      null,
+      {
+        note: `${engine.idle.samples} dependency -> start gaps, one execution at a time`,
+        samples: engine.idle.samples,
+        max_ms: round(engine.idle.max),
+      },
+    ),
+    workload(
+      'scheduling_latency_idle_p99',
+      engine.idle.p99,
+      'ms',
+      'reference_chain idle p99',
+      ref?.idle.p99 ?? nan,
+      null,
+      {
+        samples: engine.idle.samples,
+        reference_samples: ref?.idle.samples,
+      },
+    ),
+    workload(
+      'scheduling_latency_load_p99',
+      engine.loaded.p99,
+      'ms',
+      'reference_chain p99 at half its peak',
+      ref?.loaded.p99 ?? nan,
+      null,
+      {
+        note: `at ${engine.loaded.offeredPerSecond?.toFixed(1)} executions/s (reference at ${ref?.loaded.offeredPerSecond?.toFixed(1) ?? '-'}); p50 ${engine.loaded.p50.toFixed(1)} ms (reference ${ref?.loaded.p50.toFixed(1) ?? '-'})`,
+        offered_executions_per_second: round(engine.loaded.offeredPerSecond ?? nan),
+        executions: engine.loaded.executions,
+        samples: engine.loaded.samples,
+        p50_ms: round(engine.loaded.p50),
+        idle_p99_ms: round(engine.idle.p99),
+        reference_offered_executions_per_second: round(ref?.loaded.offeredPerSecond ?? nan),
+        reference_p50_ms: round(ref?.loaded.p50 ?? nan),
+      },
+    ),
+  );
+  return out;
+}
+
+function apiWorkloads(api: ApiFigures): Workload[] {
+  const describe = (result: ApiFigures['getCached']) => ({
+    requests_per_second: round(result.requestsPerSecond),
+    p50_ms: result.latencyP50Ms,
+    p99_ms: result.latencyP99Ms,
+    errors: result.errors + result.timeouts + result.non2xx,
+  });
+  const errors = (result: ApiFigures['getCached']) =>
+    result.errors + result.timeouts + result.non2xx;
+  const load = { connections: api.connections, seconds: api.seconds };
+  return [
+    workload(
+      'api_get_cached',
+      api.getCached.requestsPerSecond,
+      'req/s',
+      'bare route, same JSON, same server',
+      api.getBare.requestsPerSecond,
+      '>= 0.6',
+      {
+        note: `p99 ${api.getCached.latencyP99Ms} ms (bare ${api.getBare.latencyP99Ms} ms), ${errors(api.getCached)} errors`,
+        ...describe(api.getCached),
+        baseline: describe(api.getBare),
+        ...load,
+      },
+    ),
+    workload(
+      'api_execute',
+      api.execute.requestsPerSecond,
+      'req/s',
+      'reference start route (1 tx + 1 job)',
+      api.executeReference.requestsPerSecond,
+      null,
+      {
+        note: `p99 ${api.execute.latencyP99Ms} ms (reference ${api.executeReference.latencyP99Ms} ms), ${errors(api.execute)} errors`,
+        ...describe(api.execute),
+        baseline: describe(api.executeReference),
+        ...load,
+      },
+    ),
+  ];
+}
+
+function historyWorkloads(history: HistoryFigures): Workload[] {
+  const describe = (result: HistoryFigures['listFull']) => ({
+    mean_ms: round(result.latencyMeanMs),
+    p99_ms: result.latencyP99Ms,
+    requests: result.requests,
+    errors: result.errors + result.timeouts + result.non2xx,
+  });
+  const scale = {
+    executions: history.executions,
+    step_runs: history.stepRuns,
+    insert_seconds: round(history.insertSeconds, 1),
+  };
+  const note = `mean of one client, ${history.executions} executions / ${history.stepRuns} step runs`;
+  return [
+    workload(
+      'history_list',
+      history.listFull.latencyMeanMs,
+      'ms',
+      'GET /executions, 100 executions',
+      history.listEmpty.latencyMeanMs,
+      '<= 2',
+      {
+        note,
+        ...describe(history.listFull),
+        baseline: describe(history.listEmpty),
+        ...scale,
+      },
+    ),
+    workload(
+      'history_stats',
+      history.statsFull.latencyMeanMs,
+      'ms',
+      'GET /workflows/{id}/stats, 100 executions',
+      history.statsEmpty.latencyMeanMs,
+      '<= 2',
+      {
+        note,
+        ...describe(history.statsFull),
+        baseline: describe(history.statsEmpty),
+        ...scale,
+      },
+    ),
+  ];
+}
+
+function memoryWorkloads(memory: MemoryFigures): Workload[] {
+  const first = memory.samples[0];
+  const last = memory.samples[memory.samples.length - 1];
+  if (!first || !last) return [];
+  return [
+    workload(
+      'memory_growth',
+      last.rssMiB,
+      'MiB RSS',
+      `RSS after ${first.executions} executions`,
+      first.rssMiB,
+      '<= 1.2',
+      {
+        note: `after ${last.executions} executions${memory.stoppedEarly ? ` (time budget: stopped before ${memory.target})` : ''}; heap ${first.heapUsedMiB.toFixed(1)} -> ${last.heapUsedMiB.toFixed(1)} MiB`,
+        executions: last.executions,
+        target_executions: memory.target,
+        stopped_early_by_time_budget: memory.stoppedEarly,
+        executions_per_second: round(memory.executionsPerSecond),
+        samples: memory.samples.map((sample) => ({
+          executions: sample.executions,
+          rss_mib: round(sample.rssMiB, 1),
+          heap_used_mib: round(sample.heapUsedMiB, 1),
+          seconds: round(sample.seconds, 1),
+        })),
+      },
+    ),
+  ];
+}
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  const context = BenchContext.fromEnv();
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    await context.cleanup();
+  };
+  const onSignal = () => {
+    log('interrupted: cleaning up');
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const machine = machineInfo(await context.serverVersions());
+  log(
+    `machine: ${machine.cpu_model}, ${machine.cores} cores, ${machine.memory_gib} GiB, node ${machine.node}, postgres ${machine.postgres}, redis ${machine.redis}; load average ${machine.load_average_start.join(' ')}`,
+  );
+  const results: Workload[] = [];
+  const failed: string[] = [];
+  /** Runs one phase; a failure is reported and the other phases still run. */
+  const phase = async <T>(
+    name: Phase,
+    title: string,
+    run: () => Promise<T>,
+  ): Promise<T | undefined> => {
+    if (!selected.has(name)) return undefined;
+    log(`${title}...`);
+    const phaseStarted = performance.now();
+    try {
+      const result = await run();
+      log(`  (${((performance.now() - phaseStarted) / 1000).toFixed(0)} s)`);
+      return result;
+    } catch (error) {
+      failed.push(name);
+      console.error(`${name} failed:`, error);
+      return undefined;
+    }
+  };
+  try {
+    await context.prepareTemplate();
+    const raw = await phase('raw', 'raw BullMQ', async () => {
+      const result = await rawBullmq(context.redisUrl, context.prefix('raw'), {
+        jobs: 10_000,
+        warmupJobs: 2_000,
+        concurrency: WORKER_CONCURRENCY,
+      });
+      log(`  ${result.jobsPerSecond.toFixed(0)} jobs/s`);
+      return result;
+    });
+    if (raw) results.push(...rawWorkloads(raw));
+    const reference = await phase('reference', 'reference durable chain', () =>
+      measureReference(context, CHAIN_PLAN, WORKER_CONCURRENCY, log),
+    );
+    const engine = await phase('engine', 'engine (in this process, SERVICE_ROLE=all)', () =>
+      measureEngine(context, CHAIN_PLAN, log),
+    );
+    results.push(...chainWorkloads(engine, reference, raw));
+    const api = await phase('api', 'API (listening on 127.0.0.1, SERVICE_ROLE=api)', () =>
+      measureApi(context, { connections: 10, seconds: 8, rounds: 2, warmupSeconds: 2 }, log),
+    );
+    if (api) results.push(...apiWorkloads(api));
+    const history = await phase('history', 'history (200,000 executions)', () =>
+      measureHistory(
+        context,
+        { executions: 200_000, seconds: 6, rounds: 3, warmupSeconds: 1 },
+        log,
+      ),
+    );
+    if (history) results.push(...historyWorkloads(history));
+    const memory = await phase('memory', 'memory (separate service process)', () =>
+      measureMemory(
+        context,
+        {
+          executions: MEMORY_EXECUTIONS,
+          every: 1_000,
+          concurrency: 8,
+          deadline: BUDGET_SECONDS > 0 ? started + BUDGET_SECONDS * 1000 : Number.POSITIVE_INFINITY,
+        },
+        log,
+      ),
+    );
+    if (memory) results.push(...memoryWorkloads(memory));
+  } finally {
+    await cleanup();
+  }
+  machine.load_average_end = os.loadavg().map((value) => round(value, 2));
+  machine.duration_seconds = round((performance.now() - started) / 1000, 1);
+  log('');
+  log(formatTable(results));
+  log('');
+  log(
+    `load average at start ${machine.load_average_start.join(' ')}, at end ${machine.load_average_end.join(' ')} (${machine.cores} cores); ${machine.duration_seconds} s`,
+  );
+  if (failed.length > 0) log(`FAILED phases: ${failed.join(', ')}`);
+  await writeResults(outFile, machine, results, failed);
+  log(`written: ${path.relative(process.cwd(), outFile)}`);
+  return failed.length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,284 @@
+import { WorkflowNotFoundError } from '../errors.js';
+import type { Pool } from '../store/db.js';
+import { EXECUTION_STATUSES, type ExecutionStatus } from '../store/execution-store.js';
+import type { StatsCache } from '../store/stats-cache.js';
+import * as store from '../store/stats-store.js';
+import { WORKFLOW_STATUSES, WORKFLOW_TYPES } from './workflow-definition.js';
+
+/** Depth of one queue and the workers attached to it. */
+export interface QueueDepth {
+  name: string;
+  counts: Record<string, number>;
+  /** Null when Redis could not tell (e.g. CLIENT LIST refused by a managed Redis). */
+  workers: number | null;
+}
+
+export interface StepStatsView {
+  step_id: string;
+  name: string;
+  step_type: string | null;
+  /** Runs that started (a for_each step counts once per execution, not per item). */
+  runs: number;
+  completed: number;
+  failures: number;
+  skipped: number;
+  cancelled: number;
+  /** Attempts made, for_each items included. */
+  attempts: number;
+  /** Attempts beyond the first of each run, for_each items included. */
+  retries: number;
+  average_duration_seconds: number | null;
+}
+
+export interface WorkflowStatsView {
+  workflow_id: string;
+  name: string;
+  workflow_type: string;
+  status: string;
+  /** Every execution of the workflow, ended or not. */
+  execution_count: number;
+  /** Executions that ended (what the workflow's own execution_count counts). */
+  finished_count: number;
+  success_count: number;
+  /** Failed and timed-out executions (as the workflow's failure_count). */
+  failure_count: number;
+  cancelled_count: number;
+  timed_out_count: number;
+  /** Executions not ended yet: pending, running, waiting or paused. */
+  running_count: number;
+  executions_by_status: Record<ExecutionStatus, number>;
+  /** success_count / finished_count; null before any execution ended. */
+  success_rate: number | null;
+  average_duration_seconds: number | null;
+  p50_duration_seconds: number | null;
+  p95_duration_seconds: number | null;
+  last_execution_at: string | null;
+  /** How many of the most recent executions the percentiles and per-step figures cover. */
+  window_executions: number;
+  steps: StepStatsView[];
+  generated_at: string;
+}
+
+export interface QueueStatsView {
+  name: string;
+  waiting: number;
+  active: number;
+  delayed: number;
+  failed: number;
+  prioritized: number;
+  paused: number;
+}
+
+export interface SystemStatsView {
+  generated_at: string;
+  workflows: {
+    total: number;
+    by_status: Record<string, number>;
+    by_type: Record<string, number>;
+  };
+  executions: {
+    total: number;
+    by_status: Record<ExecutionStatus, number>;
+    running: number;
+    started_last_hour: number;
+    started_last_day: number;
+    finished_last_hour: number;
+    finished_last_day: number;
+  };
+  throughput: {
+    started_per_minute_last_hour: number;
+    finished_per_minute_last_5_minutes: number;
+    finished_per_minute_last_hour: number;
+  };
+  steps: {
+    finished_last_hour: number;
+    average_queue_latency_seconds: number | null;
+    average_duration_seconds: number | null;
+  };
+  /** Null when Redis could not be asked. */
+  queues: QueueStatsView[] | null;
+  workers_online: number | null;
+}
+
+export interface StatsManagerOptions {
+  pool: Pool;
+  cache: StatsCache;
+  /** Reads the step queue's depth and workers (BullMQ); may reject when Redis is away. */
+  queueDepth: () => Promise<QueueDepth[]>;
+  /** Recent executions the duration percentiles and per-step statistics look back over. */
+  window: number;
+}
+
+const UNFINISHED: readonly ExecutionStatus[] = ['pending', 'running', 'waiting', 'paused'];
+const QUEUE_TIMEOUT_MS = 1500;
+
+const round = (value: number | null, digits = 3): number | null =>
+  value === null || !Number.isFinite(value) ? null : Number(value.toFixed(digits));
+
+function zeroed<K extends string>(keys: readonly K[]): Record<K, number> {
+  return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
+}
+
+/** Statistics of one workflow and of the whole service (GET /workflows/{id}/stats, /stats). */
+export class StatsManager {
+  constructor(private readonly options: StatsManagerOptions) {}
+
+  /** Execution and step statistics of one workflow, computed from Postgres. */
+  async workflowStats(workflowId: string): Promise<WorkflowStatsView> {
+    const { pool, window } = this.options;
+    const head = await store.findWorkflowHead(pool, workflowId);
+    if (!head) throw new WorkflowNotFoundError(workflowId);
+    const [aggregate, percentiles, stepAggregate, definitions] = await Promise.all([
+      store.workflowExecutionAggregate(pool, workflowId),
+      store.workflowDurationPercentiles(pool, workflowId, window),
+      store.workflowStepAggregate(pool, workflowId, window),
+      store.currentSteps(pool, workflowId, head.version),
+    ]);
+    const byStatus = { ...zeroed(EXECUTION_STATUSES) };
+    for (const [status, count] of Object.entries(aggregate.counts)) {
+      if (status in byStatus) byStatus[status as ExecutionStatus] = count;
+    }
+    const count = (statuses: readonly ExecutionStatus[]) =>
+      statuses.reduce((sum, status) => sum + byStatus[status], 0);
+    const finished = count(['completed', 'failed', 'cancelled', 'timed_out']);
+
+    const aggregates = new Map(stepAggregate.steps.map((step) => [step.step_id, step]));
+    const steps: StepStatsView[] = definitions.map((definition) =>
+      stepView(definition.id, definition.name, definition.step_type, aggregates.get(definition.id)),
+    );
+    // Steps that only older versions of the workflow had.
+    for (const step of stepAggregate.steps) {
+      if (!definitions.some((definition) => definition.id === step.step_id)) {
+        steps.push(stepView(step.step_id, step.step_id, null, step));
+      }
+    }
+
+    return {
+      workflow_id: head.id,
+      name: head.name,
+      workflow_type: head.workflow_type,
+      status: head.status,
+      execution_count: count(EXECUTION_STATUSES),
+      finished_count: finished,
+      success_count: byStatus.completed,
+      failure_count: byStatus.failed + byStatus.timed_out,
+      cancelled_count: byStatus.cancelled,
+      timed_out_count: byStatus.timed_out,
+      running_count: count(UNFINISHED),
+      executions_by_status: byStatus,
+      success_rate: finished === 0 ? null : round(byStatus.completed / finished, 4),
+      average_duration_seconds: round(aggregate.average_duration_seconds),
+      p50_duration_seconds: round(percentiles.p50),
+      p95_duration_seconds: round(percentiles.p95),
+      last_execution_at: aggregate.last_execution_at?.toISOString() ?? null,
+      window_executions: stepAggregate.executions,
+      steps,
+      generated_at: new Date().toISOString(),
+    };
+  }
+
+  /** Service-wide statistics, cached in Redis for a few seconds (a Redis failure only skips the cache). */
+  async systemStats(): Promise<SystemStatsView> {
+    const cached = await this.options.cache.get<SystemStatsView>('system');
+    if (cached) return cached;
+    const [aggregate, queues] = await Promise.all([
+      store.systemAggregate(this.options.pool),
+      this.readQueues(),
+    ]);
+    const workflowsByStatus: Record<string, number> = zeroed(WORKFLOW_STATUSES);
+    const workflowsByType: Record<string, number> = zeroed(WORKFLOW_TYPES);
+    let workflowTotal = 0;
+    for (const row of aggregate.workflows) {
+      workflowsByStatus[row.status] = (workflowsByStatus[row.status] ?? 0) + row.count;
+      workflowsByType[row.workflow_type] = (workflowsByType[row.workflow_type] ?? 0) + row.count;
+      workflowTotal += row.count;
+    }
+    const executionsByStatus = zeroed(EXECUTION_STATUSES);
+    let executionTotal = 0;
+    for (const row of aggregate.executions) {
+      if (row.status in executionsByStatus) {
+        executionsByStatus[row.status as ExecutionStatus] += row.count;
+      }
+      executionTotal += row.count;
+    }
+    const { window } = aggregate;
+    const view: SystemStatsView = {
+      generated_at: new Date().toISOString(),
+      workflows: { total: workflowTotal, by_status: workflowsByStatus, by_type: workflowsByType },
+      executions: {
+        total: executionTotal,
+        by_status: executionsByStatus,
+        running: UNFINISHED.reduce((sum, status) => sum + executionsByStatus[status], 0),
+        started_last_hour: window.started_last_hour,
+        started_last_day: window.started_last_day,
+        finished_last_hour: window.finished_last_hour,
+        finished_last_day: window.finished_last_day,
+      },
+      throughput: {
+        started_per_minute_last_hour: round(window.started_last_hour / 60, 2) ?? 0,
+        finished_per_minute_last_5_minutes: round(window.finished_last_5_minutes / 5, 2) ?? 0,
+        finished_per_minute_last_hour: round(window.finished_last_hour / 60, 2) ?? 0,
+      },
+      steps: {
+        finished_last_hour: aggregate.steps.finished_last_hour,
+        average_queue_latency_seconds: round(aggregate.steps.average_queue_seconds),
+        average_duration_seconds: round(aggregate.steps.average_duration_seconds),
+      },
+      queues: queues?.map(queueView) ?? null,
+      workers_online: queues ? sumWorkers(queues) : null,
+    };
+    await this.options.cache.set('system', view);
+    return view;
+  }
+
+  private async readQueues(): Promise<QueueDepth[] | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), QUEUE_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([this.options.queueDepth().catch(() => null), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function stepView(
+  stepId: string,
+  name: string,
+  stepType: string | null,
+  aggregate: store.StepAggregateRow | undefined,
+): StepStatsView {
+  return {
+    step_id: stepId,
+    name,
+    step_type: stepType,
+    runs: aggregate?.runs ?? 0,
+    completed: aggregate?.completed ?? 0,
+    failures: aggregate?.failures ?? 0,
+    skipped: aggregate?.skipped ?? 0,
+    cancelled: aggregate?.cancelled ?? 0,
+    attempts: aggregate?.attempts ?? 0,
+    retries: aggregate?.retries ?? 0,
+    average_duration_seconds: round(aggregate?.average_duration_seconds ?? null),
+  };
+}
+
+function queueView(queue: QueueDepth): QueueStatsView {
+  const get = (state: string) => queue.counts[state] ?? 0;
+  return {
+    name: queue.name,
+    waiting: get('waiting'),
+    active: get('active'),
+    delayed: get('delayed'),
+    failed: get('failed'),
+    prioritized: get('prioritized'),
+    paused: get('paused'),
+  };
+}
+
+function sumWorkers(queues: readonly QueueDepth[]): number | null {
+  if (queues.some((queue) => queue.workers === null)) return null;
+  return queues.reduce((sum, queue) => sum + (queue.workers ?? 0), 0);
+}

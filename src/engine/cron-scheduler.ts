@@ -1,0 +1,103 @@
+import type { EffectSink } from '../core/effects.js';
+import { noEffects } from '../core/effects.js';
+import { latestTick, parseSchedule } from '../core/schedule.js';
+import type { StateManager } from '../core/state-manager.js';
+import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
+import type { Log } from '../logger.js';
+import { isPgError, type Pool, SqlState, withTransaction } from '../store/db.js';
+import { findScheduledWorkflows } from '../store/schedule-store.js';
+
+export interface CronSchedulerOptions {
+  pool: Pool;
+  state: StateManager;
+  effects: EffectSink;
+  intervalMs: number;
+  logger: Log;
+}
+
+/**
+ * Starts active workflows on their cron schedules. Every worker process runs it; each tick
+ * starts exactly one execution because the tick is the execution's idempotency key (a unique
+ * index in Postgres), whichever process gets there first. Only the latest tick is fired: ticks
+ * missed while no process ran are not replayed, and a tick from before the workflow was
+ * (re)activated never fires.
+ */
+export class CronScheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = true;
+  /** How far back a tick may be and still fire: covers a late or slow pass. */
+  private readonly lookbackMs: number;
+
+  constructor(private readonly options: CronSchedulerOptions) {
+    this.lookbackMs = Math.max(5000, options.intervalMs * 3);
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.tickOnce()
+        .catch((error: unknown) =>
+          this.options.logger.warn({ err: error }, 'cron pass failed; will try again'),
+        )
+        .finally(() => this.schedule());
+    }, this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** One pass: fires the due tick of every scheduled workflow; returns the executions started. */
+  async tickOnce(now = new Date()): Promise<string[]> {
+    const started: string[] = [];
+    for (const workflow of await findScheduledWorkflows(this.options.pool)) {
+      const schedule = parseSchedule(workflow.schedule);
+      if ('problem' in schedule) continue;
+      const tick = latestTick(schedule, now);
+      if (tick.getTime() < now.getTime() - this.lookbackMs || tick < workflow.updated_at) continue;
+      const effects = noEffects();
+      try {
+        const { row, created } = await withTransaction(this.options.pool, (tx) =>
+          this.options.state.start(
+            tx,
+            {
+              workflowId: workflow.id,
+              input: { scheduled_at: tick.toISOString() },
+              idempotencyKey: `schedule-${tick.toISOString()}`,
+              activeOnly: true,
+              trigger: { type: 'schedule', tick: tick.toISOString() },
+            },
+            effects,
+          ),
+        );
+        if (!created) continue;
+        started.push(row.id);
+        this.options.logger.info(
+          { workflowId: workflow.id, executionId: row.id, tick },
+          'scheduled execution started',
+        );
+      } catch (error) {
+        // Another process fired this tick first, or the workflow was paused meanwhile.
+        if (
+          isPgError(error, SqlState.UNIQUE_VIOLATION) ||
+          error instanceof WorkflowNotRunnableError ||
+          error instanceof WorkflowNotFoundError
+        ) {
+          continue;
+        }
+        throw error;
+      }
+      await this.options.effects.apply(effects);
+    }
+    return started;
+  }
+}

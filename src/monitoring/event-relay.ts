@@ -1,0 +1,135 @@
+import type { Redis } from 'ioredis';
+import { type ExecutionEvent, eventFromOutbox } from '../core/execution-events.js';
+import type { Log } from '../logger.js';
+import { type Pool, withTransaction } from '../store/db.js';
+import {
+  dropOutboxRowsOlderThan,
+  outboxHasRows,
+  takeOutboxBatch,
+  tryRelayLock,
+} from '../store/event-outbox-store.js';
+import { executionChannel, executionStreamKey } from './execution-event-hub.js';
+
+const BATCH = 500;
+/** Changes nobody could publish for this long are dropped (Redis away): clients resync from
+ * the snapshot, and the outbox stays bounded. */
+const OUTBOX_MAX_AGE_SECONDS = 3600;
+const WARN_INTERVAL_MS = 10_000;
+
+export interface EventRelayOptions {
+  pool: Pool;
+  redis: Redis;
+  prefix: string;
+  intervalMs: number;
+  /** Entries kept per execution stream (approximately: MAXLEN ~). */
+  streamMaxLength: number;
+  /** Lifetime of an execution's stream after its last change, in seconds. */
+  streamTtlSeconds: number;
+  /** Whether the database is migrated and usable yet. */
+  databaseReady(): boolean;
+  /** Called with what was published, after the commit that removed it from the outbox. */
+  onPublished(events: readonly ExecutionEvent[]): void;
+  logger: Log;
+}
+
+/**
+ * Moves committed execution changes from the Postgres outbox to Redis: each becomes an entry
+ * of the execution's bounded stream (what SSE clients read and resume from), and a pub/sub
+ * message wakes the API processes that stream it. Rows are deleted in the transaction that
+ * published them, so a failure to publish keeps them for the next pass (at-least-once).
+ * Every process runs a relay; an advisory lock lets one at a time drain, in commit order.
+ */
+export class EventRelay {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = true;
+  private lastWarnAt = 0;
+
+  constructor(private readonly options: EventRelayOptions) {}
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.schedule();
+  }
+
+  /** Stops the timer after a last pass, so changes committed during shutdown still go out. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+    await this.drain();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.drain().finally(() => this.schedule());
+    }, this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Publishes everything the outbox holds (as far as this process gets the relay lock). */
+  async drain(): Promise<void> {
+    if (!this.options.databaseReady()) return;
+    try {
+      for (;;) {
+        const published = await this.drainOnce();
+        if (published < BATCH || this.stopped) return;
+      }
+    } catch (error) {
+      this.warn(error, 'execution event relay failed; retrying');
+      await dropOutboxRowsOlderThan(this.options.pool, OUTBOX_MAX_AGE_SECONDS).catch(() => 0);
+    }
+  }
+
+  /** One batch: returns how many changes were published (0 when another relay holds the lock). */
+  async drainOnce(): Promise<number> {
+    const { pool } = this.options;
+    if (!(await outboxHasRows(pool))) return 0;
+    const events = await withTransaction(pool, async (tx) => {
+      if (!(await tryRelayLock(tx))) return [];
+      const rows = await takeOutboxBatch(tx, BATCH);
+      const batch = rows.map(eventFromOutbox);
+      await this.publish(batch);
+      return batch;
+    });
+    if (events.length > 0) this.options.onPublished(events);
+    return events.length;
+  }
+
+  private async publish(events: readonly ExecutionEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const { redis, prefix, streamMaxLength, streamTtlSeconds } = this.options;
+    const pipeline = redis.pipeline();
+    const executions = new Set<string>();
+    for (const event of events) {
+      executions.add(event.execution_id);
+      pipeline.xadd(
+        executionStreamKey(prefix, event.execution_id),
+        'MAXLEN',
+        '~',
+        String(streamMaxLength),
+        '*',
+        'event',
+        JSON.stringify(event),
+      );
+    }
+    for (const id of executions) {
+      pipeline.expire(executionStreamKey(prefix, id), streamTtlSeconds);
+      pipeline.publish(executionChannel(prefix), id);
+    }
+    const results = (await pipeline.exec()) ?? [];
+    const failed = results.find(([error]) => error);
+    if (failed?.[0]) throw failed[0];
+  }
+
+  /** Warns at most every WARN_INTERVAL_MS: a Redis outage would otherwise flood the log. */
+  private warn(error: unknown, message: string): void {
+    const now = Date.now();
+    if (now - this.lastWarnAt < WARN_INTERVAL_MS) return;
+    this.lastWarnAt = now;
+    this.options.logger.warn({ err: error }, message);
+  }
+}

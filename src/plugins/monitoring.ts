@@ -1,0 +1,106 @@
+import fp from 'fastify-plugin';
+import { executionSnapshots } from '../core/execution-snapshot.js';
+import { StatsManager } from '../core/stats-manager.js';
+import { EventRelay } from '../monitoring/event-relay.js';
+import { ExecutionEventHub } from '../monitoring/execution-event-hub.js';
+import { ExecutionStreams } from '../monitoring/execution-stream.js';
+import { ServiceMetrics } from '../monitoring/metrics.js';
+import { readQueueDepth } from '../monitoring/queue-depth.js';
+import { StatsCache } from '../store/stats-cache.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** This process's Prometheus registry and metrics. */
+    metrics: ServiceMetrics;
+    /** GET /workflows/{id}/stats and GET /stats. */
+    stats: StatsManager;
+    /** Live execution streams (SSE) and the Redis side they read. */
+    executionStreams: ExecutionStreams;
+    executionEventHub: ExecutionEventHub;
+    /** Moves committed execution changes from the Postgres outbox to Redis. */
+    eventRelay: EventRelay;
+  }
+}
+
+/**
+ * Monitoring: metrics (with the HTTP request histogram), statistics, the execution event relay
+ * and the live stream read side. Every role gets it: each process exposes its own metrics.
+ */
+export const monitoringPlugin = fp(
+  async (app) => {
+    const { config, engineParts } = app;
+    const log = app.log.child({ component: 'monitoring' });
+    const queueDepth = async () => [await readQueueDepth(engineParts.queue.queue)];
+
+    const metrics = new ServiceMetrics({ queueDepth });
+    app.decorate('metrics', metrics);
+    app.addHook('onResponse', async (request, reply) => {
+      metrics.observeRequest(
+        {
+          method: request.method,
+          // The route pattern, so that ids in URLs do not explode the label's cardinality.
+          route: request.routeOptions.url ?? 'unmatched',
+          status_code: String(reply.statusCode),
+        },
+        reply.elapsedTime / 1000,
+      );
+    });
+
+    app.decorate(
+      'stats',
+      new StatsManager({
+        pool: app.pg,
+        cache: new StatsCache(app.redis, config.REDIS_PREFIX, config.STATS_CACHE_SECONDS),
+        queueDepth,
+        window: config.STATS_WINDOW,
+      }),
+    );
+
+    const relay = new EventRelay({
+      pool: app.pg,
+      redis: app.redis,
+      prefix: config.REDIS_PREFIX,
+      intervalMs: config.EVENT_RELAY_INTERVAL_MS,
+      streamMaxLength: config.STREAM_MAX_EVENTS,
+      streamTtlSeconds: config.STREAM_RETENTION_SECONDS,
+      // The outbox table exists once migrations ran (runtime.ts); until then nothing to relay.
+      databaseReady: () => app.lifecycle.databaseReady,
+      onPublished: (events) => metrics.observeEvents(events),
+      logger: log,
+    });
+    app.decorate('eventRelay', relay);
+
+    const hub = new ExecutionEventHub({
+      redis: app.redis,
+      redisUrl: config.REDIS_URL,
+      prefix: config.REDIS_PREFIX,
+      logger: log,
+    });
+    app.decorate('executionEventHub', hub);
+    app.decorate(
+      'executionStreams',
+      new ExecutionStreams({
+        hub,
+        heartbeatMs: config.STREAM_HEARTBEAT_MS,
+        ...executionSnapshots({
+          pool: app.pg,
+          executions: app.executions,
+          state: engineParts.state,
+        }),
+      }),
+    );
+
+    app.addHook('onReady', async () => {
+      relay.start();
+    });
+    // Open streams would keep the HTTP server from closing: end them first.
+    app.addHook('preClose', async () => {
+      hub.endSessions();
+    });
+    app.addHook('onClose', async () => {
+      await relay.stop();
+      hub.close();
+    });
+  },
+  { name: 'monitoring', dependencies: ['infrastructure', 'executions'] },
+);

@@ -1,0 +1,217 @@
+import type { Queryable } from './db.js';
+
+/**
+ * SQL of the statistics endpoints. Every query reads an index range (see the monitoring
+ * migration), so the cost grows with what is counted for one workflow or one time window,
+ * not with the whole history.
+ */
+
+const ENDED_STATUSES = ['completed', 'failed', 'cancelled', 'timed_out'];
+const ENDED = `('completed', 'failed', 'cancelled', 'timed_out')`;
+
+export interface WorkflowHead {
+  id: string;
+  name: string;
+  workflow_type: string;
+  status: string;
+  version: number;
+}
+
+export async function findWorkflowHead(db: Queryable, id: string): Promise<WorkflowHead | null> {
+  const { rows } = await db.query<WorkflowHead>(
+    'SELECT id, name, workflow_type, status, version FROM workflows WHERE id = $1',
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+/** The workflow's current step definitions, in order (id, name, type). */
+export async function currentSteps(
+  db: Queryable,
+  workflowId: string,
+  version: number,
+): Promise<Array<{ id: string; name: string; step_type: string }>> {
+  const { rows } = await db.query<{ id: string; name: string; step_type: string }>(
+    `SELECT step->>'id' AS id, step->>'name' AS name, step->>'step_type' AS step_type
+       FROM workflow_versions v, jsonb_array_elements(v.definition->'steps') WITH ORDINALITY AS s(step, position)
+      WHERE v.workflow_id = $1 AND v.version = $2
+      ORDER BY position`,
+    [workflowId, version],
+  );
+  return rows;
+}
+
+export interface ExecutionAggregate {
+  counts: Record<string, number>;
+  average_duration_seconds: number | null;
+  last_execution_at: Date | null;
+}
+
+/**
+ * Executions of one workflow by status, and the average duration of those that ended: one
+ * index-only scan of (workflow_id, status) INCLUDE (duration_seconds).
+ */
+export async function workflowExecutionAggregate(
+  db: Queryable,
+  workflowId: string,
+): Promise<ExecutionAggregate> {
+  const [byStatus, last] = await Promise.all([
+    db.query<{ status: string; count: number; durations: number; total: number | null }>(
+      `SELECT status, count(*)::int AS count, count(duration_seconds)::int AS durations,
+              sum(duration_seconds)::float8 AS total
+         FROM workflow_executions WHERE workflow_id = $1 GROUP BY status`,
+      [workflowId],
+    ),
+    db.query<{ created_at: Date }>(
+      `SELECT created_at FROM workflow_executions WHERE workflow_id = $1
+        ORDER BY created_at DESC, id DESC LIMIT 1`,
+      [workflowId],
+    ),
+  ]);
+  let durations = 0;
+  let total = 0;
+  for (const row of byStatus.rows) {
+    if (ENDED_STATUSES.includes(row.status)) {
+      durations += row.durations;
+      total += row.total ?? 0;
+    }
+  }
+  return {
+    counts: Object.fromEntries(byStatus.rows.map((r) => [r.status, r.count])),
+    average_duration_seconds: durations === 0 ? null : total / durations,
+    last_execution_at: last.rows[0]?.created_at ?? null,
+  };
+}
+
+/** Median and 95th percentile duration of the ended ones among the `window` newest executions. */
+export async function workflowDurationPercentiles(
+  db: Queryable,
+  workflowId: string,
+  window: number,
+): Promise<{ p50: number | null; p95: number | null }> {
+  const { rows } = await db.query<{ p50: number | null; p95: number | null }>(
+    `WITH recent AS (
+       SELECT status, duration_seconds FROM workflow_executions WHERE workflow_id = $1
+        ORDER BY created_at DESC, id DESC LIMIT $2
+     )
+     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds)::float8 AS p50,
+            percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds)::float8 AS p95
+       FROM recent WHERE status IN ${ENDED} AND duration_seconds IS NOT NULL`,
+    [workflowId, window],
+  );
+  return { p50: rows[0]?.p50 ?? null, p95: rows[0]?.p95 ?? null };
+}
+
+export interface StepAggregateRow {
+  step_id: string;
+  runs: number;
+  completed: number;
+  failures: number;
+  skipped: number;
+  cancelled: number;
+  attempts: number;
+  retries: number;
+  average_duration_seconds: number | null;
+}
+
+/**
+ * Per step of a workflow, over its `window` most recent executions: runs that started, their
+ * outcomes, attempts and retries (for_each items included) and the average duration of the
+ * completed ones. The window keeps the cost bounded however long the history.
+ */
+export async function workflowStepAggregate(
+  db: Queryable,
+  workflowId: string,
+  window: number,
+): Promise<{ executions: number; steps: StepAggregateRow[] }> {
+  const [steps, executions] = await Promise.all([
+    db.query<StepAggregateRow>(
+      `WITH recent AS (
+         SELECT id FROM workflow_executions WHERE workflow_id = $1
+          ORDER BY created_at DESC, id DESC LIMIT $2
+       )
+       SELECT s.step_id,
+              count(*) FILTER (WHERE s.item_index = -1 AND s.started_at IS NOT NULL)::int AS runs,
+              count(*) FILTER (WHERE s.item_index = -1 AND s.status = 'completed')::int AS completed,
+              count(*) FILTER (WHERE s.item_index = -1 AND s.status = 'failed')::int AS failures,
+              count(*) FILTER (WHERE s.item_index = -1 AND s.status = 'skipped')::int AS skipped,
+              count(*) FILTER (WHERE s.item_index = -1 AND s.status = 'cancelled')::int AS cancelled,
+              coalesce(sum(s.attempt), 0)::int AS attempts,
+              coalesce(sum(greatest(s.attempt - 1, 0)), 0)::int AS retries,
+              (avg(extract(epoch FROM s.completed_at - s.started_at))
+                 FILTER (WHERE s.item_index = -1 AND s.status = 'completed'))::float8
+                AS average_duration_seconds
+         FROM recent r
+         JOIN step_executions s ON s.execution_id = r.id
+        GROUP BY s.step_id`,
+      [workflowId, window],
+    ),
+    db.query<{ count: number }>(
+      `SELECT count(*)::int AS count FROM (
+         SELECT 1 FROM workflow_executions WHERE workflow_id = $1 LIMIT $2) AS recent`,
+      [workflowId, window],
+    ),
+  ]);
+  return { executions: executions.rows[0]?.count ?? 0, steps: steps.rows };
+}
+
+export interface SystemAggregate {
+  workflows: Array<{ status: string; workflow_type: string; count: number }>;
+  executions: Array<{ status: string; count: number }>;
+  window: {
+    started_last_hour: number;
+    started_last_day: number;
+    finished_last_5_minutes: number;
+    finished_last_hour: number;
+    finished_last_day: number;
+  };
+  steps: {
+    finished_last_hour: number;
+    average_queue_seconds: number | null;
+    average_duration_seconds: number | null;
+  };
+}
+
+/** Service-wide counts: workflows, executions by status, recent activity, step latency. */
+export async function systemAggregate(db: Queryable): Promise<SystemAggregate> {
+  const [workflows, executions, window, steps] = await Promise.all([
+    db.query<{ status: string; workflow_type: string; count: number }>(
+      `SELECT status, workflow_type, count(*)::int AS count FROM workflows
+        GROUP BY status, workflow_type`,
+    ),
+    db.query<{ status: string; count: number }>(
+      'SELECT status, count(*)::int AS count FROM workflow_executions GROUP BY status',
+    ),
+    db.query<SystemAggregate['window']>(
+      `SELECT
+         (SELECT count(*) FROM workflow_executions
+           WHERE created_at >= now() - interval '1 hour')::int AS started_last_hour,
+         (SELECT count(*) FROM workflow_executions
+           WHERE created_at >= now() - interval '1 day')::int AS started_last_day,
+         (SELECT count(*) FROM workflow_executions
+           WHERE completed_at >= now() - interval '5 minutes')::int AS finished_last_5_minutes,
+         (SELECT count(*) FROM workflow_executions
+           WHERE completed_at >= now() - interval '1 hour')::int AS finished_last_hour,
+         (SELECT count(*) FROM workflow_executions
+           WHERE completed_at >= now() - interval '1 day')::int AS finished_last_day`,
+    ),
+    // Queue latency of first attempts: a retry re-stamps queued_at but not started_at.
+    db.query<SystemAggregate['steps']>(
+      `SELECT count(*)::int AS finished_last_hour,
+              (avg(extract(epoch FROM started_at - queued_at))
+                 FILTER (WHERE attempt = 1 AND started_at >= queued_at))::float8
+                AS average_queue_seconds,
+              (avg(extract(epoch FROM completed_at - started_at))
+                 FILTER (WHERE status = 'completed' AND started_at IS NOT NULL))::float8
+                AS average_duration_seconds
+         FROM step_executions
+        WHERE completed_at >= now() - interval '1 hour'`,
+    ),
+  ]);
+  return {
+    workflows: workflows.rows,
+    executions: executions.rows,
+    window: window.rows[0] as SystemAggregate['window'],
+    steps: steps.rows[0] as SystemAggregate['steps'],
+  };
+}

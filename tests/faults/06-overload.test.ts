@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
+import { freePort } from '../helpers/private-servers.js';
+import { createTestDatabase, deleteRedisPrefix, type TestDatabase } from '../helpers/test-app.js';
+import { recordFigures } from './figures.js';
+import {
+  createWorkflow,
+  Fleet,
+  httpStep,
+  request,
+  runPool,
+  serviceEnv,
+  sideEffectPath,
+} from './harness.js';
+import { checkInvariants, installAudit, waitAllTerminal } from './invariants.js';
+import { SideEffectServer } from './side-effect-server.js';
+
+const SCENARIO = '6-overload';
+const REQUESTS = 2000;
+const CONCURRENCY = 250;
+const REQUEST_LIMIT_MS = 30_000;
+
+let database: TestDatabase | undefined;
+let prefix = '';
+let fleet: Fleet | undefined;
+const server = new SideEffectServer();
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  prefix = `fo${randomBytes(4).toString('hex')}`;
+  await installAudit(database.url);
+  await server.listen();
+  fleet = new Fleet(
+    serviceEnv({ databaseUrl: database.url, redisUrl: inject('redisUrl'), prefix }),
+  );
+});
+
+afterAll(async () => {
+  await fleet?.killAll();
+  await server.close();
+  if (prefix) await deleteRedisPrefix(prefix);
+  await database?.drop();
+});
+
+describe(`${REQUESTS} execute requests, ${CONCURRENCY} at a time`, () => {
+  it('answers 202, 429 or 503 with Retry-After (never 500, never a hang), and every 202 completes', async () => {
+    const db = database as TestDatabase;
+    const services = fleet as Fleet;
+    onTestFailed(() => {
+      console.log(`logs: ${services.saveLogs(SCENARIO)}`);
+    });
+    const started = Date.now();
+    const port = await freePort();
+    const apiUrl = `http://127.0.0.1:${port}`;
+    await Promise.all([services.api(port), services.worker(), services.worker()]);
+    const workflowId = await createWorkflow(apiUrl, {
+      name: 'two calls',
+      workflow_type: 'sequential',
+      steps: [httpStep(server.url, 'a'), httpStep(server.url, 'b')],
+    });
+
+    const answers: Record<string, number> = {};
+    const accepted: string[] = [];
+    const withoutRetryAfter: string[] = [];
+    let slowest = 0;
+    const burstStarted = Date.now();
+    await runPool(REQUESTS, CONCURRENCY, async (index) => {
+      let key: string;
+      try {
+        const answer = await request(`${apiUrl}/workflows/${workflowId}/execute`, {
+          method: 'POST',
+          body: { input_data: { index } },
+          timeoutMs: REQUEST_LIMIT_MS,
+        });
+        slowest = Math.max(slowest, answer.ms);
+        key = String(answer.status);
+        if (answer.status === 202) accepted.push((answer.body as { id: string }).id);
+        if (
+          (answer.status === 429 || answer.status === 503) &&
+          !answer.headers.get('retry-after')
+        ) {
+          withoutRetryAfter.push(`${answer.status} ${JSON.stringify(answer.body)}`);
+        }
+        if (answer.status === 500 && !answers['500']) {
+          console.log(`first 500: ${JSON.stringify(answer.body)}`);
+        }
+      } catch (error) {
+        key = error instanceof Error && error.name === 'TimeoutError' ? 'hang' : 'error';
+      }
+      answers[key] = (answers[key] ?? 0) + 1;
+    });
+    const burstMs = Date.now() - burstStarted;
+
+    await waitAllTerminal(db.url, accepted, 240_000);
+    const report = await checkInvariants({
+      databaseUrl: db.url,
+      accepted,
+      sideEffects: { calls: server.calls, pathOf: sideEffectPath },
+      apiUrl,
+    });
+    recordFigures(SCENARIO, {
+      executions: report.executions,
+      kills: 0,
+      restarts: 0,
+      rerun_attempts: report.rerunAttempts,
+      lost: report.lost,
+      duplicated_completions: report.duplicatedCompletions,
+      seconds: Math.round((Date.now() - started) / 1000),
+      requests: REQUESTS,
+      concurrency: CONCURRENCY,
+      accepted_202: answers['202'] ?? 0,
+      shed_429: answers['429'] ?? 0,
+      shed_503: answers['503'] ?? 0,
+      burst_seconds: Math.round(burstMs / 100) / 10,
+      slowest_answer_ms: Math.round(slowest),
+      answers: JSON.stringify(answers),
+    });
+    expect(report.problems).toEqual([]);
+    expect(
+      Object.keys(answers).filter((status) => !['202', '429', '503'].includes(status)),
+    ).toEqual([]);
+    expect(withoutRetryAfter).toEqual([]);
+    expect(accepted.length).toBeGreaterThan(0);
+    // Shed requests left nothing behind: every execution in Postgres was acknowledged.
+    expect(report.executions).toBe(accepted.length);
+  });
+});

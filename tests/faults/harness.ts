@@ -1,0 +1,319 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { projectRoot } from '../../src/project.js';
+import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.js';
+
+/**
+ * Shared machinery of the fault scenarios: real service processes (tsx), an HTTP client on
+ * loopback, a bounded-concurrency load driver and the figures file. Every scenario is bounded
+ * in time and kills everything it started, even on failure.
+ */
+
+// A last resort: children die with this process even when afterAll never runs.
+const live = new Set<ServiceProcess>();
+process.once('exit', () => {
+  for (const service of live) {
+    if (service.child.exitCode === null && service.child.signalCode === null) {
+      service.child.kill('SIGKILL');
+    }
+  }
+});
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export const randomBetween = (min: number, max: number) => min + Math.random() * (max - min);
+
+/** The environment every service process of a scenario shares. */
+export function serviceEnv(
+  stack: { databaseUrl: string; redisUrl: string; prefix: string },
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    NODE_ENV: 'test',
+    DATABASE_URL: stack.databaseUrl,
+    REDIS_URL: stack.redisUrl,
+    REDIS_PREFIX: stack.prefix,
+    LOG_LEVEL: 'info',
+    HTTP_STEP_ALLOWED_HOSTS: '127.0.0.1',
+    // A killed or stalled worker loses its job to another within seconds.
+    JOB_LOCK_MS: '2000',
+    SWEEP_INTERVAL_MS: '500',
+    SWEEP_STALE_AFTER_MS: '3000',
+    WORKER_CONCURRENCY: '10',
+    SHUTDOWN_GRACE_MS: '5000',
+    ...overrides,
+  };
+}
+
+/** The service processes of one scenario. */
+export class Fleet {
+  readonly processes: ServiceProcess[] = [];
+
+  constructor(private readonly env: Record<string, string>) {}
+
+  private track(service: ServiceProcess): ServiceProcess {
+    this.processes.push(service);
+    live.add(service);
+    void service.exited.then(() => live.delete(service));
+    return service;
+  }
+
+  /** A worker process (SERVICE_ROLE=worker), once its engine runs. */
+  async worker(overrides: Record<string, string> = {}): Promise<ServiceProcess> {
+    return this.track(
+      await startServiceProcess(
+        { ...this.env, SERVICE_ROLE: 'worker', ...overrides },
+        'engine started',
+        90_000,
+      ),
+    );
+  }
+
+  /** A process serving the API on `port` (role api unless overridden), once it is ready. */
+  async api(port: number, overrides: Record<string, string> = {}): Promise<ServiceProcess> {
+    const role = overrides.SERVICE_ROLE ?? 'api';
+    const service = this.track(
+      await startServiceProcess(
+        { ...this.env, SERVICE_ROLE: role, SERVICE_PORT: String(port), ...overrides },
+        role === 'api' ? 'workflow service listening' : 'engine started',
+        90_000,
+      ),
+    );
+    await waitReady(`http://127.0.0.1:${port}`, 90_000);
+    return service;
+  }
+
+  /** SIGKILLs every process still running. */
+  async killAll(): Promise<void> {
+    await Promise.all(this.processes.map((service) => service.kill('SIGKILL')));
+  }
+
+  /** Sums a numeric field over every log line with message `msg` of every process. */
+  sumLogField(msg: string, field: string): number {
+    let sum = 0;
+    for (const service of this.processes) {
+      for (const line of service.output().split('\n')) {
+        if (!line.includes(`"msg":"${msg}"`)) continue;
+        try {
+          const value = (JSON.parse(line) as Record<string, unknown>)[field];
+          if (typeof value === 'number') sum += value;
+        } catch {
+          // not a JSON log line
+        }
+      }
+    }
+    return sum;
+  }
+
+  /** The last lines each process logged, for a failure report. */
+  logTails(chars = 4000): string {
+    return this.processes
+      .map(
+        (service, index) =>
+          `--- process ${index} (pid ${service.child.pid})\n${service.output().slice(-chars)}`,
+      )
+      .join('\n');
+  }
+
+  /** Writes every process's log under test-results/fault-logs/<scenario>/. */
+  saveLogs(scenario: string): string {
+    const directory = path.join(projectRoot, 'test-results', 'fault-logs', scenario);
+    mkdirSync(directory, { recursive: true });
+    this.processes.forEach((service, index) => {
+      writeFileSync(path.join(directory, `process-${index}.log`), service.output());
+    });
+    return directory;
+  }
+}
+
+export function alive(service: ServiceProcess): boolean {
+  return service.child.exitCode === null && service.child.signalCode === null;
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: Headers;
+  body: unknown;
+  ms: number;
+}
+
+/** One request on loopback with a hard time limit; throws on network errors and timeouts. */
+export async function request(
+  url: string,
+  init: {
+    method?: string;
+    body?: unknown;
+    headers?: Record<string, string>;
+    timeoutMs?: number;
+  } = {},
+): Promise<HttpAnswer> {
+  const started = performance.now();
+  const response = await fetch(url, {
+    method: init.method ?? 'GET',
+    headers: {
+      ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...init.headers,
+    },
+    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
+    signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
+  });
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = text === '' ? null : JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return {
+    status: response.status,
+    headers: response.headers,
+    body,
+    ms: performance.now() - started,
+  };
+}
+
+/** Waits until /health/ready answers 200. */
+export async function waitReady(baseUrl: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if ((await request(`${baseUrl}/health/ready`, { timeoutMs: 5000 })).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${baseUrl} did not become ready`);
+    await sleep(200);
+  }
+}
+
+export async function createWorkflow(
+  baseUrl: string,
+  body: Record<string, unknown>,
+): Promise<string> {
+  const answer = await request(`${baseUrl}/workflows`, { method: 'POST', body });
+  if (answer.status !== 201) {
+    throw new Error(
+      `creating the workflow answered ${answer.status}: ${JSON.stringify(answer.body)}`,
+    );
+  }
+  return (answer.body as { id: string }).id;
+}
+
+/** An http step that calls the side-effect server at /<execution id>/<step id>. */
+export function httpStep(sideEffectUrl: string, id: string, dependencies?: string[]) {
+  return {
+    id,
+    name: id,
+    step_type: 'http',
+    config: { url: `{% '${sideEffectUrl}/' & execution.id & '/${id}' %}` },
+    timeout_seconds: 60,
+    retry_count: 5,
+    retry_backoff: { type: 'fixed', delay_ms: 200 },
+    ...(dependencies ? { dependencies } : {}),
+  };
+}
+
+/** Ten http steps: one, eight in parallel after it, one joining them. */
+export function fanOutWorkflow(
+  sideEffectUrl: string,
+  name = 'fan-out fan-in',
+): Record<string, unknown> {
+  const branches = Array.from({ length: 8 }, (_, index) => `b${index + 1}`);
+  return {
+    name,
+    workflow_type: 'parallel',
+    steps: [
+      httpStep(sideEffectUrl, 'start'),
+      ...branches.map((id) => httpStep(sideEffectUrl, id, ['start'])),
+      httpStep(sideEffectUrl, 'join', branches),
+    ],
+  };
+}
+
+/** The side-effect path of a run of the workflows above (every step is an http step). */
+export function sideEffectPath(run: { execution_id: string; step_id: string }): string {
+  return `/${run.execution_id}/${run.step_id}`;
+}
+
+/** Runs `fn` over `count` indexes with at most `concurrency` at a time. */
+export async function runPool(
+  count: number,
+  concurrency: number,
+  fn: (index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(concurrency, count) }, async () => {
+    while (next < count) {
+      const index = next;
+      next += 1;
+      await fn(index);
+    }
+  });
+  await Promise.all(lanes);
+}
+
+export interface SubmitReport {
+  /** Execution ids answered 2xx. */
+  accepted: string[];
+  /** Answers by status code ('error' for network errors and timeouts). */
+  answers: Record<string, number>;
+  /** Requests that never got a 2xx. */
+  failed: number;
+}
+
+/**
+ * Submits `count` executions of a workflow to the API at `baseUrl()` (a function, so a
+ * restarted API may move). Request i starts no earlier than i * spreadMs / count. With
+ * `retryForMs`, each request carries an Idempotency-Key and is repeated (honouring
+ * Retry-After) until it gets a 2xx or the time is up; without, one try each.
+ */
+export async function submitExecutions(options: {
+  baseUrl: () => string;
+  workflowId: string;
+  count: number;
+  concurrency: number;
+  spreadMs?: number;
+  retryForMs?: number;
+  keyPrefix?: string;
+}): Promise<SubmitReport> {
+  const report: SubmitReport = { accepted: [], answers: {}, failed: 0 };
+  const count = (key: string) => {
+    report.answers[key] = (report.answers[key] ?? 0) + 1;
+  };
+  const started = Date.now();
+  await runPool(options.count, options.concurrency, async (index) => {
+    const notBefore = started + (index * (options.spreadMs ?? 0)) / options.count;
+    if (notBefore > Date.now()) await sleep(notBefore - Date.now());
+    const giveUpAt = Date.now() + (options.retryForMs ?? 0);
+    const headers: Record<string, string> =
+      options.retryForMs === undefined
+        ? {}
+        : { 'idempotency-key': `${options.keyPrefix ?? 'fault'}-${index}` };
+    for (;;) {
+      let retryAfterMs = 500;
+      try {
+        const answer = await request(
+          `${options.baseUrl()}/workflows/${options.workflowId}/execute`,
+          { method: 'POST', body: { input_data: { index } }, headers, timeoutMs: 30_000 },
+        );
+        count(String(answer.status));
+        if (answer.status >= 200 && answer.status < 300) {
+          report.accepted.push((answer.body as { id: string }).id);
+          return;
+        }
+        const retryAfter = Number(answer.headers.get('retry-after'));
+        if (Number.isFinite(retryAfter) && retryAfter > 0)
+          retryAfterMs = Math.min(retryAfter * 1000, 2000);
+      } catch {
+        count('error');
+      }
+      if (Date.now() + retryAfterMs > giveUpAt) {
+        report.failed += 1;
+        return;
+      }
+      await sleep(retryAfterMs);
+    }
+  });
+  // Replays of one key answer 200 with the same execution.
+  report.accepted = [...new Set(report.accepted)];
+  return report;
+}
