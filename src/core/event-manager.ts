@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { decodeCursor, encodeCursor } from '../store/cursor.js';
+import { decodeCursor, toPage } from '../store/cursor.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import type { EventRow } from '../store/event-store.js';
 import * as eventStore from '../store/event-store.js';
@@ -182,14 +182,11 @@ export class EventManager {
       after: query.cursor ? decodeCursor(query.cursor) : undefined,
       limit: query.limit + 1,
     });
-    const page = rows.slice(0, query.limit);
-    const last = page[page.length - 1];
-    return {
-      items: page.map(eventView),
-      next_cursor:
-        rows.length > query.limit && last
-          ? encodeCursor({ createdAt: last.received_at_key, id: last.id })
-          : null,
-    };
+    return toPage(
+      rows,
+      query.limit,
+      (row) => ({ createdAt: row.received_at_key, id: row.id }),
+      eventView,
+    );
   }
 }

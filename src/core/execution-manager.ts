@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { StepStatus } from '../engine/scheduler.js';
 import { ExecutionNotFoundError, ExecutionStateError, ValidationFailedError } from '../errors.js';
-import { decodeCursor, encodeCursor } from '../store/cursor.js';
+import { decodeCursor, toPage } from '../store/cursor.js';
 import {
   isPgError,
   type Pool,
@@ -202,15 +202,12 @@ export class ExecutionManager {
       after: query.cursor ? decodeCursor(query.cursor) : undefined,
       limit: query.limit + 1,
     });
-    const page = rows.slice(0, query.limit);
-    const last = page[page.length - 1];
-    return {
-      items: page.map(executionView),
-      next_cursor:
-        rows.length > query.limit && last
-          ? encodeCursor({ createdAt: last.created_at_key, id: last.id })
-          : null,
-    };
+    return toPage(
+      rows,
+      query.limit,
+      (row) => ({ createdAt: row.created_at_key, id: row.id }),
+      executionView,
+    );
   }
 
   /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */

@@ -66,3 +66,21 @@ export function decodeCursor(cursor: string): Position {
   }
   throw new InvalidCursorError('decode it from next_cursor of a previous page');
 }
+
+/**
+ * Turns rows fetched with `limit + 1` into a page: the extra row only says that another page
+ * exists, and the last row shown is where it starts.
+ */
+export function toPage<Row, Item>(
+  rows: readonly Row[],
+  limit: number,
+  positionOf: (row: Row) => Position,
+  view: (row: Row) => Item,
+): { items: Item[]; next_cursor: string | null } {
+  const page = rows.slice(0, limit);
+  const last = page[page.length - 1];
+  return {
+    items: page.map(view),
+    next_cursor: rows.length > limit && last ? encodeCursor(positionOf(last)) : null,
+  };
+}

@@ -6,7 +6,7 @@ import type {
   WorkflowType,
 } from '../core/workflow-definition.js';
 import { ValidationFailedError, WorkflowBusyError } from '../errors.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, toPage } from './cursor.js';
 import { isPgError, type Pool, type PoolClient, type Queryable, withTransaction } from './db.js';
 
 /**
@@ -357,15 +357,12 @@ export class WorkflowStore {
           LIMIT ${param(query.limit + 1)}`,
       params,
     );
-    const page = rows.slice(0, query.limit);
-    const last = page[page.length - 1];
-    return {
-      items: page.map((raw) => ({ ...toRow(raw), steps_count: raw.steps_count })),
-      next_cursor:
-        rows.length > query.limit && last !== undefined
-          ? encodeCursor({ createdAt: last.cursor_ts, id: last.id })
-          : null,
-    };
+    return toPage(
+      rows,
+      query.limit,
+      (raw) => ({ createdAt: raw.cursor_ts, id: raw.id }),
+      (raw) => ({ ...toRow(raw), steps_count: raw.steps_count }),
+    );
   }
 
   /** The definition a version pinned, or null when the workflow or version does not exist. */
