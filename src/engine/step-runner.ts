@@ -52,6 +52,7 @@ export async function runAttempt(
     const config = (await resolveTemplates(step.config, context, {
       timeoutMs: env.expressionTimeoutMs,
       basePath: 'config',
+      stepType: step.step_type,
     })) as Record<string, unknown>;
     const handler = getStepHandler(step.step_type) ?? externalTaskHandler(step.step_type);
     // A handler that ignores its signal must still not hold the attempt past its deadline.
