@@ -4,6 +4,7 @@ import { latestTick, parseSchedule } from '../core/schedule.js';
 import type { StateManager } from '../core/state-manager.js';
 import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
 import type { Log } from '../logger.js';
+import { Periodic } from '../periodic.js';
 import { isPgError, type Pool, SqlState, withTransaction } from '../store/db.js';
 import { findScheduledWorkflows } from '../store/schedule-store.js';
 
@@ -23,37 +24,25 @@ export interface CronSchedulerOptions {
  * (re)activated never fires.
  */
 export class CronScheduler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private stopped = true;
+  private readonly periodic: Periodic;
   /** How far back a tick may be and still fire: covers a late or slow pass. */
   private readonly lookbackMs: number;
 
   constructor(private readonly options: CronSchedulerOptions) {
     this.lookbackMs = Math.max(5000, options.intervalMs * 3);
+    this.periodic = new Periodic(
+      () => this.tickOnce(),
+      options.intervalMs,
+      (error) => options.logger.warn({ err: error }, 'cron pass failed; will try again'),
+    );
   }
 
   start(): void {
-    this.stopped = false;
-    this.schedule();
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.tickOnce()
-        .catch((error: unknown) =>
-          this.options.logger.warn({ err: error }, 'cron pass failed; will try again'),
-        )
-        .finally(() => this.schedule());
-    }, this.options.intervalMs);
-    this.timer.unref();
+    await this.periodic.stop();
   }
 
   /** One pass: fires the due tick of every scheduled workflow; returns the executions started. */

@@ -7,6 +7,7 @@ import {
 } from '../core/effects.js';
 import { jobFor, type StateManager } from '../core/state-manager.js';
 import type { Log } from '../logger.js';
+import { Periodic } from '../periodic.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import * as eventStore from '../store/event-store.js';
 import * as store from '../store/execution-store.js';
@@ -47,34 +48,22 @@ export interface RecoverySweepOptions {
  * emptied, an external answer that never came). Every action is idempotent.
  */
 export class RecoverySweep {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private stopped = true;
+  private readonly periodic: Periodic;
 
-  constructor(private readonly options: RecoverySweepOptions) {}
+  constructor(private readonly options: RecoverySweepOptions) {
+    this.periodic = new Periodic(
+      async () => this.options.onReport?.(await this.sweepOnce()),
+      options.intervalMs,
+      (error) => options.logger.warn({ err: error }, 'recovery sweep failed; will try again'),
+    );
+  }
 
   start(): void {
-    this.stopped = false;
-    this.schedule();
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.sweepOnce()
-        .then((report) => this.options.onReport?.(report))
-        .catch((error: unknown) =>
-          this.options.logger.warn({ err: error }, 'recovery sweep failed; will try again'),
-        )
-        .finally(() => this.schedule());
-    }, this.options.intervalMs);
-    this.timer.unref();
+    await this.periodic.stop();
   }
 
   /** One pass, if this process wins the sweep lock. */

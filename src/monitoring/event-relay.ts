@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { type ExecutionEvent, eventFromOutbox } from '../core/execution-events.js';
 import type { Log } from '../logger.js';
+import { Periodic } from '../periodic.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import {
   dropOutboxRowsOlderThan,
@@ -40,34 +41,27 @@ export interface EventRelayOptions {
  * Every process runs a relay; an advisory lock lets one at a time drain, in commit order.
  */
 export class EventRelay {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = true;
+  private readonly periodic: Periodic;
   private lastWarnAt = 0;
 
-  constructor(private readonly options: EventRelayOptions) {}
+  constructor(private readonly options: EventRelayOptions) {
+    // drain() reports its own failures.
+    this.periodic = new Periodic(
+      () => this.drain(),
+      options.intervalMs,
+      () => {},
+    );
+  }
 
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    this.schedule();
+    this.periodic.start();
   }
 
   /** Stops the timer after a last pass, so changes committed during shutdown still go out. */
   async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    if (!this.periodic.isActive) return;
+    await this.periodic.stop();
     await this.drain();
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.running = this.drain().finally(() => this.schedule());
-    }, this.options.intervalMs);
-    this.timer.unref();
   }
 
   /** Publishes everything the outbox holds (as far as this process gets the relay lock). */
@@ -76,7 +70,7 @@ export class EventRelay {
     try {
       for (;;) {
         const published = await this.drainOnce();
-        if (published < BATCH || this.stopped) return;
+        if (published < BATCH || !this.periodic.isActive) return;
       }
     } catch (error) {
       this.warn(error, 'execution event relay failed; retrying');

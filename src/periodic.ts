@@ -1,0 +1,42 @@
+/**
+ * Runs a pass every `intervalMs`, counted from the end of the previous pass, so passes never
+ * overlap. A failed pass is reported and the next one runs as planned. The timer does not keep
+ * the process alive; stop() waits for a pass in progress.
+ */
+export class Periodic {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private active = false;
+
+  constructor(
+    private readonly pass: () => Promise<unknown>,
+    private readonly intervalMs: number,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  start(): void {
+    if (this.active) return;
+    this.active = true;
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.active = false;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(): void {
+    if (!this.active) return;
+    this.timer = setTimeout(() => {
+      this.running = this.pass()
+        .catch(this.onError)
+        .finally(() => this.schedule());
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+}
