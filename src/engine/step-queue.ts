@@ -62,10 +62,6 @@ export class StepQueue {
   }
 
   async close(): Promise<void> {
-    // BullMQ's close() removes the connection's listeners; an init still in flight then
-    // re-emits its failure with no listener, an unhandled rejection. Let it settle first
-    // (bounded by the connection's retry settings when Redis is unreachable).
-    await this.queue.waitUntilReady().catch(() => {});
     await this.queue.close();
   }
 }

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { CronScheduler } from '../engine/cron-scheduler.js';
 import { RecoverySweep } from '../engine/recovery-sweep.js';
 import { createStepWorker } from '../engine/step-worker.js';
+import { redisOptionsFromUrl } from '../store/redis-options.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -20,12 +21,10 @@ export const enginePlugin = fp(
     const { config, engineParts } = app;
     const log = app.log.child({ component: 'engine' });
     // Workers block on Redis and must retry forever (BullMQ's requirement).
-    const workerConnection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-    workerConnection.on('error', () => {});
     const subscriber = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
     subscriber.on('error', () => {});
     const worker = createStepWorker({
-      connection: workerConnection,
+      connection: { ...redisOptionsFromUrl(config.REDIS_URL), maxRetriesPerRequest: null },
       prefix: config.REDIS_PREFIX,
       concurrency: config.WORKER_CONCURRENCY,
       lockDurationMs: config.JOB_LOCK_MS,
@@ -88,7 +87,6 @@ export const enginePlugin = fp(
         await worker.close(true);
       }
       subscriber.disconnect();
-      workerConnection.disconnect();
     });
   },
   { name: 'engine', dependencies: ['infrastructure', 'executions', 'monitoring'] },

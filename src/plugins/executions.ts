@@ -1,5 +1,4 @@
 import fp from 'fastify-plugin';
-import { Redis } from 'ioredis';
 import { EventManager } from '../core/event-manager.js';
 import { SubworkflowLinks } from '../core/execution-links.js';
 import { ExecutionManager } from '../core/execution-manager.js';
@@ -8,6 +7,7 @@ import { TaskManager } from '../core/task-manager.js';
 import { CancellationBus } from '../engine/cancellation-bus.js';
 import { EffectApplier } from '../engine/effect-applier.js';
 import { StepQueue } from '../engine/step-queue.js';
+import { redisOptionsFromUrl } from '../store/redis-options.js';
 
 /** The parts of the engine that both API and worker processes use. */
 export interface EngineParts {
@@ -36,14 +36,16 @@ export const executionsPlugin = fp(
     // Producers fail within seconds while Redis is away: the run stays queued in Postgres and
     // the recovery sweep enqueues it later, so a request never hangs on Redis. The offline
     // queue stays on because BullMQ's own connection setup (INFO) rejects unhandled without it.
-    const queueConnection = new Redis(config.REDIS_URL, {
-      maxRetriesPerRequest: 1,
-      commandTimeout: 2000,
-      connectTimeout: 2000,
-      retryStrategy: (times) => Math.min(times * 200, 2000),
-    });
-    queueConnection.on('error', () => {});
-    const queue = new StepQueue(queueConnection, config.REDIS_PREFIX);
+    const queue = new StepQueue(
+      {
+        ...redisOptionsFromUrl(config.REDIS_URL),
+        maxRetriesPerRequest: 1,
+        commandTimeout: 2000,
+        connectTimeout: 2000,
+        retryStrategy: (times) => Math.min(times * 200, 2000),
+      },
+      config.REDIS_PREFIX,
+    );
     queue.queue.on('error', () => {});
     const bus = new CancellationBus(CancellationBus.channelFor(config.REDIS_PREFIX));
     const state = new StateManager({
@@ -85,7 +87,6 @@ export const executionsPlugin = fp(
     );
     app.addHook('onClose', async () => {
       await queue.close().catch(() => {});
-      queueConnection.disconnect();
     });
   },
   { name: 'executions', dependencies: ['infrastructure', 'workflows'] },
