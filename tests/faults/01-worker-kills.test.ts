@@ -38,6 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
   await fleet?.killAll();
   await server.close();
   if (prefix) await deleteRedisPrefix(prefix);
@@ -54,10 +55,14 @@ describe('worker processes SIGKILLed again and again', () => {
     const started = Date.now();
     const port = await freePort();
     const apiUrl = `http://127.0.0.1:${port}`;
-    const slots: Array<{ process: ServiceProcess | undefined; restarting?: Promise<void> }> =
-      await Promise.all([services.api(port).then(() => services.worker()), services.worker()]).then(
-        (workers) => workers.map((process) => ({ process })),
-      );
+    const slots: Array<{
+      process: ServiceProcess | undefined;
+      readyAt: number;
+      restarting?: Promise<void>;
+    }> = await Promise.all([
+      services.api(port).then(() => services.worker()),
+      services.worker(),
+    ]).then((workers) => workers.map((process) => ({ process, readyAt: Date.now() })));
 
     const workflowId = await createWorkflow(apiUrl, fanOutWorkflow(server.url));
     const loadStarted = Date.now();
@@ -69,22 +74,31 @@ describe('worker processes SIGKILLed again and again', () => {
       spreadMs: 25_000,
     });
 
+    // Every 1-3 s a random worker is SIGKILLed and a new one started in its place. Only a
+    // worker that has run for at least a second is a candidate, so every kill hits one that
+    // has taken jobs (boot takes seconds; killing one still booting would interrupt nothing).
     let kills = 0;
     let restarts = 0;
+    const seasoned = () =>
+      slots.filter(
+        (slot) => slot.process && alive(slot.process) && Date.now() - slot.readyAt >= 1000,
+      );
     while (kills < KILLS) {
       await sleep(randomBetween(1000, 3000));
-      let up = slots.filter((slot) => slot.process && alive(slot.process));
-      if (up.length === 0) {
-        await Promise.race(slots.map((slot) => slot.restarting));
-        up = slots.filter((slot) => slot.process && alive(slot.process));
+      const giveUpAt = Date.now() + 90_000;
+      while (seasoned().length === 0) {
+        if (Date.now() > giveUpAt) throw new Error('no worker came back up within 90 s');
+        await sleep(100);
       }
-      const slot = up[Math.floor(Math.random() * up.length)];
+      const candidates = seasoned();
+      const slot = candidates[Math.floor(Math.random() * candidates.length)];
       if (!slot?.process) continue;
       await slot.process.kill('SIGKILL');
       kills += 1;
       slot.process = undefined;
       slot.restarting = services.worker().then((process) => {
         slot.process = process;
+        slot.readyAt = Date.now();
         restarts += 1;
       });
     }

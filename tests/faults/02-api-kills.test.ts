@@ -38,6 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
   await fleet?.killAll();
   await server.close();
   if (prefix) await deleteRedisPrefix(prefix);

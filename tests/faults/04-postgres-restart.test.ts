@@ -42,6 +42,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
   await fleet?.killAll();
   await server.close();
   if (prefix) await deleteRedisPrefix(prefix);
@@ -106,6 +107,7 @@ describe('Postgres restarted (immediate mode) during a run', () => {
     await postgres.begin();
     const submitted = await submitting;
     await waitAllTerminal(databaseUrl, undefined, 240_000);
+    const recoveredMs = Date.now() - upAt;
     probing = false;
     await prober;
 
@@ -128,6 +130,8 @@ describe('Postgres restarted (immediate mode) during a run', () => {
       duplicated_completions: report.duplicatedCompletions,
       seconds: Math.round((Date.now() - started) / 1000),
       postgres_restarts: 1,
+      outage_ms: OUTAGE_MS,
+      all_ended_seconds_after_restart: Math.round(recoveredMs / 1000),
       readiness_probes: probes.length,
       readiness_503_during_outage: duringOutage.filter((probe) => probe.status === 503).length,
       readiness_slowest_ms: slowest,

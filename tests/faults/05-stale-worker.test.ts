@@ -59,6 +59,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (stale?.child.pid) stale.child.kill('SIGCONT');
+  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
   await fleet?.killAll();
   await server.close();
   if (prefix) await deleteRedisPrefix(prefix);

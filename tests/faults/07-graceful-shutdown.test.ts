@@ -41,6 +41,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
   await fleet?.killAll();
   await server.close();
   if (prefix) await deleteRedisPrefix(prefix);

@@ -47,71 +47,45 @@ export function serviceEnv(
 /** The service processes of one scenario. */
 export class Fleet {
   readonly processes: ServiceProcess[] = [];
+  /** Processes still booting: killAll waits for them (startServiceProcess bounds the wait). */
+  private readonly starting = new Set<Promise<ServiceProcess>>();
 
   constructor(private readonly env: Record<string, string>) {}
 
-  private track(service: ServiceProcess): ServiceProcess {
-    this.processes.push(service);
-    live.add(service);
-    void service.exited.then(() => live.delete(service));
-    return service;
+  private async start(env: Record<string, string>, readyLine: string): Promise<ServiceProcess> {
+    const starting = startServiceProcess({ ...this.env, ...env }, readyLine, 90_000);
+    this.starting.add(starting);
+    try {
+      const service = await starting;
+      this.processes.push(service);
+      live.add(service);
+      void service.exited.then(() => live.delete(service));
+      return service;
+    } finally {
+      this.starting.delete(starting);
+    }
   }
 
   /** A worker process (SERVICE_ROLE=worker), once its engine runs. */
   async worker(overrides: Record<string, string> = {}): Promise<ServiceProcess> {
-    return this.track(
-      await startServiceProcess(
-        { ...this.env, SERVICE_ROLE: 'worker', ...overrides },
-        'engine started',
-        90_000,
-      ),
-    );
+    return this.start({ SERVICE_ROLE: 'worker', ...overrides }, 'engine started');
   }
 
   /** A process serving the API on `port` (role api unless overridden), once it is ready. */
   async api(port: number, overrides: Record<string, string> = {}): Promise<ServiceProcess> {
     const role = overrides.SERVICE_ROLE ?? 'api';
-    const service = this.track(
-      await startServiceProcess(
-        { ...this.env, SERVICE_ROLE: role, SERVICE_PORT: String(port), ...overrides },
-        role === 'api' ? 'workflow service listening' : 'engine started',
-        90_000,
-      ),
+    const service = await this.start(
+      { SERVICE_ROLE: role, SERVICE_PORT: String(port), ...overrides },
+      role === 'api' ? 'workflow service listening' : 'engine started',
     );
     await waitReady(`http://127.0.0.1:${port}`, 90_000);
     return service;
   }
 
-  /** SIGKILLs every process still running. */
+  /** SIGKILLs every process still running, including those still booting. */
   async killAll(): Promise<void> {
+    await Promise.allSettled([...this.starting]);
     await Promise.all(this.processes.map((service) => service.kill('SIGKILL')));
-  }
-
-  /** Sums a numeric field over every log line with message `msg` of every process. */
-  sumLogField(msg: string, field: string): number {
-    let sum = 0;
-    for (const service of this.processes) {
-      for (const line of service.output().split('\n')) {
-        if (!line.includes(`"msg":"${msg}"`)) continue;
-        try {
-          const value = (JSON.parse(line) as Record<string, unknown>)[field];
-          if (typeof value === 'number') sum += value;
-        } catch {
-          // not a JSON log line
-        }
-      }
-    }
-    return sum;
-  }
-
-  /** The last lines each process logged, for a failure report. */
-  logTails(chars = 4000): string {
-    return this.processes
-      .map(
-        (service, index) =>
-          `--- process ${index} (pid ${service.child.pid})\n${service.output().slice(-chars)}`,
-      )
-      .join('\n');
   }
 
   /** Writes every process's log under test-results/fault-logs/<scenario>/. */

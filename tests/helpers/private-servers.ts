@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -13,6 +13,18 @@ import pg from 'pg';
  */
 
 const run = promisify(execFile);
+
+/** Synchronous last-resort cleanups, run if this process exits without its afterAll. */
+const onExit = new Set<() => void>();
+process.once('exit', () => {
+  for (const cleanup of onExit) {
+    try {
+      cleanup();
+    } catch {
+      // best effort
+    }
+  }
+});
 
 /** A TCP port on 127.0.0.1 that nothing listens on right now. */
 export async function freePort(): Promise<number> {
@@ -76,6 +88,9 @@ export class PrivateRedis {
       this.log = (this.log + chunk.toString()).slice(-20_000);
     });
     this.child = child;
+    const cleanup = () => child.kill('SIGKILL');
+    onExit.add(cleanup);
+    void new Promise((resolve) => child.once('exit', resolve)).then(() => onExit.delete(cleanup));
     await waitFor(`redis-server on port ${this.port}`, 15_000, async () => {
       if (child.exitCode !== null) throw new Error(`redis-server exited:\n${this.log}`);
       const client = new Redis(this.url, {
@@ -172,9 +187,24 @@ export class PrivatePostgres {
       bin,
       root ? ['runuser', '-u', 'postgres', '--'] : [],
     );
-    await cluster.exec('initdb', [
+    const cleanup = () => cluster.destroySync();
+    onExit.add(cleanup);
+    cluster.forget = () => onExit.delete(cleanup);
+    try {
+      await cluster.initialise();
+    } catch (error) {
+      await cluster.destroy();
+      throw error;
+    }
+    return cluster;
+  }
+
+  private forget: () => void = () => {};
+
+  private async initialise(): Promise<void> {
+    await this.exec('initdb', [
       '-D',
-      cluster.dataDir,
+      this.dataDir,
       '-A',
       'trust',
       '-U',
@@ -182,8 +212,7 @@ export class PrivatePostgres {
       '--no-sync',
       '--no-instructions',
     ]);
-    await cluster.begin();
-    return cluster;
+    await this.begin();
   }
 
   private async exec(tool: string, args: string[]): Promise<string> {
@@ -197,7 +226,11 @@ export class PrivatePostgres {
     }
   }
 
-  /** Starts the server and waits until it accepts queries. */
+  /**
+   * Starts the server and waits until it accepts queries. fsync=off only matters when the
+   * operating system crashes: an immediate-mode stop (what the tests do) loses nothing that
+   * was committed, since committed WAL is already written to the kernel.
+   */
   async begin(): Promise<void> {
     await this.exec('pg_ctl', [
       '-D',
@@ -236,6 +269,21 @@ export class PrivatePostgres {
     await this.exec('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop']).catch(
       () => {},
     );
+    rmSync(this.directory, { recursive: true, force: true });
+    this.forget();
+  }
+
+  /** destroy() for an exit handler, where nothing asynchronous runs any more. */
+  private destroySync(): void {
+    const [command, ...prefix] = [...this.asUser, path.join(this.bin, 'pg_ctl')];
+    try {
+      execFileSync(command as string, [...prefix, '-D', this.dataDir, '-m', 'immediate', 'stop'], {
+        stdio: 'ignore',
+        timeout: 10_000,
+      });
+    } catch {
+      // not running
+    }
     rmSync(this.directory, { recursive: true, force: true });
   }
 }
