@@ -48,6 +48,9 @@ export async function runAttempt(
   );
   const signal = AbortSignal.any([stopSignal, timeout.signal]);
   const context = claimContext(claim);
+  // Removed in finally: Node keeps a combined signal (and all it references) alive while it
+  // has a listener, which leaked about 1 KiB per attempt.
+  let onAbort: (() => void) | undefined;
   try {
     const config = (await resolveTemplates(step.config, context, {
       timeoutMs: env.expressionTimeoutMs,
@@ -58,8 +61,9 @@ export async function runAttempt(
     // A handler that ignores its signal must still not hold the attempt past its deadline.
     const aborted = new Promise<never>((_, reject) => {
       // Already stopped (cancelled between claim and start): the listener would never fire.
-      if (signal.aborted) reject(signal.reason);
-      else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
     });
     const outcome = await Promise.race([
       handler.run({
@@ -80,12 +84,17 @@ export async function runAttempt(
         return { kind: 'sleep', until: outcome.until, output: outcome.output };
       case 'wait':
         return { kind: 'wait', reason: outcome.reason, wait: outcome.wait };
+      default: {
+        const unknown: never = outcome;
+        throw new Error(`handler returned an unknown outcome: ${JSON.stringify(unknown)}`);
+      }
     }
   } catch (error) {
     if (stopSignal.aborted) return null;
     return { kind: 'failed', ...classifyFailure(error, claim.attempt) };
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
   }
 }
 
