@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { BenchContext } from './lib/context.js';
+import { CpuMeter } from './lib/cpu.js';
 import { serviceEnvironment, startInProcessService } from './lib/service.js';
 import { round } from './lib/util.js';
 import { engineDriver, measureThroughput, referenceDriver } from './workloads/chains.js';
@@ -13,7 +14,9 @@ import { ReferenceEngine } from './workloads/reference.js';
  * durable step costs, counted rather than timed. Runs the sequential workload (CHAIN_LENGTH
  * noop steps per execution) on the engine and on the reference chain, each after a warm-up,
  * and prints every SQL statement and Redis command issued per step, with the time spent
- * waiting for each. Combine with `node --cpu-prof --import tsx bench/profile.ts` for a CPU
+ * waiting for each, and the CPU time spent per step in this process and in the Postgres
+ * backends of its database (CPU time depends far less than wall time on what else the machine
+ * runs). Combine with `node --cpu-prof --import tsx bench/profile.ts` for a CPU
  * profile of the same run. Not part of `npm run bench`.
  */
 
@@ -85,9 +88,17 @@ redisPrototype.sendCommand = function (this: unknown, command) {
   return result;
 };
 
-function report(title: string, steps: number, seconds: number): void {
+function report(
+  title: string,
+  steps: number,
+  seconds: number,
+  cpu: { nodeMs: number; postgresMs: number },
+): void {
   console.log(
     `\n${title}: ${steps} steps in ${seconds.toFixed(2)} s (${(steps / seconds).toFixed(0)} steps/s)`,
+  );
+  console.log(
+    `  CPU per step: ${(cpu.nodeMs / steps).toFixed(2)} ms in Node (this process), ${(cpu.postgresMs / steps).toFixed(2)} ms in Postgres backends`,
   );
   for (const [label, map] of [
     ['SQL', sqlTally],
@@ -119,6 +130,7 @@ async function main(): Promise<void> {
   try {
     await context.prepareTemplate();
     const plan = { stepsPerExecution: CHAIN_LENGTH, startConcurrency: 20, timeoutMs: 300_000 };
+    const admin = new pg.Pool({ connectionString: context.adminUrl, max: 1 });
     if (values.target !== 'engine') {
       const database = await context.database('reference');
       const pool = new pg.Pool({ connectionString: database.url, max: 20 });
@@ -126,10 +138,12 @@ async function main(): Promise<void> {
       engine.start();
       const driver = referenceDriver(engine, pool, CHAIN_LENGTH);
       await measureThroughput(driver, { ...plan, count: 50 });
+      const meter = new CpuMeter(admin, database.name);
+      await meter.start();
       counting = true;
       const result = await measureThroughput(driver, { ...plan, count: executions });
       counting = false;
-      report('reference chain', result.steps, result.seconds);
+      report('reference chain', result.steps, result.seconds, await meter.stop());
       await engine.close();
       await pool.end();
     }
@@ -145,14 +159,17 @@ async function main(): Promise<void> {
         );
         const driver = engineDriver(service.app, workflowId);
         await measureThroughput(driver, { ...plan, count: 50 });
+        const meter = new CpuMeter(admin, database.name);
+        await meter.start();
         counting = true;
         const result = await measureThroughput(driver, { ...plan, count: executions });
         counting = false;
-        report('engine', result.steps, result.seconds);
+        report('engine', result.steps, result.seconds, await meter.stop());
       } finally {
         await service.close();
       }
     }
+    await admin.end();
   } finally {
     await context.cleanup();
   }

@@ -63,9 +63,17 @@ function roundAll(record: object): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(record).map(([key, value]) => [
       key,
-      typeof value === 'number' ? round(value, 3) : value,
+      typeof value === 'number'
+        ? round(value, 3)
+        : typeof value === 'object' && value !== null && !Array.isArray(value)
+          ? roundAll(value)
+          : value,
     ]),
   );
+}
+
+function cpuText(cpu: { node: number; postgres: number } | undefined): string {
+  return cpu ? `${cpu.node.toFixed(2)} ms Node + ${cpu.postgres.toFixed(2)} ms PG` : '-';
 }
 
 function rawWorkloads(raw: RawBullmqResult): Workload[] {
@@ -118,7 +126,7 @@ function chainWorkloads(
       ref?.throughput.stepsPerSecond ?? nan,
       '>= 0.8',
       {
-        note: `${engine.throughput.executionsPerSecond.toFixed(1)} executions/s (reference ${ref?.throughput.executionsPerSecond.toFixed(1) ?? '-'})`,
+        note: `${engine.throughput.executionsPerSecond.toFixed(1)} executions/s (reference ${ref?.throughput.executionsPerSecond.toFixed(1) ?? '-'}); CPU/step ${cpuText(engine.throughput.cpuMsPerStep)} (reference ${cpuText(ref?.throughput.cpuMsPerStep)})`,
         ...roundAll(engine.throughput),
         reference_executions_per_second: round(ref?.throughput.executionsPerSecond ?? nan),
       },
@@ -192,6 +200,7 @@ function apiWorkloads(api: ApiFigures): Workload[] {
     requests_per_second: round(result.requestsPerSecond),
     p50_ms: result.latencyP50Ms,
     p99_ms: result.latencyP99Ms,
+    cpu_ms_per_request: round(result.cpuMsPerRequest, 3),
     errors: result.errors + result.timeouts + result.non2xx,
   });
   const errors = (result: ApiFigures['getCached']) =>
@@ -206,7 +215,7 @@ function apiWorkloads(api: ApiFigures): Workload[] {
       api.getBare.requestsPerSecond,
       '>= 0.6',
       {
-        note: `p99 ${api.getCached.latencyP99Ms} ms (bare ${api.getBare.latencyP99Ms} ms), ${errors(api.getCached)} errors`,
+        note: `p99 ${api.getCached.latencyP99Ms} ms (bare ${api.getBare.latencyP99Ms} ms); CPU ${api.getCached.cpuMsPerRequest.toFixed(2)} ms/req (bare ${api.getBare.cpuMsPerRequest.toFixed(2)}); ${errors(api.getCached)} errors`,
         ...describe(api.getCached),
         baseline: describe(api.getBare),
         ...load,
@@ -220,7 +229,7 @@ function apiWorkloads(api: ApiFigures): Workload[] {
       api.executeReference.requestsPerSecond,
       null,
       {
-        note: `p99 ${api.execute.latencyP99Ms} ms (reference ${api.executeReference.latencyP99Ms} ms), ${errors(api.execute)} errors`,
+        note: `p99 ${api.execute.latencyP99Ms} ms (reference ${api.executeReference.latencyP99Ms} ms); CPU ${api.execute.cpuMsPerRequest.toFixed(2)} ms/req (reference ${api.executeReference.cpuMsPerRequest.toFixed(2)}); ${errors(api.execute)} errors`,
         ...describe(api.execute),
         baseline: describe(api.executeReference),
         ...load,
@@ -233,6 +242,7 @@ function historyWorkloads(history: HistoryFigures): Workload[] {
   const describe = (result: HistoryFigures['listFull']) => ({
     mean_ms: round(result.latencyMeanMs),
     p99_ms: result.latencyP99Ms,
+    cpu_ms_per_request: round(result.cpuMsPerRequest, 3),
     requests: result.requests,
     errors: result.errors + result.timeouts + result.non2xx,
   });

@@ -20,6 +20,10 @@ export interface LoadResult {
   latencyMeanMs: number;
   latencyP50Ms: number;
   latencyP99Ms: number;
+  /** CPU time this process spent per request while the load ran: with the server in this
+   * process (and autocannon in its own), the server's cost of one request. Unlike requests per
+   * second it hardly depends on what else the machine runs. */
+  cpuMsPerRequest: number;
   /** Connection errors, timeouts and answers outside 2xx: the benchmark expects none. */
   errors: number;
   timeouts: number;
@@ -59,6 +63,7 @@ export async function autocannon(options: LoadOptions): Promise<LoadResult> {
   }
   if (options.body !== undefined) args.push('--body', options.body);
   args.push(options.url);
+  const cpuBefore = process.cpuUsage();
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile(
       process.execPath,
@@ -68,8 +73,10 @@ export async function autocannon(options: LoadOptions): Promise<LoadResult> {
         error ? reject(new Error(`autocannon failed: ${error.message}\n${err}`)) : resolve(out),
     );
   });
+  const cpu = process.cpuUsage(cpuBefore);
   const result = JSON.parse(stdout) as AutocannonJson;
   return {
+    cpuMsPerRequest: (cpu.user + cpu.system) / 1000 / Math.max(result.requests.total, 1),
     requestsPerSecond: result.requests.total / options.seconds,
     requests: result.requests.total,
     latencyMeanMs: result.latency.average,
@@ -91,6 +98,7 @@ function combine(rounds: readonly LoadResult[], seconds: number): LoadResult {
     latencyMeanMs: sum((r) => r.latencyMeanMs * r.requests) / Math.max(requests, 1),
     latencyP50Ms: sum((r) => r.latencyP50Ms) / rounds.length,
     latencyP99Ms: Math.max(...rounds.map((r) => r.latencyP99Ms)),
+    cpuMsPerRequest: sum((r) => r.cpuMsPerRequest * r.requests) / Math.max(requests, 1),
     errors: sum((r) => r.errors),
     timeouts: sum((r) => r.timeouts),
     non2xx: sum((r) => r.non2xx),

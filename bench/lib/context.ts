@@ -3,7 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { migrate } from '../../src/store/migrate.js';
-import { assertLoopback } from './util.js';
+import { assertLoopback, sleep } from './util.js';
+
+/** SQLSTATE of CREATE DATABASE ... TEMPLATE while the template has other connections. */
+const OBJECT_IN_USE = '55006';
 
 /** Tables of the hand-written reference engine (bench/workloads/reference.ts). */
 const REFERENCE_SCHEMA = `
@@ -104,11 +107,22 @@ export class BenchContext {
   async database(workload: string): Promise<BenchDatabase> {
     if (!this.templateReady) throw new Error('prepareTemplate() first');
     const name = `${this.templateName}_${workload}`;
-    await this.admin((client) =>
-      client.query(
-        `CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(this.templateName)}`,
-      ),
-    );
+    // Cloning fails while anything is connected to the template (an autovacuum worker may be,
+    // briefly, right after the migrations): try again for a few seconds.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.admin((client) =>
+          client.query(
+            `CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(this.templateName)}`,
+          ),
+        );
+        break;
+      } catch (error) {
+        const inUse = (error as { code?: string }).code === OBJECT_IN_USE;
+        if (!inUse || attempt >= 20) throw error;
+        await sleep(500);
+      }
+    }
     this.databases.push(name);
     return { name, url: this.urlOf(name) };
   }

@@ -82,7 +82,7 @@ function pad(text: string, width: number, right = false): string {
   return right ? text.padStart(width) : text.padEnd(width);
 }
 
-/** The table printed at the end (and pasted into the README). */
+/** The table printed at the end (and pasted into the README); `details.note` is its last column. */
 export function formatTable(workloads: readonly Workload[]): string {
   const header = [
     'workload',
@@ -93,6 +93,7 @@ export function formatTable(workloads: readonly Workload[]): string {
     'ratio',
     'target',
     '',
+    'note',
   ];
   const rows = workloads.map((w) => [
     w.name,
@@ -103,6 +104,7 @@ export function formatTable(workloads: readonly Workload[]): string {
     `${w.ratio}x`,
     w.target === null ? '-' : `${w.target}x`,
     w.met === null ? '' : w.met ? 'met' : 'MISSED',
+    typeof w.details?.note === 'string' ? w.details.note : '',
   ]);
   const widths = header.map((h, i) =>
     Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),

@@ -88,6 +88,9 @@ export interface ThroughputResult {
   seconds: number;
   executionsPerSecond: number;
   stepsPerSecond: number;
+  /** CPU per step in this process (where the engine or the reference runs) and in the Postgres
+   * backends of its database: far less sensitive to the machine's load than steps per second. */
+  cpuMsPerStep?: { node: number; postgres: number };
 }
 
 /** Starts `count` executions (`startConcurrency` starts in flight) and waits for all. */

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
 import type { BenchContext } from '../lib/context.js';
+import { CpuMeter } from '../lib/cpu.js';
 import { serviceEnvironment, startInProcessService } from '../lib/service.js';
 import { waitUntil } from '../lib/util.js';
 import {
@@ -135,13 +137,20 @@ export async function measureChains<Id>(
   driver: ChainDriver<Id>,
   fanout: { run: () => Promise<number>; steps: number },
   plan: ChainPlan,
+  meter: CpuMeter,
   log: (message: string) => void,
 ): Promise<ChainFigures> {
   const common = { stepsPerExecution: CHAIN_LENGTH, startConcurrency: 20, timeoutMs: 240_000 };
   await measureThroughput(driver, { ...common, count: plan.warmupExecutions });
+  await meter.start();
   const throughput = await measureThroughput(driver, { ...common, count: plan.executions });
+  const cpu = await meter.stop();
+  throughput.cpuMsPerStep = {
+    node: cpu.nodeMs / throughput.steps,
+    postgres: cpu.postgresMs / throughput.steps,
+  };
   log(
-    `  throughput: ${throughput.stepsPerSecond.toFixed(0)} steps/s, ${throughput.executionsPerSecond.toFixed(1)} executions/s`,
+    `  throughput: ${throughput.stepsPerSecond.toFixed(0)} steps/s, ${throughput.executionsPerSecond.toFixed(1)} executions/s; CPU per step ${throughput.cpuMsPerStep.node.toFixed(2)} ms Node + ${throughput.cpuMsPerStep.postgres.toFixed(2)} ms Postgres`,
   );
   const fanoutResult = await measureFanout(fanout.run, plan.fanoutRuns, fanout.steps);
   log(`  fan-out: ${fanoutResult.seconds.toFixed(2)} s for ${fanoutResult.steps} steps`);
@@ -168,6 +177,7 @@ export async function measureEngine(
   const service = await startInProcessService(
     serviceEnvironment(database, context.redisUrl, context.prefix('engine')),
   );
+  const admin = new pg.Pool({ connectionString: context.adminUrl, max: 1 });
   try {
     const { app } = service;
     const chainId = await createWorkflow(app, sequentialWorkflow('bench chain', CHAIN_LENGTH));
@@ -187,9 +197,11 @@ export async function measureEngine(
       driver,
       { run: runFanout, steps: fanoutSteps(FANOUT_WIDTH) },
       plan,
+      new CpuMeter(admin, database.name),
       log,
     );
   } finally {
+    await admin.end();
     await service.close();
   }
 }

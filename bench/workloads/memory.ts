@@ -15,7 +15,8 @@ import { runPool, sleep, waitUntil } from '../lib/util.js';
  * flight. Every `every` executions the benchmark waits until all started executions have
  * completed, asks the process for a full GC (bench/lib/gc-preload.ts, node --expose-gc) and
  * reads VmRSS from /proc/<pid>/status. It stops at `executions`, or earlier at a checkpoint
- * when `deadline` (performance.now() ms) has passed, and says so.
+ * when the next batch would end past `deadline` (performance.now() ms, judged by how long the
+ * last batch took), and says so.
  */
 export interface MemorySample {
   executions: number;
@@ -138,11 +139,13 @@ export async function measureMemory(
     const started = performance.now();
     let done = 0;
     let stoppedEarly = false;
+    let lastBatchMs = 0;
     while (done < options.executions) {
-      if (done > 0 && performance.now() > options.deadline) {
+      if (done > 0 && performance.now() + lastBatchMs > options.deadline) {
         stoppedEarly = true;
         break;
       }
+      const batchStarted = performance.now();
       const checkpoint = Math.min(done + options.every, options.executions);
       await runPool(checkpoint - done, options.concurrency, async (index) => {
         const workflowId = workflowIds[(done + index) % WORKFLOWS] as string;
@@ -161,6 +164,7 @@ export async function measureMemory(
         300_000,
         200,
       );
+      lastBatchMs = performance.now() - batchStarted;
       const { rss, heapUsed } = await measureChild(child);
       const seconds = (performance.now() - started) / 1000;
       samples.push({
@@ -180,6 +184,11 @@ export async function measureMemory(
       }
     }
     const last = samples[samples.length - 1] as MemorySample;
+    if (stoppedEarly) {
+      log(
+        `  stopped after ${last.executions} executions (time budget): RSS ${last.rssMiB.toFixed(1)} MiB, heap ${last.heapUsedMiB.toFixed(1)} MiB`,
+      );
+    }
     return {
       samples,
       executionsPerSecond: last.executions / last.seconds,

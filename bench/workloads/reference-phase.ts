@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { BenchContext } from '../lib/context.js';
+import { CpuMeter } from '../lib/cpu.js';
 import { waitUntil } from '../lib/util.js';
 import { referenceDriver } from './chains.js';
 import {
@@ -30,6 +31,7 @@ export async function measureReference(
     concurrency,
   );
   engine.start();
+  const admin = new pg.Pool({ connectionString: context.adminUrl, max: 1 });
   try {
     const runFanout = async () => {
       const id = await engine.startFanout(FANOUT_WIDTH);
@@ -45,9 +47,11 @@ export async function measureReference(
       referenceDriver(engine, pool, CHAIN_LENGTH),
       { run: runFanout, steps: FANOUT_WIDTH + 2 },
       plan,
+      new CpuMeter(admin, database.name),
       log,
     );
   } finally {
+    await admin.end();
     await engine.close();
     await pool.end();
   }

@@ -3,6 +3,28 @@ import type { StepJob } from '../store/execution-store.js';
 
 export const STEP_QUEUE = 'steps';
 
+/** How long close() waits for BullMQ's connection setup to finish or fail. */
+const SETUP_SETTLE_MS = 3000;
+
+/**
+ * Waits (bounded) until BullMQ's connection setup has settled. BullMQ's close() removes the
+ * connection's listeners, and a setup still in flight then re-emits its failure with no
+ * listener: an unhandled rejection. A Redis that does not answer fails setup within the
+ * connection's own timeouts; the bound only guards against waiting forever.
+ */
+export async function settleConnection(owner: {
+  waitUntilReady(): Promise<unknown>;
+}): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    owner.waitUntilReady().catch(() => {}),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, SETUP_SETTLE_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 /** What a step job carries: enough to find the run and fence the attempt. */
 export type StepJobData = Omit<StepJob, 'runAt' | 'wake'>;
 
@@ -62,6 +84,7 @@ export class StepQueue {
   }
 
   async close(): Promise<void> {
+    await settleConnection(this.queue);
     await this.queue.close();
   }
 }

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import { CronScheduler } from '../engine/cron-scheduler.js';
 import { RecoverySweep } from '../engine/recovery-sweep.js';
+import { settleConnection } from '../engine/step-queue.js';
 import { createStepWorker } from '../engine/step-worker.js';
 import { redisOptionsFromUrl } from '../store/redis-options.js';
 
@@ -75,6 +76,7 @@ export const enginePlugin = fp(
     app.addHook('onClose', async () => {
       await cron.stop();
       await sweep.stop();
+      await settleConnection(worker);
       if (started) {
         const graceful = worker.close();
         const timer = new Promise((resolve) =>
