@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { retryDelayMs } from '../engine/retry-policy.js';
-import { schedule, sinkSteps } from '../engine/scheduler.js';
+import { schedule, sinkSteps, soleSuccessor } from '../engine/scheduler.js';
 import type { ExpressionContext, WaitRequest } from '../engine/steps/types.js';
 import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
 import type { Log } from '../logger.js';
 import type { Pool, Queryable } from '../store/db.js';
 import * as eventStore from '../store/event-store.js';
 import type {
+  ClaimedRun,
   ExecutionRow,
   NewExecution,
+  RunSnapshot,
   StepErrorRecord,
   StepJob,
   StepRunRow,
@@ -48,6 +50,100 @@ export type AttemptResult =
   | { kind: 'sleep'; until: Date; output?: unknown }
   | { kind: 'wait'; reason: string; wait: WaitRequest }
   | { kind: 'failed'; error: StepErrorRecord; retryAfterMs?: number | undefined };
+
+/**
+ * A worker's offer to run, right after its record commits, one step that the record makes
+ * ready: the state manager claims that run in the same transaction instead of queueing it, so
+ * a chain of quick steps costs one transaction per step and no job. At most one run is taken
+ * (the others are queued as usual, for every worker to share).
+ */
+export interface InlineSlot {
+  leaseId: string;
+  /** Whether this worker runs that step in process (quick, built-in step types). */
+  accepts(step: StepDefinition): boolean;
+  /** Set when a run was claimed for the worker; its transaction has committed once
+   * recordAttempt returns. */
+  claimed?: ClaimedRun;
+}
+
+/** A completed attempt as its worker reports it. */
+interface WorkerCompletion {
+  runId: number;
+  executionId: string;
+  leaseId: string;
+  output: unknown;
+  report: AttemptReport;
+}
+
+/** What the worker that ran an attempt knows about it, beyond the fence. */
+export interface AttemptReport {
+  /** The run as claimed, with its iteration as the worker last saw it. */
+  claim: ClaimedRun;
+  /** When the handler started: the record of an attempt claimed inline sets its start. */
+  startedAt: Date;
+  inline?: InlineSlot | undefined;
+}
+
+const ACTIVE_EXECUTION_STATUSES: readonly ExecutionRow['status'][] = [
+  'running',
+  'waiting',
+  'paused',
+];
+const UNFINISHED_RUN_STATUSES: ReadonlySet<StepRunRow['status']> = new Set([
+  'pending',
+  'queued',
+  'running',
+  'waiting',
+]);
+
+/** `steps` of the expression context: each step's own run but `except`, by step id. */
+export function stepsContext(
+  runs: readonly RunSnapshot[],
+  except?: number,
+): ExpressionContext['steps'] {
+  const steps: ExpressionContext['steps'] = {};
+  for (const run of runs) {
+    if (run.item_index < 0 && run.id !== except) {
+      steps[run.step_id] = { output: run.output, status: run.status };
+    }
+  }
+  return steps;
+}
+
+/**
+ * A run claimed for the worker that made it ready, as claimRun would return it: with its
+ * execution's identity and input, and the iteration's runs (`runs`, the claimed one included).
+ */
+function claimedRun(
+  execution: Pick<ExecutionRow, 'workflow_id' | 'workflow_version' | 'input_data'>,
+  claimed: StepRunRow,
+  runs: readonly RunSnapshot[],
+): ClaimedRun {
+  return {
+    ...claimed,
+    workflow_id: execution.workflow_id,
+    workflow_version: execution.workflow_version,
+    input_data: execution.input_data,
+    iteration_runs: runs.map((run) => {
+      const { id, step_id, item_index, status, output } = run.id === claimed.id ? claimed : run;
+      return { id, step_id, item_index, status, output };
+    }),
+  };
+}
+
+/** `runs` with each changed row put in place of its old version (new rows appended), by id. */
+function withChanges<Run extends { id: number }>(
+  runs: readonly Run[],
+  changed: readonly Run[],
+): Run[] {
+  const latest = new Map(changed.map((row) => [row.id, row]));
+  const merged = runs.map((run) => {
+    const row = latest.get(run.id);
+    latest.delete(run.id);
+    return row ?? run;
+  });
+  return [...merged, ...latest.values()].sort((a, b) => a.id - b.id);
+}
 
 /** The job that runs one attempt of a run of an execution. */
 export function jobFor(
@@ -149,21 +245,14 @@ export class StateManager {
       return { row: existing as ExecutionRow, created: false, effects };
     }
     await this.advance(tx, row, effects);
-    // Last: every start and every end of the workflow's executions updates its row, so the
-    // row lock is held from here to COMMIT only, not across the scheduler's queries.
-    await store.touchWorkflowStarted(tx, request.workflowId);
     return { row, created: true, effects };
   }
 
   /** Expression context of an execution at its current iteration. */
   context(execution: ExecutionRow, runs: readonly StepRunRow[]): ExpressionContext {
-    const steps: ExpressionContext['steps'] = {};
-    for (const run of runs) {
-      if (run.item_index < 0) steps[run.step_id] = { output: run.output, status: run.status };
-    }
     return {
       input: execution.input_data,
-      steps,
+      steps: stepsContext(runs),
       iteration: execution.current_iteration,
       execution: {
         id: execution.id,
@@ -175,18 +264,23 @@ export class StateManager {
 
   /**
    * Runs the scheduler to a fixpoint inside the caller's transaction (execution row locked):
-   * skips, starts, for_each expansion, loop iterations, and the execution's end.
+   * skips, starts, for_each expansion, loop iterations, and the execution's end. `runs` are
+   * the current iteration's runs when the caller has just read them; every change made here
+   * returns its rows, so the runs are never read again. With an inline slot, one run that
+   * becomes ready is claimed for the caller instead of queued.
    */
   async advance(
     tx: Queryable,
     execution: ExecutionRow,
     effects: Effects = noEffects(),
+    known: { runs?: StepRunRow[]; inline?: InlineSlot | undefined } = {},
   ): Promise<Effects> {
-    if (!['running', 'waiting', 'paused'].includes(execution.status)) return effects;
+    if (!ACTIVE_EXECUTION_STATUSES.includes(execution.status)) return effects;
     const definition = await this.definition(tx, execution.workflow_id, execution.workflow_version);
     const byId = new Map(definition.steps.map((step) => [step.id, step]));
     let current = execution;
-    let runs = await store.loadIterationRuns(tx, current.id, current.current_iteration);
+    let runs =
+      known.runs ?? (await store.loadIterationRuns(tx, current.id, current.current_iteration));
     if (runs.length === 0 && definition.steps.length > 0) {
       runs = await store.insertIterationRuns(
         tx,
@@ -196,6 +290,8 @@ export class StateManager {
       );
     }
     const timeout = { timeoutMs: this.options.expressionTimeoutMs };
+    const { inline } = known;
+    let claimedInline: StepRunRow | null = null;
 
     for (let pass = 0; pass < MAX_PASSES; pass += 1) {
       const decision = schedule({ definition, runs, paused: current.status === 'paused' });
@@ -214,20 +310,25 @@ export class StateManager {
             errorDetails: { step_id: failedRun.step_id, ...failedRun.error },
           },
           effects,
+          runs,
         );
         return effects;
       }
 
-      let changed = false;
-      const toQueue: number[] = [];
+      const changed: StepRunRow[] = [];
+      const toQueue: StepRunRow[] = [];
+      const finished = (row: StepRunRow | null) => {
+        if (row) changed.push(row);
+      };
 
       if (decision.skip.length > 0) {
-        await store.skipRuns(
-          tx,
-          decision.skip.map((id) => ownRun(id).id),
-          'every dependency was skipped',
+        changed.push(
+          ...(await store.skipRuns(
+            tx,
+            decision.skip.map((id) => ownRun(id).id),
+            'every dependency was skipped',
+          )),
         );
-        changed = true;
       }
       for (const stepId of decision.ready) {
         const step = byId.get(stepId) as StepDefinition;
@@ -238,81 +339,99 @@ export class StateManager {
             step.condition !== null &&
             !(await evaluateCondition(step.condition, context, timeout))
           ) {
-            await store.skipRuns(
-              tx,
-              [run.id],
-              `condition is false: ${step.condition}`.slice(0, 500),
+            changed.push(
+              ...(await store.skipRuns(
+                tx,
+                [run.id],
+                `condition is false: ${step.condition}`.slice(0, 500),
+              )),
             );
-            changed = true;
             continue;
           }
           if (step.for_each !== null) {
             const items = await evaluateExpression(step.for_each, context, timeout);
             const list = items === undefined ? [] : Array.isArray(items) ? items : [items];
             if (list.length === 0) {
-              await store.finishRun(tx, run.id, { status: 'completed', output: [] });
-              await store.recordStepResult(tx, current.id, step.id, []);
+              finished(await store.finishRun(tx, run.id, { status: 'completed', output: [] }));
             } else {
-              await store.expandForEach(tx, run, list);
+              changed.push(...(await store.expandForEach(tx, run, list)));
             }
-            changed = true;
             continue;
           }
         } catch (error) {
-          await store.finishRun(tx, run.id, {
-            status: 'failed',
-            error: {
-              message: error instanceof Error ? error.message : String(error),
-              type: 'expression_error',
-              retryable: false,
-              attempt: run.attempt,
-            },
-          });
-          changed = true;
+          finished(
+            await store.finishRun(tx, run.id, {
+              status: 'failed',
+              error: {
+                message: error instanceof Error ? error.message : String(error),
+                type: 'expression_error',
+                retryable: false,
+                attempt: run.attempt,
+              },
+            }),
+          );
           continue;
         }
-        toQueue.push(run.id);
+        toQueue.push(run);
       }
       for (const item of decision.startItems) {
         const run = runs.find(
           (r) => r.step_id === item.step_id && r.item_index === item.item_index,
         );
-        if (run) toQueue.push(run.id);
+        if (run) toQueue.push(run);
       }
       if (toQueue.length > 0) {
-        const queued = await store.queueRuns(tx, toQueue);
-        for (const job of queued)
-          effects.jobs.push(jobFor(current, job.id, job.step_id, job.attempt));
-        changed = true;
+        const taken =
+          inline && claimedInline === null
+            ? toQueue.find((run) => inline.accepts(byId.get(run.step_id) as StepDefinition))
+            : undefined;
+        if (inline && taken) {
+          const step = byId.get(taken.step_id) as StepDefinition;
+          claimedInline = await store.claimRunInline(
+            tx,
+            taken.id,
+            inline.leaseId,
+            step.timeout_seconds,
+          );
+          finished(claimedInline);
+        }
+        const queued = await store.queueRuns(
+          tx,
+          toQueue.filter((run) => run !== taken).map((run) => run.id),
+        );
+        for (const row of queued) {
+          effects.jobs.push(jobFor(current, row.id, row.step_id, row.attempt));
+        }
+        changed.push(...queued);
       }
-      for (const finished of decision.finishForEach) {
-        const parent = ownRun(finished.step_id);
+      for (const done of decision.finishForEach) {
+        const parent = ownRun(done.step_id);
         const items = runs
-          .filter((run) => run.step_id === finished.step_id && run.item_index >= 0)
+          .filter((run) => run.step_id === done.step_id && run.item_index >= 0)
           .sort((a, b) => a.item_index - b.item_index);
-        if (finished.failed) {
+        if (done.failed) {
           const failedItem = items.find(
             (run) => run.status === 'failed' || run.status === 'cancelled',
           );
-          await store.finishRun(tx, parent.id, {
-            status: 'failed',
-            error: {
-              message: `item ${failedItem?.item_index} failed: ${failedItem?.error?.message ?? failedItem?.status}`,
-              type: 'for_each_item_failed',
-              retryable: false,
-              attempt: parent.attempt,
-              details: { item_index: failedItem?.item_index, error: failedItem?.error },
-            },
-          });
+          finished(
+            await store.finishRun(tx, parent.id, {
+              status: 'failed',
+              error: {
+                message: `item ${failedItem?.item_index} failed: ${failedItem?.error?.message ?? failedItem?.status}`,
+                type: 'for_each_item_failed',
+                retryable: false,
+                attempt: parent.attempt,
+                details: { item_index: failedItem?.item_index, error: failedItem?.error },
+              },
+            }),
+          );
         } else {
           const outputs = items.map((run) => (run.status === 'completed' ? run.output : null));
-          await store.finishRun(tx, parent.id, { status: 'completed', output: outputs });
-          await store.recordStepResult(tx, current.id, parent.step_id, outputs);
+          finished(await store.finishRun(tx, parent.id, { status: 'completed', output: outputs }));
         }
-        changed = true;
       }
 
-      if (!changed && decision.outcome.kind === 'iteration_done') {
+      if (changed.length === 0 && decision.outcome.kind === 'iteration_done') {
         const context = this.context(current, runs);
         const loop = definition.config.loop;
         if (definition.workflow_type === 'loop' && loop) {
@@ -336,6 +455,7 @@ export class StateManager {
                 error: `Loop condition failed: ${error instanceof Error ? error.message : String(error)}`,
               },
               effects,
+              runs,
             );
             return effects;
           }
@@ -363,14 +483,15 @@ export class StateManager {
               error: `Output expression failed: ${error instanceof Error ? error.message : String(error)}`,
             },
             effects,
+            runs,
           );
           return effects;
         }
-        await this.finish(tx, current, { status: 'completed', output }, effects);
+        await this.finish(tx, current, { status: 'completed', output }, effects, runs);
         return effects;
       }
 
-      if (!changed) {
+      if (changed.length === 0) {
         const status =
           current.status === 'paused'
             ? 'paused'
@@ -378,9 +499,10 @@ export class StateManager {
               ? 'waiting'
               : 'running';
         if (status !== current.status) await store.setExecutionStatus(tx, current.id, status);
+        if (inline && claimedInline) inline.claimed = claimedRun(current, claimedInline, runs);
         return effects;
       }
-      runs = await store.loadIterationRuns(tx, current.id, current.current_iteration);
+      runs = withChanges(runs, changed);
     }
     throw new Error(`scheduler did not settle for execution ${execution.id}`);
   }
@@ -401,55 +523,68 @@ export class StateManager {
     return Object.fromEntries(sinks.map((id) => [id, context.steps[id]?.output ?? null]));
   }
 
-  /** Ends an execution: stops what still runs and updates the workflow's counters. */
+  /**
+   * Ends an execution: stops what still runs and updates the workflow's counters. `runs`, when
+   * the caller has the current iteration's runs, spares the cancel when none is unfinished
+   * (earlier iterations always are finished).
+   */
   async finish(
     tx: Queryable,
     execution: ExecutionRow,
     outcome: Parameters<typeof store.finishExecution>[2],
     effects: Effects,
+    runs?: readonly StepRunRow[],
   ): Promise<ExecutionRow> {
-    const stopped = await store.cancelUnfinishedRuns(
-      tx,
-      execution.id,
-      `execution ${outcome.status}`,
-    );
+    const unfinished = runs?.some((run) => UNFINISHED_RUN_STATUSES.has(run.status)) ?? true;
+    const stopped = unfinished
+      ? await store.cancelUnfinishedRuns(tx, execution.id, `execution ${outcome.status}`)
+      : 0;
     const finished = await store.finishExecution(tx, execution, outcome);
     if (stopped > 0) effects.abortExecutions.push(execution.id);
-    if (execution.parent_run_id !== null) effects.endedChildren.push(execution.id);
-    if (outcome.status !== 'completed') effects.stoppedParents.push(execution.id);
-    effects.changedWorkflows.push(execution.workflow_id);
+    this.ended(finished, effects);
+    return finished;
+  }
+
+  /** What an execution's end asks of the outside world: its parent, its children, the cache. */
+  private ended(finished: ExecutionRow, effects: Effects): void {
+    if (finished.parent_run_id !== null) effects.endedChildren.push(finished.id);
+    if (finished.status !== 'completed') effects.stoppedParents.push(finished.id);
+    effects.changedWorkflows.push(finished.workflow_id);
     this.options.logger.info(
-      { executionId: execution.id, workflowId: execution.workflow_id, status: outcome.status },
+      { executionId: finished.id, workflowId: finished.workflow_id, status: finished.status },
       'execution finished',
     );
-    return finished;
   }
 
   /**
    * Records the result of one attempt, fenced by its lease: a stale holder (timed out,
    * cancelled, superseded by a redelivered job) changes nothing and gets null back.
+   * `report` comes from the worker that ran the attempt (absent for the sweep and the tasks
+   * API): it lets a completion take the fast path, and may offer an inline slot.
    */
   async recordAttempt(
     runId: number,
     executionId: string,
     fence: { leaseId: string } | { attempt: number },
     result: AttemptResult,
+    report?: AttemptReport,
   ): Promise<Effects | null> {
+    // A worker's completion, when it reported its claim: the paths that know the run's place.
+    const completion: WorkerCompletion | null =
+      result.kind === 'completed' && 'leaseId' in fence && report
+        ? { runId, executionId, leaseId: fence.leaseId, output: result.output, report }
+        : null;
+    if (completion) {
+      const effects = await this.completeOnPrediction(completion);
+      if (effects) return effects;
+    }
     const client = await this.options.pool.connect();
     try {
       await client.query('BEGIN');
-      const execution = await store.lockExecution(client, executionId);
-      const run = !execution
-        ? null
-        : 'leaseId' in fence
-          ? await store.lockLeasedRun(client, runId, fence.leaseId)
-          : await store.lockRunAttempt(client, runId, fence.attempt);
-      if (!execution || !run || !['running', 'waiting', 'paused'].includes(execution.status)) {
-        await client.query('ROLLBACK');
-        return null;
-      }
-      const effects = await this.applyAttempt(client, execution, run, result);
-      await client.query('COMMIT');
+      const effects = completion
+        ? await this.recordCompletion(client, completion)
+        : await this.recordFenced(client, runId, executionId, fence, result, report);
+      await client.query(effects ? 'COMMIT' : 'ROLLBACK');
       return effects;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
@@ -457,6 +592,118 @@ export class StateManager {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * The one-statement paths. From the runs the worker last saw, predict what its completion
+   * does; when that is all of it, one statement applies it after checking, under the
+   * execution's lock, that the runs are still as seen:
+   * - exactly one quick step becomes ready (soleSuccessor): it is claimed for the worker;
+   * - the last step ends the execution (no loop to decide, no output expression: the output
+   *   is the sink steps' outputs).
+   * Null when no prediction applies or it no longer holds: nothing changed, and the general
+   * path reads and decides.
+   */
+  private async completeOnPrediction(completion: WorkerCompletion): Promise<Effects | null> {
+    const { claim, inline, startedAt } = completion.report;
+    if (claim.item_index >= 0) return null;
+    const definition = await this.definition(
+      this.options.pool,
+      claim.workflow_id,
+      claim.workflow_version,
+    );
+    const seen = claim.iteration_runs;
+    const completed = seen.map((run) =>
+      run.id === claim.id
+        ? { ...run, status: 'completed' as const, output: completion.output }
+        : run,
+    );
+    const predicted = {
+      execution: { id: claim.execution_id, current_iteration: claim.iteration },
+      expected: seen.map((run) => `${run.id}:${run.status}`),
+      run: { id: claim.id, leaseId: completion.leaseId, output: completion.output, startedAt },
+    };
+    const input = { definition, runs: completed, paused: false };
+    if (schedule(input).outcome.kind === 'iteration_done') {
+      const last = definition.workflow_type !== 'loop' || definition.config.loop === undefined;
+      if (!last || typeof definition.config.output === 'string') return null;
+      const output = await this.output(definition, {
+        input: claim.input_data,
+        steps: stepsContext(completed),
+        iteration: claim.iteration,
+        execution: {
+          id: claim.execution_id,
+          workflow_id: claim.workflow_id,
+          workflow_version: claim.workflow_version,
+        },
+      });
+      const finished = await store.completeAndFinish(this.options.pool, { ...predicted, output });
+      if (!finished) return null;
+      const effects = noEffects();
+      this.ended(finished, effects);
+      return effects;
+    }
+    if (!inline) return null;
+    const successor = soleSuccessor(input);
+    const step = definition.steps.find((candidate) => candidate.id === successor);
+    const next = completed.find((run) => run.step_id === successor && run.item_index < 0);
+    if (!step || !next || !inline.accepts(step)) return null;
+    const rows = await store.completeAndClaim(this.options.pool, {
+      ...predicted,
+      next: { id: next.id, leaseId: inline.leaseId, timeoutSeconds: step.timeout_seconds },
+    });
+    if (!rows) return null;
+    inline.claimed = claimedRun(
+      claim,
+      rows.claimed,
+      withChanges<RunSnapshot>(seen, [rows.completed]),
+    );
+    return noEffects();
+  }
+
+  /**
+   * The general path of a worker's completion, in the caller's transaction: lock the
+   * execution, complete the run while reading the iteration (the transaction's only read of
+   * runs), then apply what the scheduler decides.
+   */
+  private async recordCompletion(
+    tx: Queryable,
+    completion: WorkerCompletion,
+  ): Promise<Effects | null> {
+    const { executionId, output, report } = completion;
+    const execution = await store.lockExecution(tx, executionId);
+    if (!execution || !ACTIVE_EXECUTION_STATUSES.includes(execution.status)) return null;
+    const runs = await store.completeLeasedRunReadingIteration(
+      tx,
+      execution,
+      completion.runId,
+      completion.leaseId,
+      output,
+      report.startedAt,
+    );
+    if (!runs) return null;
+    return this.advance(tx, execution, noEffects(), { runs, inline: report.inline });
+  }
+
+  private async recordFenced(
+    tx: Queryable,
+    runId: number,
+    executionId: string,
+    fence: { leaseId: string } | { attempt: number },
+    result: AttemptResult,
+    report: AttemptReport | undefined,
+  ): Promise<Effects | null> {
+    const execution = await store.lockExecution(tx, executionId);
+    if (!execution || !ACTIVE_EXECUTION_STATUSES.includes(execution.status)) return null;
+    const run =
+      'leaseId' in fence
+        ? await store.lockLeasedRun(tx, runId, fence.leaseId)
+        : await store.lockRunAttempt(tx, runId, fence.attempt);
+    if (!run) return null;
+    if (report && run.started_at === null) {
+      await store.markRunStarted(tx, run.id, report.startedAt);
+    }
+    return this.applyAttempt(tx, execution, run, result, report?.inline);
   }
 
   /**
@@ -624,14 +871,13 @@ export class StateManager {
     execution: ExecutionRow,
     run: StepRunRow,
     result: AttemptResult,
+    inline?: InlineSlot,
   ): Promise<Effects> {
     const effects = noEffects();
     switch (result.kind) {
       case 'completed':
         await store.completeLeasedRun(tx, run.id, result.output);
-        if (run.item_index < 0)
-          await store.recordStepResult(tx, execution.id, run.step_id, result.output);
-        return this.advance(tx, execution, effects);
+        return this.advance(tx, execution, effects, { inline });
       case 'sleep':
         await store.parkRun(tx, run.id, {
           reason: `sleeping until ${result.until.toISOString()}`,
@@ -662,7 +908,7 @@ export class StateManager {
           return effects;
         }
         await store.failRun(tx, run.id, result.error);
-        return this.advance(tx, execution, effects);
+        return this.advance(tx, execution, effects, { inline });
       }
     }
   }

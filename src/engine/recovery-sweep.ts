@@ -12,6 +12,7 @@ import { type Pool, withTransaction } from '../store/db.js';
 import * as eventStore from '../store/event-store.js';
 import * as store from '../store/execution-store.js';
 import * as taskStore from '../store/task-store.js';
+import { foldCounterDeltas } from '../store/workflow-counter-store.js';
 import type { StepQueue } from './step-queue.js';
 
 // One sweeper at a time across all processes: the others skip their turn.
@@ -248,5 +249,7 @@ export class RecoverySweep {
     }
 
     await this.options.effects.apply(effects as Effects);
+    // Workflows' counters: executions count themselves as deltas; the leader folds them.
+    await foldCounterDeltas(pool);
   }
 }

@@ -154,19 +154,15 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
     }
   }
 
-  const changes =
-    decision.ready.length +
-    decision.skip.length +
-    decision.startItems.length +
-    decision.finishForEach.length;
+  const changes = hasChanges(decision);
   const stepStatuses = definition.steps.map((step) => own.get(step.id));
   if (
-    changes === 0 &&
+    !changes &&
     stepStatuses.every((status) => status !== undefined && TERMINAL_STEP_STATUSES.has(status))
   ) {
     decision.outcome = { kind: 'iteration_done' };
   } else if (
-    changes === 0 &&
+    !changes &&
     // A for_each step's own run stays `running` while its items work: only the items count.
     !runs.some(
       (run) =>
@@ -178,6 +174,42 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
     decision.outcome = { kind: 'waiting' };
   }
   return decision;
+}
+
+function hasChanges(decision: SchedulerDecision): boolean {
+  return (
+    decision.ready.length +
+      decision.skip.length +
+      decision.startItems.length +
+      decision.finishForEach.length >
+    0
+  );
+}
+
+/**
+ * The step that becomes ready, when it is the only thing the scheduler would do with these
+ * runs and starting it is all there is to it (no condition, no for_each, no further decision
+ * once it runs); null otherwise. Lets the engine take a completion and the next step's start
+ * in one statement: the prediction is checked against Postgres before it is applied.
+ */
+export function soleSuccessor(input: SchedulerInput): string | null {
+  const decision = schedule(input);
+  const [stepId] = decision.ready;
+  if (
+    stepId === undefined ||
+    decision.ready.length !== 1 ||
+    decision.skip.length + decision.startItems.length + decision.finishForEach.length > 0 ||
+    decision.outcome.kind !== 'running'
+  ) {
+    return null;
+  }
+  const step = input.definition.steps.find((candidate) => candidate.id === stepId);
+  if (!step || step.condition !== null || step.for_each !== null) return null;
+  const started = input.runs.map((run) =>
+    run.step_id === stepId && run.item_index < 0 ? { ...run, status: 'running' as const } : run,
+  );
+  const after = schedule({ ...input, runs: started });
+  return hasChanges(after) || after.outcome.kind !== 'running' ? null : stepId;
 }
 
 /** Steps no other step depends on: their outputs are the execution's default output. */

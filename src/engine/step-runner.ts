@@ -1,9 +1,8 @@
 import { resolveTemplates } from '../core/expressions.js';
-import type { AttemptResult } from '../core/state-manager.js';
+import { type AttemptResult, stepsContext } from '../core/state-manager.js';
 import type { StepDefinition } from '../core/workflow-definition.js';
 import type { ClaimedRun } from '../store/execution-store.js';
-import { externalTaskHandler } from './steps/external.js';
-import { getStepHandler } from './steps/registry.js';
+import { stepHandlerFor } from './steps/registry.js';
 import { type ExpressionContext, type StepEnvironment, StepFailure } from './steps/types.js';
 
 class AttemptTimeout extends Error {
@@ -17,7 +16,7 @@ class AttemptTimeout extends Error {
 export function claimContext(claim: ClaimedRun): ExpressionContext {
   return {
     input: claim.input_data,
-    steps: claim.steps ?? {},
+    steps: stepsContext(claim.iteration_runs, claim.id),
     iteration: claim.iteration,
     ...(claim.item_index >= 0 ? { item: claim.item, index: claim.item_index } : {}),
     execution: {
@@ -57,7 +56,7 @@ export async function runAttempt(
       basePath: 'config',
       stepType: step.step_type,
     })) as Record<string, unknown>;
-    const handler = getStepHandler(step.step_type) ?? externalTaskHandler(step.step_type);
+    const handler = stepHandlerFor(step.step_type);
     // A handler that ignores its signal must still not hold the attempt past its deadline.
     const aborted = new Promise<never>((_, reject) => {
       // Already stopped (cancelled between claim and start): the listener would never fire.

@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { type ConnectionOptions, type Job, Worker } from 'bullmq';
 import type { EffectSink } from '../core/effects.js';
-import type { StateManager } from '../core/state-manager.js';
+import type { InlineSlot, StateManager } from '../core/state-manager.js';
+import type { StepDefinition } from '../core/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
-import { claimRun } from '../store/execution-store.js';
+import { type ClaimedRun, claimRun } from '../store/execution-store.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import { STEP_QUEUE, type StepJobData } from './step-queue.js';
 import { runAttempt } from './step-runner.js';
+import { stepHandlerFor } from './steps/registry.js';
 import type { StepEnvironment } from './steps/types.js';
 
 export interface StepWorkerOptions {
@@ -24,68 +26,117 @@ export interface StepWorkerOptions {
   logger: Log;
 }
 
+/** What one job needs beyond the options: whether its worker is shutting down, when it then
+ * takes no further step inline. */
+type JobContext = StepWorkerOptions & { isClosing(): boolean };
+
+/**
+ * Bounds on the steps one job runs inline after its own (a chain of quick steps): past them
+ * the next step goes through the queue, so a long loop neither holds a worker slot for long
+ * nor starves other executions' jobs.
+ */
+const MAX_INLINE_STEPS = 100;
+const MAX_INLINE_MS = 1000;
+
 /**
  * Processes one step job: claim the attempt in Postgres (new lease), run it, record the
- * result fenced by that lease, then apply the effects (next jobs) after commit.
+ * result fenced by that lease, then apply the effects (next jobs) after commit. When the
+ * record made a quick step ready and claimed it for this worker (an inline slot), that step
+ * runs next in the same job, and so on down a chain of quick steps.
  * A job whose attempt is no longer current is dropped: Postgres decides, not the queue.
  */
-export async function processStepJob(
-  options: StepWorkerOptions,
-  job: Job<StepJobData>,
-): Promise<string> {
+export async function processStepJob(options: JobContext, job: Job<StepJobData>): Promise<string> {
   const { state, pool, logger } = options;
   const data = job.data;
-  const log = logger.child({
-    executionId: data.executionId,
-    stepId: data.stepId,
-    runId: data.runId,
-    attempt: data.attempt,
-  });
+  const log = logger.child({ executionId: data.executionId });
   const definition = await state.definition(pool, data.workflowId, data.workflowVersion);
-  const step = definition.steps.find((candidate) => candidate.id === data.stepId);
-  if (!step)
-    throw new Error(`step ${data.stepId} is not in ${data.workflowId}@${data.workflowVersion}`);
+  const stepOf = (stepId: string) => {
+    const step = definition.steps.find((candidate) => candidate.id === stepId);
+    if (!step)
+      throw new Error(`step ${stepId} is not in ${data.workflowId}@${data.workflowVersion}`);
+    return step;
+  };
+  let step = stepOf(data.stepId);
 
-  const leaseId = randomUUID();
   // Listen for aborts before claiming: a cancel that commits right after the claim must still
   // reach this attempt, and its broadcast may arrive before the claim returns.
   const stop = options.bus.track(data.executionId);
   try {
-    const claim = await claimRun(pool, data.runId, data.attempt, leaseId, step.timeout_seconds);
-    if (!claim) {
-      log.debug('attempt is no longer current; job dropped');
+    const first = await claimRun(
+      pool,
+      data.runId,
+      data.attempt,
+      randomUUID(),
+      step.timeout_seconds,
+    );
+    if (!first) {
+      log.debug(
+        { runId: data.runId, attempt: data.attempt },
+        'attempt is no longer current; job dropped',
+      );
       return 'stale';
     }
-    log.debug({ stepType: step.step_type }, 'attempt started');
-    const wokenFromSleep = job.name === 'wake' && claim.wake_at ? claim.wake_at : undefined;
-    const result = await runAttempt(step, claim, options.env, stop.signal, wokenFromSleep);
-    if (!result) {
-      log.info('attempt aborted: execution stopped');
-      return 'aborted';
+    let claim: ClaimedRun = first;
+    const began = Date.now();
+    let wokenFromSleep = job.name === 'wake' && claim.wake_at ? claim.wake_at : undefined;
+    for (let inlineSteps = 0; ; inlineSteps += 1) {
+      const attempt = { stepId: step.id, runId: claim.id, attempt: claim.attempt };
+      log.debug({ ...attempt, stepType: step.step_type }, 'attempt started');
+      const startedAt = new Date();
+      const result = await runAttempt(step, claim, options.env, stop.signal, wokenFromSleep);
+      wokenFromSleep = undefined;
+      if (!result) {
+        log.info(attempt, 'attempt aborted: execution stopped');
+        return 'aborted';
+      }
+      const inline: InlineSlot | undefined =
+        inlineSteps < MAX_INLINE_STEPS && Date.now() - began < MAX_INLINE_MS && !options.isClosing()
+          ? { leaseId: randomUUID(), accepts: runsInline }
+          : undefined;
+      const effects = await state.recordAttempt(
+        claim.id,
+        claim.execution_id,
+        { leaseId: claim.lease_id as string },
+        result,
+        { claim, startedAt, inline },
+      );
+      if (!effects) {
+        log.info(
+          { ...attempt, result: result.kind },
+          'late result ignored: the attempt was fenced off',
+        );
+        return 'fenced';
+      }
+      if (result.kind === 'failed') log.warn({ ...attempt, error: result.error }, 'attempt failed');
+      await options.effects.apply(effects);
+      if (!inline?.claimed) return result.kind;
+      claim = inline.claimed;
+      step = stepOf(claim.step_id);
     }
-    const effects = await state.recordAttempt(data.runId, data.executionId, { leaseId }, result);
-    if (!effects) {
-      log.info({ result: result.kind }, 'late result ignored: the attempt was fenced off');
-      return 'fenced';
-    }
-    if (result.kind === 'failed') log.warn({ error: result.error }, 'attempt failed');
-    await options.effects.apply(effects);
-    return result.kind;
   } finally {
     stop.release();
   }
 }
 
+function runsInline(step: StepDefinition): boolean {
+  return stepHandlerFor(step.step_type).runsInline;
+}
+
 export function createStepWorker(options: StepWorkerOptions): Worker<StepJobData> {
-  const worker = new Worker<StepJobData>(STEP_QUEUE, (job) => processStepJob(options, job), {
-    connection: options.connection,
-    prefix: options.prefix,
-    concurrency: options.concurrency,
-    lockDuration: options.lockDurationMs,
-    stalledInterval: options.lockDurationMs,
-    maxStalledCount: 1000,
-    autorun: false,
-  });
+  const context: JobContext = { ...options, isClosing: () => worker.closing !== undefined };
+  const worker: Worker<StepJobData> = new Worker<StepJobData>(
+    STEP_QUEUE,
+    (job) => processStepJob(context, job),
+    {
+      connection: options.connection,
+      prefix: options.prefix,
+      concurrency: options.concurrency,
+      lockDuration: options.lockDurationMs,
+      stalledInterval: options.lockDurationMs,
+      maxStalledCount: 1000,
+      autorun: false,
+    },
+  );
   worker.on('error', (error) => options.logger.error({ err: error }, 'step worker error'));
   worker.on('failed', (job, error) =>
     options.logger.error(

@@ -191,7 +191,12 @@ export class ServiceMetrics {
       const stepType = event.step_type ?? 'unknown';
       this.stepTransitions.inc({ step_type: stepType, status: event.status });
       if (event.type === 'step.retrying') this.stepRetries.inc({ step_type: stepType });
-      if (event.status === 'running' && event.previous_status === 'queued') {
+      // A new attempt starts from the queue, or straight from pending when a worker runs a
+      // quick step that its own commit made ready.
+      if (
+        event.status === 'running' &&
+        (event.previous_status === 'queued' || event.previous_status === 'pending')
+      ) {
         this.stepAttempts.inc({ step_type: stepType });
       }
       if (event.status === 'completed' || event.status === 'failed') {

@@ -10,6 +10,28 @@ import type { Queryable } from './db.js';
  * though it is `running` with no lease and no job while its items run.
  */
 const FOR_EACH_AGGREGATE = '(s.item_index = -1 AND s.item_count IS NOT NULL)';
+/**
+ * The columns of ExecutionRow and StepRunRow, named rather than `*`: hot statements are
+ * prepared once per connection, and Postgres refuses to run a prepared statement whose result
+ * type changed, as `*` would after a migration adds a column under a running service.
+ */
+const EXECUTION_COLUMNS = `id, workflow_id, status, input_data, output_data, step_results, started_at,
+  completed_at, error, error_details, duration_seconds, created_at, updated_at, workflow_version,
+  idempotency_key, current_iteration, deadline_at, parent_execution_id, parent_run_id, trigger`;
+const RUN_COLUMNS = `id, execution_id, step_id, iteration, item_index, status, attempt, first_attempt,
+  lease_id, item, item_count, output, error, wait_reason, wait_kind, wait_spec, worker_id,
+  heartbeat_at, wake_at, deadline_at, queued_at, started_at, completed_at, created_at, updated_at`;
+
+/** An execution as readers see it: step_results as stored once it ended, derived before
+ * (steps record nothing on the execution row: see wf_step_results). */
+const EXECUTION_VIEW_COLUMNS = `e.*, CASE WHEN e.status IN ('pending', 'running', 'waiting', 'paused')
+  THEN wf_step_results(e.id) ELSE e.step_results END AS step_results`;
+
+/** `columns` as `alias.column` each, for statements that join. */
+function qualified(alias: string, columns: string): string {
+  return columns.replace(/\w+/g, (column) => `${alias}.${column}`);
+}
+
 /** A new attempt forgets what the previous one waited for. */
 const CLEAR_WAIT = 'wait_kind = NULL, wait_spec = NULL, worker_id = NULL, heartbeat_at = NULL';
 
@@ -91,12 +113,16 @@ export interface StepErrorRecord {
   details?: unknown;
 }
 
+/** A run of an iteration as a worker saw it: what scheduling and expressions read. */
+export type RunSnapshot = Pick<StepRunRow, 'id' | 'step_id' | 'item_index' | 'status' | 'output'>;
+
 /** A run claimed by a worker, with what its expressions may read. */
 export interface ClaimedRun extends StepRunRow {
   workflow_id: string;
   workflow_version: number;
   input_data: unknown;
-  steps: Record<string, { output: unknown; status: string }> | null;
+  /** Every run of the run's iteration, this one included, as of the claim, by id. */
+  iteration_runs: RunSnapshot[];
 }
 
 /** A BullMQ job the engine must add once the transaction that made it due has committed. */
@@ -155,15 +181,22 @@ export async function insertExecution(
   db: Queryable,
   execution: NewExecution,
 ): Promise<ExecutionRow | null> {
+  // The start is counted for the workflow's started_at as a delta (see wf_finish_execution).
   const { rows } = await db.query<ExecutionRow>(
-    `INSERT INTO workflow_executions
-       (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at, deadline_at,
-        parent_execution_id, parent_run_id, trigger)
-     VALUES ($1, $2, $3, 'running', $4, $5, now(),
-             CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
-             $7, $8, $9)
-     ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-     RETURNING *`,
+    `WITH inserted AS (
+       INSERT INTO workflow_executions
+         (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at, deadline_at,
+          parent_execution_id, parent_run_id, trigger)
+       VALUES ($1, $2, $3, 'running', $4, $5, now(),
+               CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
+               $7, $8, $9)
+       ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING ${EXECUTION_COLUMNS}
+     ), counted AS (
+       INSERT INTO workflow_counter_deltas (workflow_id, started_at)
+       SELECT workflow_id, started_at FROM inserted
+     )
+     SELECT * FROM inserted`,
     [
       execution.id,
       execution.workflowId,
@@ -195,18 +228,20 @@ export async function findByIdempotencyKey(
 }
 
 export async function getExecution(db: Queryable, id: string): Promise<ExecutionRow | null> {
-  const { rows } = await db.query<ExecutionRow>('SELECT * FROM workflow_executions WHERE id = $1', [
-    id,
-  ]);
+  const { rows } = await db.query<ExecutionRow>(
+    `SELECT ${EXECUTION_VIEW_COLUMNS} FROM workflow_executions e WHERE e.id = $1`,
+    [id],
+  );
   return rows[0] ?? null;
 }
 
 /** Locks the execution row: every state change of an execution serialises on it. */
 export async function lockExecution(db: Queryable, id: string): Promise<ExecutionRow | null> {
-  const { rows } = await db.query<ExecutionRow>(
-    'SELECT * FROM workflow_executions WHERE id = $1 FOR UPDATE',
-    [id],
-  );
+  const { rows } = await db.query<ExecutionRow>({
+    name: 'lock-execution',
+    text: `SELECT ${EXECUTION_COLUMNS} FROM workflow_executions WHERE id = $1 FOR UPDATE`,
+    values: [id],
+  });
   return rows[0] ?? null;
 }
 
@@ -226,8 +261,9 @@ export async function listExecutions(
   filters: ExecutionFilters,
 ): Promise<Array<ExecutionRow & { created_at_key: string }>> {
   const { rows } = await db.query<ExecutionRow & { created_at_key: string }>(
-    `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key
-       FROM workflow_executions
+    `SELECT ${EXECUTION_VIEW_COLUMNS},
+            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key
+       FROM workflow_executions e
       WHERE ($1::text IS NULL OR workflow_id = $1)
         AND ($2::text IS NULL OR status = $2)
         AND ($3::timestamptz IS NULL OR created_at >= $3)
@@ -261,10 +297,11 @@ export async function loadIterationRuns(
   executionId: string,
   iteration: number,
 ): Promise<StepRunRow[]> {
-  const { rows } = await db.query<StepRunRow>(
-    'SELECT * FROM step_executions WHERE execution_id = $1 AND iteration = $2 ORDER BY id',
-    [executionId, iteration],
-  );
+  const { rows } = await db.query<StepRunRow>({
+    name: 'load-iteration-runs',
+    text: `SELECT ${RUN_COLUMNS} FROM step_executions WHERE execution_id = $1 AND iteration = $2 ORDER BY id`,
+    values: [executionId, iteration],
+  });
   return rows;
 }
 
@@ -285,15 +322,17 @@ export async function insertIterationRuns(
   return rows;
 }
 
-/** Creates the item runs of a for_each step (pending) and marks the step itself running. */
+/** Creates the item runs of a for_each step (pending) and marks the step itself running;
+ * returns the step's own run, then its items. */
 export async function expandForEach(
   db: Queryable,
   parent: StepRunRow,
   items: readonly unknown[],
 ): Promise<StepRunRow[]> {
-  await db.query(
+  const expanded = await db.query<StepRunRow>(
     `UPDATE step_executions SET status = 'running', item_count = $2, started_at = now(), updated_at = now()
-      WHERE id = $1`,
+      WHERE id = $1
+      RETURNING *`,
     [parent.id, items.length],
   );
   const { rows } = await db.query<StepRunRow>(
@@ -303,37 +342,56 @@ export async function expandForEach(
      RETURNING *`,
     [parent.execution_id, parent.step_id, parent.iteration, JSON.stringify(items)],
   );
-  return rows;
+  return [...expanded.rows, ...rows];
 }
 
 /** Queues runs for their next attempt; returns the attempt numbers to put on the jobs. */
-export async function queueRuns(
-  db: Queryable,
-  runIds: readonly number[],
-): Promise<Array<{ id: number; attempt: number; step_id: string }>> {
+/** Queues runs for their next attempt; the rows carry the attempt numbers to put on the jobs. */
+export async function queueRuns(db: Queryable, runIds: readonly number[]): Promise<StepRunRow[]> {
   if (runIds.length === 0) return [];
-  const { rows } = await db.query<{ id: number; attempt: number; step_id: string }>(
-    `UPDATE step_executions
-        SET status = 'queued', attempt = attempt + 1, queued_at = now(), wake_at = NULL,
-            lease_id = NULL, wait_reason = NULL, ${CLEAR_WAIT}, updated_at = now()
-      WHERE id = ANY($1::bigint[])
-      RETURNING id, attempt, step_id`,
-    [runIds],
-  );
+  const { rows } = await db.query<StepRunRow>({
+    name: 'queue-runs',
+    text: `UPDATE step_executions
+              SET status = 'queued', attempt = attempt + 1, queued_at = now(), wake_at = NULL,
+                  lease_id = NULL, wait_reason = NULL, ${CLEAR_WAIT}, updated_at = now()
+            WHERE id = ANY($1::bigint[])
+            RETURNING ${RUN_COLUMNS}`,
+    values: [runIds],
+  });
   return rows;
+}
+
+/**
+ * Claims a pending run for its next attempt on behalf of the worker whose transaction made it
+ * ready, which runs it as soon as that transaction commits (wf_claim_run_inline).
+ */
+export async function claimRunInline(
+  db: Queryable,
+  runId: number,
+  leaseId: string,
+  timeoutSeconds: number,
+): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>({
+    name: 'claim-run-inline',
+    text: `SELECT ${RUN_COLUMNS} FROM wf_claim_run_inline($1, $2, $3)`,
+    values: [runId, leaseId, timeoutSeconds],
+  });
+  return rows[0] ?? null;
 }
 
 export async function skipRuns(
   db: Queryable,
   runIds: readonly number[],
   reason: string,
-): Promise<void> {
-  if (runIds.length === 0) return;
-  await db.query(
+): Promise<StepRunRow[]> {
+  if (runIds.length === 0) return [];
+  const { rows } = await db.query<StepRunRow>(
     `UPDATE step_executions SET status = 'skipped', wait_reason = $2, completed_at = now(), updated_at = now()
-      WHERE id = ANY($1::bigint[])`,
+      WHERE id = ANY($1::bigint[])
+      RETURNING *`,
     [runIds, reason],
   );
+  return rows;
 }
 
 /** Ends a run that no worker holds (for_each aggregate, condition or expression failures). */
@@ -341,12 +399,13 @@ export async function finishRun(
   db: Queryable,
   runId: number,
   outcome: { status: 'completed'; output: unknown } | { status: 'failed'; error: StepErrorRecord },
-): Promise<void> {
-  await db.query(
+): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>(
     `UPDATE step_executions
         SET status = $2, output = $3, error = $4, completed_at = now(), lease_id = NULL,
             started_at = COALESCE(started_at, now()), updated_at = now()
-      WHERE id = $1`,
+      WHERE id = $1
+      RETURNING *`,
     [
       runId,
       outcome.status,
@@ -354,6 +413,7 @@ export async function finishRun(
       outcome.status === 'failed' ? JSON.stringify(outcome.error) : null,
     ],
   );
+  return rows[0] ?? null;
 }
 
 /**
@@ -368,8 +428,9 @@ export async function claimRun(
   leaseId: string,
   timeoutSeconds: number,
 ): Promise<ClaimedRun | null> {
-  const { rows } = await db.query<ClaimedRun>(
-    `WITH claimed AS (
+  const { rows } = await db.query<ClaimedRun>({
+    name: 'claim-run',
+    text: `WITH claimed AS (
        UPDATE step_executions s
           SET status = 'running', lease_id = $3, started_at = COALESCE(s.started_at, now()),
               deadline_at = now() + make_interval(secs => $4::int),
@@ -381,16 +442,19 @@ export async function claimRun(
         WHERE s.id = $1 AND s.attempt = $2 AND NOT ${FOR_EACH_AGGREGATE} AND s.wait_kind IS NULL
           AND (s.status IN ('queued', 'running') OR (s.status = 'waiting' AND s.wake_at IS NOT NULL))
           AND e.id = s.execution_id AND e.status IN ('running', 'waiting')
-       RETURNING s.*, e.workflow_id, e.workflow_version, e.input_data
+       RETURNING ${qualified('s', RUN_COLUMNS)}, e.workflow_id, e.workflow_version, e.input_data
      )
+     -- The claimed row's own change is invisible to this snapshot: its status is patched in.
      SELECT c.*,
-            (SELECT jsonb_object_agg(r.step_id, jsonb_build_object('output', r.output, 'status', r.status))
+            (SELECT jsonb_agg(jsonb_build_object(
+                      'id', r.id, 'step_id', r.step_id, 'item_index', r.item_index,
+                      'status', CASE WHEN r.id = c.id THEN c.status ELSE r.status END,
+                      'output', r.output) ORDER BY r.id)
                FROM step_executions r
-              WHERE r.execution_id = c.execution_id AND r.iteration = c.iteration AND r.item_index = -1
-                AND r.id <> c.id) AS steps
+              WHERE r.execution_id = c.execution_id AND r.iteration = c.iteration) AS iteration_runs
        FROM claimed c`,
-    [runId, attempt, leaseId, timeoutSeconds],
-  );
+    values: [runId, attempt, leaseId, timeoutSeconds],
+  });
   return rows[0] ?? null;
 }
 
@@ -437,17 +501,128 @@ export async function lockLeasedRun(
   return rows[0] ?? null;
 }
 
+/** Completes a run that the caller has locked and fenced (lockLeasedRun, a wait's lock). */
 export async function completeLeasedRun(
   db: Queryable,
   runId: number,
   output: unknown,
-): Promise<void> {
-  await db.query(
+): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>(
     `UPDATE step_executions
         SET status = 'completed', output = $2, error = NULL, wait_reason = NULL, lease_id = NULL,
             completed_at = now(), updated_at = now()
-      WHERE id = $1`,
+      WHERE id = $1
+      RETURNING *`,
     [runId, JSON.stringify(output ?? null)],
+  );
+  return rows[0] ?? null;
+}
+
+/**
+ * A step's completion on the general path, in one statement: completes the run if `leaseId`
+ * still holds it (else returns null and changes nothing) and returns every run of the
+ * execution's current iteration, the completed one included, as the scheduler needs them
+ * next. The caller holds the execution row, so no other transaction changes these runs'
+ * scheduling state. `startedAt`: when the attempt's handler started (wf_complete_leased_run).
+ */
+export async function completeLeasedRunReadingIteration(
+  db: Queryable,
+  execution: Pick<ExecutionRow, 'id' | 'current_iteration'>,
+  runId: number,
+  leaseId: string,
+  output: unknown,
+  startedAt: Date,
+): Promise<StepRunRow[] | null> {
+  const { rows } = await db.query<StepRunRow>({
+    name: 'complete-leased-run-reading-iteration',
+    text: `WITH done AS (SELECT ${RUN_COLUMNS} FROM wf_complete_leased_run($1, $2, $3, $4))
+           SELECT * FROM done WHERE execution_id = $5 AND iteration = $6
+           UNION ALL
+           SELECT ${RUN_COLUMNS} FROM step_executions s
+            WHERE s.execution_id = $5 AND s.iteration = $6 AND s.id <> $1
+              AND EXISTS (SELECT 1 FROM done)
+           ORDER BY id`,
+    values: [
+      runId,
+      leaseId,
+      JSON.stringify(output ?? null),
+      startedAt,
+      execution.id,
+      execution.current_iteration,
+    ],
+  });
+  return rows.some((row) => row.id === runId) ? rows : null;
+}
+
+/** A worker's completion of a run, as it predicted its effect from the runs it saw. */
+export interface PredictedCompletion {
+  execution: Pick<ExecutionRow, 'id' | 'current_iteration'>;
+  /** The iteration's runs as the worker saw them: `id:status` of each, by id. */
+  expected: readonly string[];
+  run: { id: number; leaseId: string; output: unknown; startedAt: Date };
+}
+
+/** The parameters every wf_complete_and_* function starts with, in their order. */
+function predictionValues({ execution, expected, run }: PredictedCompletion): unknown[] {
+  return [
+    execution.id,
+    execution.current_iteration,
+    expected,
+    run.id,
+    run.leaseId,
+    JSON.stringify(run.output ?? null),
+    run.startedAt,
+  ];
+}
+
+/** The completion makes one run ready, claimed for the worker. */
+export interface CompleteAndClaim extends PredictedCompletion {
+  next: { id: number; leaseId: string; timeoutSeconds: number };
+}
+
+/**
+ * Completes a run and claims its successor in one statement, if the iteration is still as
+ * the worker saw it (wf_complete_and_claim): both rows as stored. Null, with nothing
+ * changed, if not.
+ */
+export async function completeAndClaim(
+  db: Queryable,
+  change: CompleteAndClaim,
+): Promise<{ completed: StepRunRow; claimed: StepRunRow } | null> {
+  const { run, next } = change;
+  const { rows } = await db.query<StepRunRow>({
+    name: 'complete-and-claim',
+    text: `SELECT ${RUN_COLUMNS}
+             FROM wf_complete_and_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    values: [...predictionValues(change), next.id, next.leaseId, next.timeoutSeconds],
+  });
+  const completed = rows.find((row) => row.id === run.id);
+  const claimed = rows.find((row) => row.id === next.id);
+  return completed && claimed ? { completed, claimed } : null;
+}
+
+/**
+ * Completes the last run of an execution and ends the execution with `output`, in one
+ * statement, if the iteration is still as the worker saw it (wf_complete_and_finish): the
+ * ended execution. Null, with nothing changed, if not.
+ */
+export async function completeAndFinish(
+  db: Queryable,
+  change: PredictedCompletion & { output: unknown },
+): Promise<ExecutionRow | null> {
+  const { rows } = await db.query<ExecutionRow>({
+    name: 'complete-and-finish',
+    text: `SELECT ${EXECUTION_COLUMNS} FROM wf_complete_and_finish($1, $2, $3, $4, $5, $6, $7, $8)`,
+    values: [...predictionValues(change), JSON.stringify(change.output ?? null)],
+  });
+  return rows[0] ?? null;
+}
+
+/** Records when the attempt of a run claimed inline started (its claim left that open). */
+export async function markRunStarted(db: Queryable, runId: number, startedAt: Date): Promise<void> {
+  await db.query(
+    'UPDATE step_executions SET started_at = $2 WHERE id = $1 AND started_at IS NULL',
+    [runId, startedAt],
   );
 }
 
@@ -516,21 +691,6 @@ export async function cancelUnfinishedRuns(
   return rowCount ?? 0;
 }
 
-export async function recordStepResult(
-  db: Queryable,
-  executionId: string,
-  stepId: string,
-  output: unknown,
-): Promise<void> {
-  await db.query(
-    `UPDATE workflow_executions
-        SET step_results = COALESCE(step_results, '{}'::jsonb) || jsonb_build_object($2::text, $3::jsonb),
-            updated_at = now()
-      WHERE id = $1`,
-    [executionId, stepId, JSON.stringify(output ?? null)],
-  );
-}
-
 export async function setExecutionStatus(
   db: Queryable,
   executionId: string,
@@ -553,10 +713,7 @@ export async function startIteration(
   );
 }
 
-/**
- * Ends an execution and, in the same transaction, keeps the seed's counters on the workflow
- * true: execution_count, success_count, failure_count and the average duration of the ended.
- */
+/** Ends an execution and counts it for its workflow (wf_finish_execution). */
 export async function finishExecution(
   db: Queryable,
   execution: ExecutionRow,
@@ -567,39 +724,18 @@ export async function finishExecution(
     errorDetails?: unknown;
   },
 ): Promise<ExecutionRow> {
-  const { rows } = await db.query<ExecutionRow>(
-    `UPDATE workflow_executions
-        SET status = $2, output_data = COALESCE($3::jsonb, output_data), error = $4, error_details = $5,
-            completed_at = now(), updated_at = now(),
-            duration_seconds = round(extract(epoch FROM now() - COALESCE(started_at, created_at))::numeric, 2)
-      WHERE id = $1
-      RETURNING *`,
-    [
+  const { rows } = await db.query<ExecutionRow>({
+    name: 'finish-execution',
+    text: `SELECT ${EXECUTION_COLUMNS} FROM wf_finish_execution($1, $2, $3, $4, $5)`,
+    values: [
       execution.id,
       outcome.status,
       outcome.output === undefined ? null : JSON.stringify(outcome.output),
       outcome.error ?? null,
       outcome.errorDetails === undefined ? null : JSON.stringify(outcome.errorDetails),
     ],
-  );
-  const finished = rows[0] as ExecutionRow;
-  await db.query(
-    `UPDATE workflows
-        SET execution_count = execution_count + 1,
-            success_count = success_count + CASE WHEN $2 = 'completed' THEN 1 ELSE 0 END,
-            failure_count = failure_count + CASE WHEN $2 IN ('failed', 'timed_out') THEN 1 ELSE 0 END,
-            average_duration_seconds = round(
-              (average_duration_seconds * execution_count + $3::numeric) / (execution_count + 1), 2),
-            completed_at = now()
-      WHERE id = $1`,
-    [finished.workflow_id, outcome.status, finished.duration_seconds ?? 0],
-  );
-  return finished;
-}
-
-/** Marks the workflow as last started now (the seed's workflows.started_at). */
-export async function touchWorkflowStarted(db: Queryable, workflowId: string): Promise<void> {
-  await db.query('UPDATE workflows SET started_at = now() WHERE id = $1', [workflowId]);
+  });
+  return rows[0] as ExecutionRow;
 }
 
 /** Puts a failed execution back to running and its failed/cancelled runs back to pending. */
@@ -631,11 +767,12 @@ export async function reopenExecution(db: Queryable, execution: ExecutionRow): P
   );
   // The ended execution was counted; reopening takes it back out until it ends again.
   await db.query(
-    `UPDATE workflows
-        SET execution_count = GREATEST(execution_count - 1, 0),
-            failure_count = GREATEST(failure_count - CASE WHEN $2 IN ('failed', 'timed_out') THEN 1 ELSE 0 END, 0)
-      WHERE id = $1`,
-    [execution.workflow_id, execution.status],
+    `INSERT INTO workflow_counter_deltas
+       (workflow_id, ended, completed, failed, cancelled, timed_out, duration_seconds)
+     VALUES ($1, -1, 0, CASE WHEN $2 IN ('failed', 'timed_out') THEN -1 ELSE 0 END,
+             CASE WHEN $2 = 'cancelled' THEN -1 ELSE 0 END, CASE WHEN $2 = 'timed_out' THEN -1 ELSE 0 END,
+             -$3::numeric)`,
+    [execution.workflow_id, execution.status, execution.duration_seconds ?? 0],
   );
 }
 

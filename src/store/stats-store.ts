@@ -1,4 +1,5 @@
 import type { Queryable } from './db.js';
+import { readCounters } from './workflow-counter-store.js';
 
 /**
  * SQL of the statistics endpoints. Every query reads an index range (see the monitoring
@@ -6,7 +7,6 @@ import type { Queryable } from './db.js';
  * not with the whole history.
  */
 
-const ENDED_STATUSES = ['completed', 'failed', 'cancelled', 'timed_out'];
 const ENDED = `('completed', 'failed', 'cancelled', 'timed_out')`;
 
 export interface WorkflowHead {
@@ -48,18 +48,20 @@ export interface ExecutionAggregate {
 }
 
 /**
- * Executions of one workflow by status, and the average duration of those that ended: one
- * index-only scan of (workflow_id, status) INCLUDE (duration_seconds).
+ * Executions of one workflow by status, and the average duration of those that ended: the
+ * ended ones from the workflow's counters, the unfinished ones counted from their own small
+ * index; neither grows with the history.
  */
 export async function workflowExecutionAggregate(
   db: Queryable,
   workflowId: string,
 ): Promise<ExecutionAggregate> {
-  const [byStatus, last] = await Promise.all([
-    db.query<{ status: string; count: number; durations: number; total: number | null }>(
-      `SELECT status, count(*)::int AS count, count(duration_seconds)::int AS durations,
-              sum(duration_seconds)::float8 AS total
-         FROM workflow_executions WHERE workflow_id = $1 GROUP BY status`,
+  const [counters, unfinished, last] = await Promise.all([
+    readCounters(db, workflowId),
+    db.query<{ status: string; count: number }>(
+      `SELECT status, count(*)::int AS count FROM workflow_executions
+        WHERE workflow_id = $1 AND status IN ('pending', 'running', 'waiting', 'paused')
+        GROUP BY status`,
       [workflowId],
     ),
     db.query<{ created_at: Date }>(
@@ -68,17 +70,21 @@ export async function workflowExecutionAggregate(
       [workflowId],
     ),
   ]);
-  let durations = 0;
-  let total = 0;
-  for (const row of byStatus.rows) {
-    if (ENDED_STATUSES.includes(row.status)) {
-      durations += row.durations;
-      total += row.total ?? 0;
-    }
+  const counts: Record<string, number> = Object.fromEntries(
+    unfinished.rows.map((row) => [row.status, row.count]),
+  );
+  if (counters) {
+    counts.completed = counters.success_count;
+    counts.failed = counters.failure_count - counters.timed_out_count;
+    counts.cancelled = counters.cancelled_count;
+    counts.timed_out = counters.timed_out_count;
   }
   return {
-    counts: Object.fromEntries(byStatus.rows.map((r) => [r.status, r.count])),
-    average_duration_seconds: durations === 0 ? null : total / durations,
+    counts,
+    average_duration_seconds:
+      counters && counters.execution_count > 0
+        ? counters.total_duration_seconds / counters.execution_count
+        : null,
     last_execution_at: last.rows[0]?.created_at ?? null,
   };
 }

@@ -8,6 +8,7 @@ import type {
 import { ValidationFailedError, WorkflowBusyError } from '../errors.js';
 import { decodeCursor, toPage } from './cursor.js';
 import { isPgError, type Pool, type PoolClient, type Queryable, withTransaction } from './db.js';
+import { COUNTER_COLUMNS, UNFOLDED_DELTAS } from './workflow-counter-store.js';
 
 /**
  * All SQL for workflow definitions: `workflows`, `workflow_steps` and `workflow_versions`.
@@ -103,13 +104,12 @@ export const ACTIVE_EXECUTION_STATUSES = ['pending', 'running', 'waiting', 'paus
 const CHARACTER_NOT_IN_REPERTOIRE = '22021';
 const UNTRANSLATABLE_CHARACTER = '22P05';
 
+/** Select from `workflows w ${UNFOLDED_DELTAS}`: the counters include unfolded deltas. */
 const COLUMNS = `
   w.id, w.name, w.description, w.workflow_type, coalesce(w.status, 'draft') AS status,
   coalesce(w.config, '{}'::jsonb) AS config, coalesce(w.metadata, '{}'::jsonb) AS metadata,
-  coalesce(w.tags, '{}'::text[]) AS tags, w.created_at, w.updated_at, w.started_at,
-  w.completed_at, coalesce(w.execution_count, 0) AS execution_count,
-  coalesce(w.success_count, 0) AS success_count, coalesce(w.failure_count, 0) AS failure_count,
-  coalesce(w.average_duration_seconds, 0) AS average_duration_seconds, w.version`;
+  coalesce(w.tags, '{}'::text[]) AS tags, w.created_at, w.updated_at, w.version,
+  ${COUNTER_COLUMNS}`;
 
 /**
  * The cursor needs created_at with its full microsecond precision: a JS Date keeps only
@@ -219,11 +219,10 @@ export class WorkflowStore {
     const id = newWorkflowId();
     try {
       return await withTransaction(this.pool, async (client) => {
-        const { rows } = await client.query<RawWorkflowRow>(
-          `INSERT INTO workflows AS w
+        await client.query(
+          `INSERT INTO workflows
              (id, name, description, workflow_type, status, config, metadata, tags, version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1)
-           RETURNING ${COLUMNS}`,
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1)`,
           [
             id,
             write.name,
@@ -237,7 +236,8 @@ export class WorkflowStore {
         );
         await this.writeSteps(client, id, write.definition.steps);
         await this.insertVersion(client, id, 1, write.definition);
-        return { ...toRow(rows[0] as RawWorkflowRow), steps: write.definition.steps };
+        const row = (await this.readRow(client, id, '')) as WorkflowRow;
+        return { ...row, steps: write.definition.steps };
       });
     } catch (error) {
       rethrowUnstorable(error);
@@ -265,15 +265,14 @@ export class WorkflowStore {
       return await withTransaction(this.pool, async (client) => {
         // NO KEY UPDATE serialises writers of this row without blocking executions being
         // inserted (their foreign key takes KEY SHARE, which DELETE's FOR UPDATE does block).
-        const current = await this.read(client, id, 'FOR NO KEY UPDATE');
+        const current = await this.read(client, id, 'FOR NO KEY UPDATE OF w');
         if (current === null) return null;
         const next = change(current);
-        const { rows } = await client.query<RawWorkflowRow>(
-          `UPDATE workflows AS w
+        await client.query(
+          `UPDATE workflows
               SET name = $2, description = $3, workflow_type = $4, status = $5, config = $6,
-                  metadata = $7, tags = $8, version = w.version + 1, updated_at = now()
-            WHERE w.id = $1
-        RETURNING ${COLUMNS}`,
+                  metadata = $7, tags = $8, version = version + 1, updated_at = now()
+            WHERE id = $1`,
           [
             id,
             next.name,
@@ -285,7 +284,7 @@ export class WorkflowStore {
             next.tags,
           ],
         );
-        const row = toRow(rows[0] as RawWorkflowRow);
+        const row = (await this.readRow(client, id, '')) as WorkflowRow;
         await this.writeSteps(client, id, next.definition.steps);
         await this.insertVersion(client, id, row.version, next.definition);
         return { ...row, steps: next.definition.steps };
@@ -351,7 +350,7 @@ export class WorkflowStore {
     >(
       `SELECT ${COLUMNS}, ${CURSOR_TIMESTAMP} AS cursor_ts,
                 (SELECT count(*)::int FROM workflow_steps s WHERE s.workflow_id = w.id) AS steps_count
-           FROM workflows w
+           FROM workflows w ${UNFOLDED_DELTAS}
            ${where}
           ORDER BY w.created_at DESC, w.id DESC
           LIMIT ${param(query.limit + 1)}`,
@@ -375,22 +374,30 @@ export class WorkflowStore {
     return rows[0]?.definition ?? null;
   }
 
+  private async readRow(
+    db: Queryable,
+    id: string,
+    lock: '' | 'FOR NO KEY UPDATE OF w',
+  ): Promise<WorkflowRow | null> {
+    const { rows } = await db.query<RawWorkflowRow>(
+      `SELECT ${COLUMNS} FROM workflows w ${UNFOLDED_DELTAS} WHERE w.id = $1 ${lock}`,
+      [id],
+    );
+    return rows[0] === undefined ? null : toRow(rows[0]);
+  }
+
   private async read(
     db: Queryable,
     id: string,
-    lock: '' | 'FOR NO KEY UPDATE',
+    lock: '' | 'FOR NO KEY UPDATE OF w',
   ): Promise<StoredWorkflow | null> {
-    const { rows } = await db.query<RawWorkflowRow>(
-      `SELECT ${COLUMNS} FROM workflows w WHERE w.id = $1 ${lock}`,
-      [id],
-    );
-    const raw = rows[0];
-    if (raw === undefined) return null;
+    const row = await this.readRow(db, id, lock);
+    if (row === null) return null;
     const steps = await db.query<{ definition: StepDefinition }>(
       'SELECT definition FROM workflow_steps WHERE workflow_id = $1 ORDER BY position',
       [id],
     );
-    return { ...toRow(raw), steps: steps.rows.map((row) => row.definition) };
+    return { ...row, steps: steps.rows.map((step) => step.definition) };
   }
 
   /**

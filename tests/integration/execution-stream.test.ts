@@ -158,14 +158,15 @@ describe('GET /executions/{id}/stream', () => {
       '': undefined,
       a: ['step.queued', 'step.running', 'step.completed'],
       call: ['step.queued', 'step.running', 'step.retrying', 'step.running', 'step.completed'],
-      nap: ['step.queued', 'step.running', 'step.waiting', 'step.running', 'step.completed'],
+      // A quick step made ready by a worker's commit is claimed in that commit: no queue.
+      nap: ['step.running', 'step.waiting', 'step.running', 'step.completed'],
       never: ['step.skipped'],
     });
     // One step after the other, and the end last.
     const position = (stepId: string, type: string) =>
       list.findIndex((event) => event.step_id === stepId && event.type === type);
     expect(position('a', 'step.completed')).toBeLessThan(position('call', 'step.queued'));
-    expect(position('call', 'step.completed')).toBeLessThan(position('nap', 'step.queued'));
+    expect(position('call', 'step.completed')).toBeLessThan(position('nap', 'step.running'));
     expect(position('nap', 'step.completed')).toBeLessThan(position('never', 'step.skipped'));
     expect(list[list.length - 1]?.type).toBe('execution.completed');
     const retried = list.filter((event) => event.step_id === 'call' && event.status === 'running');
@@ -230,7 +231,6 @@ describe('GET /executions/{id}/stream', () => {
     expect(stepPath(rest)).toEqual([
       'hold:step.running',
       'hold:step.completed',
-      'c:step.queued',
       'c:step.running',
       'c:step.completed',
     ]);
@@ -269,7 +269,6 @@ describe('GET /executions/{id}/stream', () => {
     expect(missed.map((message) => message.id)).toEqual(expected.map((message) => message.id));
     expect(stepPath(events(missed))).toEqual([
       'hold:step.completed',
-      'c:step.queued',
       'c:step.running',
       'c:step.completed',
     ]);

@@ -14,6 +14,7 @@ import {
   type StepStatus,
   schedule,
   sinkSteps,
+  soleSuccessor,
   TERMINAL_STEP_STATUSES,
 } from '../../src/engine/scheduler.js';
 
@@ -588,6 +589,103 @@ describe('sinkSteps', () => {
 
   it('is empty for a workflow without steps', () => {
     expect(sinkSteps(workflow('parallel', []))).toEqual([]);
+  });
+});
+
+describe('soleSuccessor', () => {
+  const sequential = () => workflow('sequential', [step('a'), step('b'), step('c')]);
+  const successor = (definition: WorkflowDefinition, runs: RunState[]) =>
+    soleSuccessor({ definition, runs, paused: false });
+
+  it('is the next step of a sequential chain', () => {
+    expect(successor(sequential(), own({ a: 'completed', b: 'pending', c: 'pending' }))).toBe('b');
+    expect(successor(sequential(), own({ a: 'completed', b: 'skipped', c: 'pending' }))).toBe('c');
+  });
+
+  it('is none when the chain ends, or nothing is ready', () => {
+    expect(successor(sequential(), own({ a: 'completed', b: 'completed', c: 'completed' }))).toBe(
+      null,
+    );
+    expect(
+      successor(diamond(), own({ a: 'completed', b: 'completed', c: 'running', d: 'pending' })),
+    ).toBe(null);
+  });
+
+  it('is the join once its last branch is done, and none when two steps become ready', () => {
+    expect(
+      successor(diamond(), own({ a: 'completed', b: 'completed', c: 'completed', d: 'pending' })),
+    ).toBe('d');
+    expect(
+      successor(diamond(), own({ a: 'completed', b: 'pending', c: 'pending', d: 'pending' })),
+    ).toBe(null);
+  });
+
+  it('is none when starting the step takes a decision: a condition, a for_each', () => {
+    const conditional = workflow('sequential', [step('a'), step('b', { condition: 'true' })]);
+    expect(successor(conditional, own({ a: 'completed', b: 'pending' }))).toBe(null);
+    const forEach = workflow('sequential', [step('a'), step('b', { for_each: 'input.list' })]);
+    expect(successor(forEach, own({ a: 'completed', b: 'pending' }))).toBe(null);
+  });
+
+  it('is none when a failure ends the execution or a skip must propagate', () => {
+    expect(successor(sequential(), own({ a: 'failed', b: 'pending', c: 'pending' }))).toBe(null);
+    const branch = workflow('parallel', [
+      step('a'),
+      step('b', { dependencies: ['a'] }),
+      step('c'),
+      step('d', { dependencies: ['c'] }),
+    ]);
+    expect(
+      successor(branch, own({ a: 'skipped', b: 'pending', c: 'completed', d: 'pending' })),
+    ).toBe(null);
+  });
+
+  it('agrees with running the scheduler to its fixpoint, on random workflows', () => {
+    // The general path applies decisions until none is left; when soleSuccessor names a
+    // step, that fixpoint must be exactly "this step started" (conditions held true).
+    const toFixpoint = (definition: WorkflowDefinition, start: RunState[]) => {
+      let runs = start;
+      for (let pass = 0; pass < 100; pass += 1) {
+        const decision = schedule({ definition, runs, paused: false });
+        const started = new Set([...decision.ready, ...decision.startItems.map((i) => i.step_id)]);
+        const skipped = new Set(decision.skip);
+        const finished = new Set(decision.finishForEach.map((f) => f.step_id));
+        if (started.size + skipped.size + finished.size === 0) return runs;
+        runs = runs.map((run): RunState => {
+          if (run.item_index < 0 && decision.ready.includes(run.step_id))
+            return { ...run, status: 'running' };
+          if (run.item_index < 0 && skipped.has(run.step_id)) return { ...run, status: 'skipped' };
+          if (run.item_index < 0 && finished.has(run.step_id))
+            return { ...run, status: 'completed' };
+          const item = decision.startItems.find(
+            (i) => i.step_id === run.step_id && i.item_index === run.item_index,
+          );
+          return item ? { ...run, status: 'running' } : run;
+        });
+      }
+      throw new Error('no fixpoint');
+    };
+    let predicted = 0;
+    for (let seed = 1; seed <= 400; seed += 1) {
+      const random = prng(seed * 104_729);
+      const definition = randomWorkflow(random, { continueOnError: 0.3, forEach: 0 });
+      const statuses: StepStatus[] = ['pending', 'pending', 'completed', 'skipped', 'running'];
+      const runs = definition.steps.map(
+        (s): RunState => ({
+          step_id: s.id,
+          item_index: -1,
+          status: statuses[Math.floor(random() * statuses.length)] as StepStatus,
+        }),
+      );
+      const next = successor(definition, runs);
+      if (next === null) continue;
+      predicted += 1;
+      const expected = runs.map((run) =>
+        run.step_id === next ? { ...run, status: 'running' as const } : run,
+      );
+      expect(toFixpoint(definition, runs), `seed ${seed}`).toEqual(expected);
+    }
+    expect(predicted).toBeGreaterThan(20);
   });
 });
 

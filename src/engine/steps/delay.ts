@@ -54,4 +54,4 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   return { kind: 'completed', output };
 }
 
-export const delayStep: StepHandler = { type: 'delay', run };
+export const delayStep: StepHandler = { type: 'delay', runsInline: true, run };

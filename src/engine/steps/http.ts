@@ -389,4 +389,5 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   }
 }
 
-export const httpStep: StepHandler = { type: 'http', run };
+// Network-bound: each call goes through the queue, so calls spread over every worker process.
+export const httpStep: StepHandler = { type: 'http', runsInline: false, run };

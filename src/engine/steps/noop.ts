@@ -9,4 +9,4 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   };
 }
 
-export const noopStep: StepHandler = { type: 'noop', run };
+export const noopStep: StepHandler = { type: 'noop', runsInline: true, run };

@@ -1,4 +1,5 @@
 import { delayStep } from './delay.js';
+import { externalTaskHandler } from './external.js';
 import { httpStep } from './http.js';
 import { noopStep } from './noop.js';
 import { subworkflowStep } from './subworkflow.js';
@@ -23,4 +24,9 @@ export const builtInStepHandlers: ReadonlyMap<string, StepHandler> = new Map(
 /** The built-in handler for `type`; undefined means an external task, handled elsewhere. */
 export function getStepHandler(type: string): StepHandler | undefined {
   return builtInStepHandlers.get(type);
+}
+
+/** The handler that runs a step of `type`: built in, or else an external task. */
+export function stepHandlerFor(type: string): StepHandler {
+  return getStepHandler(type) ?? externalTaskHandler(type);
 }

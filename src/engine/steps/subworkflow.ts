@@ -7,6 +7,7 @@ import { StepFailure, type StepHandler } from './types.js';
  */
 export const subworkflowStep: StepHandler = {
   type: 'subworkflow',
+  runsInline: true,
   async run({ config }) {
     const { workflow_id: workflowId, input } = config;
     if (typeof workflowId !== 'string' || workflowId.length === 0) {

@@ -30,4 +30,4 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   }
 }
 
-export const transformStep: StepHandler = { type: 'transform', run };
+export const transformStep: StepHandler = { type: 'transform', runsInline: true, run };

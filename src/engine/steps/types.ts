@@ -70,6 +70,11 @@ export type WaitRequest =
 
 export interface StepHandler {
   readonly type: string;
+  /**
+   * Quick and in-process (no network, bounded by the expression time limit or by parking the
+   * run): the worker whose commit makes such a step ready runs it at once, without a job.
+   */
+  readonly runsInline: boolean;
   run(invocation: StepInvocation): Promise<StepOutcome>;
 }
 

@@ -109,4 +109,4 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   });
 }
 
-export const validateStep: StepHandler = { type: 'validate', run };
+export const validateStep: StepHandler = { type: 'validate', runsInline: true, run };

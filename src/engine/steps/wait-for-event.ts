@@ -8,6 +8,7 @@ import { StepFailure, type StepHandler } from './types.js';
  */
 export const waitForEventStep: StepHandler = {
   type: 'wait_for_event',
+  runsInline: true,
   async run({ config }) {
     const { event, correlation_key: correlationKey, match } = config;
     if (typeof event !== 'string' || event.length === 0) {

@@ -1,0 +1,103 @@
+-- Up Migration
+
+-- The outbox carries derived, resumable news (the SSE stream, metrics), never state: every
+-- row is written and deleted within moments, two or three per step. Unlogged, those writes
+-- skip the WAL, a large part of a step's cost. A Postgres crash empties it; clients whose
+-- stream then misses changes resync from a snapshot, as they do when Redis loses a stream.
+ALTER TABLE execution_event_outbox SET UNLOGGED;
+
+-- The engine's hot path as functions, so the general path (one statement each, in the
+-- state manager's transaction) and the one-statement path below share one definition of
+-- "complete a leased run" and "claim a run for the worker that made it ready".
+
+-- Completes a run if `p_lease_id` still holds it; no row back when the lease was lost.
+-- `p_started_at`: when the attempt's handler started, for a run claimed without a start time.
+-- PL/pgSQL rather than SQL functions throughout: it keeps each statement's plan for the
+-- session, where a SQL function that modifies data is planned again on every call.
+CREATE FUNCTION wf_complete_leased_run(
+    p_run_id BIGINT, p_lease_id UUID, p_output JSONB, p_started_at TIMESTAMPTZ)
+RETURNS SETOF step_executions LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE step_executions
+       SET status = 'completed', output = p_output, error = NULL, wait_reason = NULL,
+           lease_id = NULL, started_at = COALESCE(started_at, p_started_at),
+           completed_at = now(), updated_at = now()
+     WHERE id = p_run_id AND lease_id = p_lease_id AND status IN ('running', 'waiting')
+    RETURNING *;
+END
+$$;
+
+-- Claims a pending run for its next attempt on behalf of the worker whose transaction made
+-- it ready and which runs it once that commits: no job, no second claim. started_at is left
+-- to the attempt's record (wf_complete_leased_run), which knows when the handler started.
+CREATE FUNCTION wf_claim_run_inline(p_run_id BIGINT, p_lease_id UUID, p_timeout_seconds INTEGER)
+RETURNS SETOF step_executions LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE step_executions
+       SET status = 'running', attempt = attempt + 1, lease_id = p_lease_id, queued_at = now(),
+           deadline_at = now() + make_interval(secs => p_timeout_seconds), wake_at = NULL,
+           wait_reason = NULL, wait_kind = NULL, wait_spec = NULL, worker_id = NULL,
+           heartbeat_at = NULL, updated_at = now()
+     WHERE id = p_run_id AND status = 'pending'
+    RETURNING *;
+END
+$$;
+
+-- Locks an execution that runs `p_iteration` and tells whether that iteration's runs are
+-- still as a worker saw them (`p_expected`: 'id:status' of each, by id). A volatile function
+-- takes a fresh snapshot per statement: what it reads after the lock includes everything
+-- committed by whoever held the lock before.
+CREATE FUNCTION wf_lock_iteration_as_seen(
+    p_execution_id VARCHAR, p_iteration INTEGER, p_expected TEXT[])
+RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM 1 FROM workflow_executions
+      WHERE id = p_execution_id AND status = 'running' AND current_iteration = p_iteration
+      FOR UPDATE;
+    RETURN FOUND AND p_expected IS NOT DISTINCT FROM ARRAY(
+        SELECT id || ':' || status FROM step_executions
+         WHERE execution_id = p_execution_id AND iteration = p_iteration
+         ORDER BY id);
+END
+$$;
+
+-- One statement for the commonest transition: a worker's run completes and exactly one
+-- quick step becomes ready, which the same worker runs next. Returns the completed run, then
+-- the claimed one, as stored (what later expressions read). The worker predicted that from
+-- the iteration's runs as it last saw them (`p_expected`: 'id:status' of each, by id); the
+-- prediction is checked here under the execution's row lock, and when anything differs
+-- (another run moved, the execution was paused or cancelled, the lease was lost) nothing
+-- changes, no row comes back, and the worker takes the general path, which reads and
+-- decides again. Checks come before the first write, so a refusal never leaves half a change.
+CREATE FUNCTION wf_complete_and_claim(
+    p_execution_id VARCHAR, p_iteration INTEGER, p_expected TEXT[],
+    p_run_id BIGINT, p_lease_id UUID, p_output JSONB,
+    p_started_at TIMESTAMPTZ, p_next_run_id BIGINT, p_next_lease_id UUID,
+    p_next_timeout_seconds INTEGER)
+RETURNS SETOF step_executions LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF NOT wf_lock_iteration_as_seen(p_execution_id, p_iteration, p_expected) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM wf_complete_leased_run(p_run_id, p_lease_id, p_output, p_started_at);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM wf_claim_run_inline(p_next_run_id, p_next_lease_id, p_next_timeout_seconds);
+    IF NOT FOUND THEN
+        -- The check above saw it pending under the lock: this is a bug, and the whole
+        -- statement rolls back rather than complete a run whose successor nobody runs.
+        RAISE EXCEPTION 'run % of execution % was not pending', p_next_run_id, p_execution_id;
+    END IF;
+END
+$$;
+
+-- Down Migration
+DROP FUNCTION wf_complete_and_claim(VARCHAR, INTEGER, TEXT[], BIGINT, UUID, JSONB,
+    TIMESTAMPTZ, BIGINT, UUID, INTEGER);
+DROP FUNCTION wf_lock_iteration_as_seen(VARCHAR, INTEGER, TEXT[]);
+DROP FUNCTION wf_claim_run_inline(BIGINT, UUID, INTEGER);
+DROP FUNCTION wf_complete_leased_run(BIGINT, UUID, JSONB, TIMESTAMPTZ);
+ALTER TABLE execution_event_outbox SET LOGGED;
