@@ -6,6 +6,14 @@
 -- stream then misses changes resync from a snapshot, as they do when Redis loses a stream.
 ALTER TABLE execution_event_outbox SET UNLOGGED;
 
+-- An iteration's first steps are inserted queued (one write instead of an insert and an
+-- update): the stream shows that as their first change, as it did the update.
+CREATE TRIGGER step_executions_outbox_insert
+    AFTER INSERT ON step_executions
+    FOR EACH ROW
+    WHEN (NEW.status <> 'pending')
+    EXECUTE FUNCTION wf_outbox_step_run_change();
+
 -- The engine's hot path as functions, so the general path (one statement each, in the
 -- state manager's transaction) and the one-statement path below share one definition of
 -- "complete a leased run" and "claim a run for the worker that made it ready".
@@ -100,4 +108,5 @@ DROP FUNCTION wf_complete_and_claim(VARCHAR, INTEGER, TEXT[], BIGINT, UUID, JSON
 DROP FUNCTION wf_lock_iteration_as_seen(VARCHAR, INTEGER, TEXT[]);
 DROP FUNCTION wf_claim_run_inline(BIGINT, UUID, INTEGER);
 DROP FUNCTION wf_complete_leased_run(BIGINT, UUID, JSONB, TIMESTAMPTZ);
+DROP TRIGGER step_executions_outbox_insert ON step_executions;
 ALTER TABLE execution_event_outbox SET LOGGED;

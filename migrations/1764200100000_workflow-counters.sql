@@ -42,19 +42,27 @@ CREATE TABLE workflow_counter_deltas (
 CREATE INDEX workflow_counter_deltas_workflow_idx ON workflow_counter_deltas (workflow_id);
 
 -- Unfinished executions of a workflow by status: what the statistics count row by row, since
--- ended ones are counted by the counters. Small: only executions in flight are in it.
+-- ended ones are counted by the counters. Small: only executions in flight are in it. It
+-- replaces the index of every execution by workflow and status, one entry less to write at
+-- every start and end.
 CREATE INDEX workflow_executions_unfinished_workflow_idx ON workflow_executions (workflow_id, status)
     WHERE status IN ('pending', 'running', 'waiting', 'paused');
+DROP INDEX workflow_executions_workflow_status_idx;
 
 -- `step_results` of an execution from its runs: each step's latest completed output. Steps
 -- record nothing on the execution row as they complete (one write less per step): an
 -- execution's end stores this once, and reads of an unfinished execution derive it.
+-- PL/pgSQL keeps the plan for the session; a SQL function would be planned on every call.
 CREATE FUNCTION wf_step_results(p_execution_id VARCHAR) RETURNS JSONB
-LANGUAGE sql STABLE AS $$
-    SELECT COALESCE(jsonb_object_agg(latest.step_id, latest.output), '{}'::jsonb)
-      FROM (SELECT DISTINCT ON (r.step_id) r.step_id, r.output FROM step_executions r
-             WHERE r.execution_id = p_execution_id AND r.item_index = -1 AND r.status = 'completed'
-             ORDER BY r.step_id, r.iteration DESC) AS latest
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (
+        SELECT COALESCE(jsonb_object_agg(latest.step_id, latest.output), '{}'::jsonb)
+          FROM (SELECT DISTINCT ON (r.step_id) r.step_id, r.output FROM step_executions r
+                 WHERE r.execution_id = p_execution_id AND r.item_index = -1
+                   AND r.status = 'completed'
+                 ORDER BY r.step_id, r.iteration DESC) AS latest);
+END
 $$;
 
 -- Ends an execution and counts it for its workflow, in the caller's transaction (the caller
@@ -107,6 +115,8 @@ $$;
 DROP FUNCTION wf_complete_and_finish(VARCHAR, INTEGER, TEXT[], BIGINT, UUID, JSONB, TIMESTAMPTZ, JSONB);
 DROP FUNCTION wf_finish_execution(VARCHAR, VARCHAR, JSONB, TEXT, JSONB);
 DROP FUNCTION wf_step_results(VARCHAR);
+CREATE INDEX workflow_executions_workflow_status_idx
+    ON workflow_executions (workflow_id, status) INCLUDE (duration_seconds);
 DROP INDEX workflow_executions_unfinished_workflow_idx;
 DROP TABLE workflow_counter_deltas;
 ALTER TABLE workflows

@@ -154,6 +154,17 @@ export class ExecutionManager {
       (tx) =>
         state.start(tx, { workflowId, input: input ?? {}, idempotencyKey: idempotencyKey ?? null }),
       async (client, started) => {
+        const settled = started.settled;
+        // Fresh and still in its first iteration with nothing completed: the view is what the
+        // start wrote (no step results yet), no need to read it back.
+        if (
+          settled &&
+          settled.execution.current_iteration === 0 &&
+          !settled.runs.some((run) => run.status === 'completed')
+        ) {
+          const execution = await this.view(settled.execution, client, settled.runs);
+          return { outcome: started, execution };
+        }
         const fresh = started.created
           ? await store.getExecution(client, started.row.id)
           : started.row;
@@ -181,13 +192,17 @@ export class ExecutionManager {
     return this.view(row);
   }
 
-  private async view(row: ExecutionRow, db: Queryable = this.options.pool): Promise<ExecutionView> {
-    const { state } = this.options;
-    const [definition, runs] = await Promise.all([
-      state.definition(db, row.workflow_id, row.workflow_version),
-      store.listStepRuns(db, row.id),
+  /** The execution with every step run: `runs` when the caller has them all, else read. */
+  private async view(
+    row: ExecutionRow,
+    db: Queryable = this.options.pool,
+    runs?: readonly StepRunRow[],
+  ): Promise<ExecutionView> {
+    const [definition, allRuns] = await Promise.all([
+      this.options.state.definition(db, row.workflow_id, row.workflow_version),
+      runs ?? store.listStepRuns(db, row.id),
     ]);
-    return { ...executionView(row), steps: stepRunViews(definition, runs) };
+    return { ...executionView(row), steps: stepRunViews(definition, allRuns) };
   }
 
   /** A page of executions, newest first, with an opaque cursor to the next page. */

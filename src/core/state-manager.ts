@@ -75,6 +75,16 @@ interface WorkerCompletion {
   report: AttemptReport;
 }
 
+/** What a caller of advance knows, offers, and learns. */
+interface AdvanceOptions {
+  /** The current iteration's runs, when the caller has just read them. */
+  runs?: StepRunRow[];
+  inline?: InlineSlot | undefined;
+  /** Set when the scheduler settled without ending the execution: the execution and its
+   * current iteration's runs as the transaction leaves them. */
+  settled?: { execution: ExecutionRow; runs: StepRunRow[] };
+}
+
 /** What the worker that ran an attempt knows about it, beyond the fence. */
 export interface AttemptReport {
   /** The run as claimed, with its iteration as the worker last saw it. */
@@ -208,7 +218,13 @@ export class StateManager {
       trigger?: Record<string, unknown>;
     },
     effects: Effects = noEffects(),
-  ): Promise<{ row: ExecutionRow; created: boolean; effects: Effects }> {
+  ): Promise<{
+    row: ExecutionRow;
+    created: boolean;
+    effects: Effects;
+    /** For a new execution still running: its runs as the start left them. */
+    settled?: AdvanceOptions['settled'];
+  }> {
     const head = await store.findWorkflowHead(tx, request.workflowId);
     if (!head) throw new WorkflowNotFoundError(request.workflowId);
     if (request.idempotencyKey) {
@@ -244,8 +260,9 @@ export class StateManager {
       );
       return { row: existing as ExecutionRow, created: false, effects };
     }
-    await this.advance(tx, row, effects);
-    return { row, created: true, effects };
+    const known: AdvanceOptions = {};
+    await this.advance(tx, row, effects, known);
+    return { row: known.settled?.execution ?? row, created: true, effects, settled: known.settled };
   }
 
   /** Expression context of an execution at its current iteration. */
@@ -273,7 +290,7 @@ export class StateManager {
     tx: Queryable,
     execution: ExecutionRow,
     effects: Effects = noEffects(),
-    known: { runs?: StepRunRow[]; inline?: InlineSlot | undefined } = {},
+    known: AdvanceOptions = {},
   ): Promise<Effects> {
     if (!ACTIVE_EXECUTION_STATUSES.includes(execution.status)) return effects;
     const definition = await this.definition(tx, execution.workflow_id, execution.workflow_version);
@@ -282,12 +299,7 @@ export class StateManager {
     let runs =
       known.runs ?? (await store.loadIterationRuns(tx, current.id, current.current_iteration));
     if (runs.length === 0 && definition.steps.length > 0) {
-      runs = await store.insertIterationRuns(
-        tx,
-        current.id,
-        current.current_iteration,
-        definition.steps.map((s) => s.id),
-      );
+      runs = await this.insertIteration(tx, current, definition, effects);
     }
     const timeout = { timeoutMs: this.options.expressionTimeoutMs };
     const { inline } = known;
@@ -462,12 +474,7 @@ export class StateManager {
           if (again) {
             await store.startIteration(tx, current.id, done);
             current = { ...current, current_iteration: done };
-            runs = await store.insertIterationRuns(
-              tx,
-              current.id,
-              done,
-              definition.steps.map((s) => s.id),
-            );
+            runs = await this.insertIteration(tx, current, definition, effects);
             continue;
           }
         }
@@ -500,11 +507,49 @@ export class StateManager {
               : 'running';
         if (status !== current.status) await store.setExecutionStatus(tx, current.id, status);
         if (inline && claimedInline) inline.claimed = claimedRun(current, claimedInline, runs);
+        known.settled = { execution: { ...current, status }, runs };
         return effects;
       }
       runs = withChanges(runs, changed);
     }
     throw new Error(`scheduler did not settle for execution ${execution.id}`);
+  }
+
+  /**
+   * Inserts the runs of the execution's current iteration. The steps that start at once and
+   * whose start takes no decision (no condition, no for_each) are inserted queued, with their
+   * jobs: what the scheduler's first pass would do, in the insert. The rest is left pending
+   * for that pass.
+   */
+  private async insertIteration(
+    tx: Queryable,
+    execution: ExecutionRow,
+    definition: WorkflowDefinition,
+    effects: Effects,
+  ): Promise<StepRunRow[]> {
+    const pending = definition.steps.map((step) => ({
+      step_id: step.id,
+      item_index: -1,
+      status: 'pending' as const,
+    }));
+    const first = schedule({ definition, runs: pending, paused: execution.status === 'paused' });
+    const queued = definition.steps
+      .filter((step) => first.ready.includes(step.id))
+      .filter((step) => step.condition === null && step.for_each === null)
+      .map((step) => step.id);
+    const runs = await store.insertIterationRuns(
+      tx,
+      execution.id,
+      execution.current_iteration,
+      definition.steps.map((step) => step.id),
+      queued,
+    );
+    for (const run of runs) {
+      if (run.status === 'queued') {
+        effects.jobs.push(jobFor(execution, run.id, run.step_id, run.attempt));
+      }
+    }
+    return runs;
   }
 
   private async output(

@@ -305,20 +305,29 @@ export async function loadIterationRuns(
   return rows;
 }
 
-/** Creates the pending runs of one iteration, in definition order. */
+/**
+ * Creates the runs of one iteration, in definition order: pending, but for `queued`, which
+ * start queued for their first attempt (as queueRuns would leave them).
+ */
 export async function insertIterationRuns(
   db: Queryable,
   executionId: string,
   iteration: number,
   stepIds: readonly string[],
+  queued: readonly string[] = [],
 ): Promise<StepRunRow[]> {
-  const { rows } = await db.query<StepRunRow>(
-    `INSERT INTO step_executions (execution_id, step_id, iteration)
-     SELECT $1, step_id, $2 FROM unnest($3::text[]) WITH ORDINALITY AS s(step_id, position)
-     ORDER BY position
-     RETURNING *`,
-    [executionId, iteration, stepIds],
-  );
+  const { rows } = await db.query<StepRunRow>({
+    name: 'insert-iteration-runs',
+    text: `INSERT INTO step_executions (execution_id, step_id, iteration, status, attempt, queued_at)
+           SELECT $1, step_id, $2,
+                  CASE WHEN step_id = ANY($4::text[]) THEN 'queued' ELSE 'pending' END,
+                  CASE WHEN step_id = ANY($4::text[]) THEN 1 ELSE 0 END,
+                  CASE WHEN step_id = ANY($4::text[]) THEN now() END
+             FROM unnest($3::text[]) WITH ORDINALITY AS s(step_id, position)
+            ORDER BY position
+           RETURNING ${RUN_COLUMNS}`,
+    values: [executionId, iteration, stepIds, queued],
+  });
   return rows;
 }
 
