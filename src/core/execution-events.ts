@@ -1,4 +1,4 @@
-import type { OutboxRow } from '../store/event-outbox-store.js';
+import type { DescribedOutboxRow } from '../store/event-outbox-store.js';
 
 /**
  * Live events of executions, as GET /executions/{id}/stream sends them. Each is one committed
@@ -55,7 +55,7 @@ const text = (value: unknown): string | null => (typeof value === 'string' ? val
 const num = (value: unknown): number | null => (typeof value === 'number' ? value : null);
 
 /** A retry is the only way a run goes back to `queued` from an attempt that ran. */
-function isRetry(row: Pick<OutboxRow, 'status' | 'previous_status'>): boolean {
+function isRetry(row: Pick<DescribedOutboxRow, 'status' | 'previous_status'>): boolean {
   return (
     row.status === 'queued' &&
     (row.previous_status === 'running' || row.previous_status === 'waiting')
@@ -63,7 +63,7 @@ function isRetry(row: Pick<OutboxRow, 'status' | 'previous_status'>): boolean {
 }
 
 /** The event a committed outbox row stands for. */
-export function eventFromOutbox(row: OutboxRow): ExecutionEvent {
+export function eventFromOutbox(row: DescribedOutboxRow): ExecutionEvent {
   const detail = row.detail ?? {};
   const at = row.occurred_at.toISOString();
   if (row.run_id === null) {

@@ -260,7 +260,8 @@ export class StateManager {
       );
       return { row: existing as ExecutionRow, created: false, effects };
     }
-    const known: AdvanceOptions = {};
+    // A new execution has no runs yet: advance inserts its first iteration's.
+    const known: AdvanceOptions = { runs: [] };
     await this.advance(tx, row, effects, known);
     return { row: known.settled?.execution ?? row, created: true, effects, settled: known.settled };
   }

@@ -1,10 +1,13 @@
 import type { Redis } from 'ioredis';
 import { type ExecutionEvent, eventFromOutbox } from '../core/execution-events.js';
+import type { WorkflowDefinition } from '../core/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import {
+  type DescribedOutboxRow,
   dropOutboxRowsOlderThan,
+  type OutboxRow,
   outboxHasRows,
   takeOutboxBatch,
   tryRelayLock,
@@ -12,6 +15,22 @@ import {
 import { executionChannel, executionStreamKey } from './execution-event-hub.js';
 
 const BATCH = 500;
+
+/**
+ * A batch of events in one call: KEYS are the executions' streams; ARGV is the stream length,
+ * the streams' lifetime, the wake-up channel, the execution id of each stream, then one
+ * (stream number, event) pair per event, in order.
+ */
+const PUBLISH_SCRIPT = `
+local streams = #KEYS
+for i = 4 + streams, #ARGV, 2 do
+  redis.call('XADD', KEYS[tonumber(ARGV[i])], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[i + 1])
+end
+for i = 1, streams do
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+  redis.call('PUBLISH', ARGV[3], ARGV[3 + i])
+end
+return streams`;
 /** Changes nobody could publish for this long are dropped (Redis away): clients resync from
  * the snapshot, and the outbox stays bounded. */
 const OUTBOX_MAX_AGE_SECONDS = 3600;
@@ -28,6 +47,8 @@ export interface EventRelayOptions {
   streamTtlSeconds: number;
   /** Whether the database is migrated and usable yet. */
   databaseReady(): boolean;
+  /** The definition of a workflow version (cached), for the types events carry. */
+  definitionOf(workflowId: string, version: number): Promise<WorkflowDefinition>;
   /** Called with what was published, after the commit that removed it from the outbox. */
   onPublished(events: readonly ExecutionEvent[]): void;
   logger: Log;
@@ -85,7 +106,7 @@ export class EventRelay {
     const events = await withTransaction(pool, async (tx) => {
       if (!(await tryRelayLock(tx))) return [];
       const rows = await takeOutboxBatch(tx, BATCH);
-      const batch = rows.map(eventFromOutbox);
+      const batch = (await this.describe(rows)).map(eventFromOutbox);
       await this.publish(batch);
       return batch;
     });
@@ -93,30 +114,57 @@ export class EventRelay {
     return events.length;
   }
 
+  /** The workflow and step types of each row, from the definition its execution pinned. */
+  private async describe(rows: readonly OutboxRow[]): Promise<DescribedOutboxRow[]> {
+    const types = new Map<string, { workflow: string; steps: Map<string, string> } | null>();
+    const typesOf = async (workflowId: string, version: number) => {
+      const key = `${workflowId}@${version}`;
+      if (!types.has(key)) {
+        const definition = await this.options.definitionOf(workflowId, version).catch(() => null);
+        types.set(
+          key,
+          definition && {
+            workflow: definition.workflow_type,
+            steps: new Map(definition.steps.map((step) => [step.id, step.step_type])),
+          },
+        );
+      }
+      return types.get(key) ?? null;
+    };
+    const described: DescribedOutboxRow[] = [];
+    for (const row of rows) {
+      const known =
+        row.workflow_id === null || row.workflow_version === null
+          ? null
+          : await typesOf(row.workflow_id, row.workflow_version);
+      described.push({
+        ...row,
+        workflow_type: known?.workflow ?? null,
+        step_type: (row.step_id !== null && known?.steps.get(row.step_id)) || null,
+      });
+    }
+    return described;
+  }
+
+  /** Appends the events to their executions' streams and wakes their readers: one call. */
   private async publish(events: readonly ExecutionEvent[]): Promise<void> {
     if (events.length === 0) return;
     const { redis, prefix, streamMaxLength, streamTtlSeconds } = this.options;
-    const pipeline = redis.pipeline();
-    const executions = new Set<string>();
-    for (const event of events) {
-      executions.add(event.execution_id);
-      pipeline.xadd(
-        executionStreamKey(prefix, event.execution_id),
-        'MAXLEN',
-        '~',
-        String(streamMaxLength),
-        '*',
-        'event',
+    const executions = [...new Set(events.map((event) => event.execution_id))];
+    const position = new Map(executions.map((id, index) => [id, index + 1]));
+    await redis.eval(
+      PUBLISH_SCRIPT,
+      executions.length,
+      ...executions.map((id) => executionStreamKey(prefix, id)),
+      streamMaxLength,
+      streamTtlSeconds,
+      executionChannel(prefix),
+      ...executions,
+      ...events.flatMap((event) => [
+        position.get(event.execution_id) as number,
         JSON.stringify(event),
-      );
-    }
-    for (const id of executions) {
-      pipeline.expire(executionStreamKey(prefix, id), streamTtlSeconds);
-      pipeline.publish(executionChannel(prefix), id);
-    }
-    const results = (await pipeline.exec()) ?? [];
-    const failed = results.find(([error]) => error);
-    if (failed?.[0]) throw failed[0];
+      ]),
+    );
   }
 
   /** Warns at most every WARN_INTERVAL_MS: a Redis outage would otherwise flood the log. */

@@ -65,6 +65,8 @@ export const monitoringPlugin = fp(
       streamTtlSeconds: config.STREAM_RETENTION_SECONDS,
       // The outbox table exists once migrations ran (runtime.ts); until then nothing to relay.
       databaseReady: () => app.lifecycle.databaseReady,
+      definitionOf: (workflowId, version) =>
+        engineParts.state.definition(app.pg, workflowId, version),
       onPublished: (events) => metrics.observeEvents(events),
       logger: log,
     });

@@ -18,6 +18,11 @@ export interface OutboxRow {
   occurred_at: Date;
   /** Null when the execution is gone (its workflow was deleted). */
   workflow_id: string | null;
+  workflow_version: number | null;
+}
+
+/** An outbox row with the types its pinned definition gives it (null when unknown). */
+export interface DescribedOutboxRow extends OutboxRow {
   workflow_type: string | null;
   step_type: string | null;
 }
@@ -41,8 +46,8 @@ export async function tryRelayLock(tx: Queryable): Promise<boolean> {
 }
 
 /**
- * Deletes the oldest rows and returns them in order, with the workflow type and the step type
- * of the pinned definition. Inside a transaction: publish, then commit (or roll back to keep).
+ * Deletes the oldest rows and returns them in order, with the workflow version their
+ * execution pinned. Inside a transaction: publish, then commit (or roll back to keep).
  */
 export async function takeOutboxBatch(tx: Queryable, limit: number): Promise<OutboxRow[]> {
   const { rows } = await tx.query<OutboxRow>(
@@ -51,16 +56,8 @@ export async function takeOutboxBatch(tx: Queryable, limit: number): Promise<Out
         WHERE id IN (SELECT id FROM execution_event_outbox ORDER BY id LIMIT $1)
        RETURNING *
      )
-     SELECT b.*, e.workflow_id, w.workflow_type,
-            (SELECT step->>'step_type'
-               FROM jsonb_array_elements(v.definition->'steps') AS step
-              WHERE step->>'id' = b.step_id
-              LIMIT 1) AS step_type
-       FROM batch b
-       LEFT JOIN workflow_executions e ON e.id = b.execution_id
-       LEFT JOIN workflows w ON w.id = e.workflow_id
-       LEFT JOIN workflow_versions v
-              ON v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+     SELECT b.*, e.workflow_id, e.workflow_version
+       FROM batch b LEFT JOIN workflow_executions e ON e.id = b.execution_id
       ORDER BY b.id`,
     [limit],
   );

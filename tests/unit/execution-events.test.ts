@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { eventFromOutbox, isTerminalEvent } from '../../src/core/execution-events.js';
-import type { OutboxRow } from '../../src/store/event-outbox-store.js';
+import type { DescribedOutboxRow } from '../../src/store/event-outbox-store.js';
 
 const at = new Date('2026-11-25T18:00:00.000Z');
 
-function stepRow(overrides: Partial<OutboxRow>): OutboxRow {
+function stepRow(overrides: Partial<DescribedOutboxRow>): DescribedOutboxRow {
   return {
     id: 1,
     execution_id: 'ex_1',
@@ -18,6 +18,7 @@ function stepRow(overrides: Partial<OutboxRow>): OutboxRow {
     detail: {},
     occurred_at: at,
     workflow_id: 'wf_1',
+    workflow_version: 1,
     workflow_type: 'sequential',
     step_type: 'http',
     ...overrides,
