@@ -3,7 +3,11 @@ import type { Pool } from '../store/db.js';
 import { EXECUTION_STATUSES, type ExecutionStatus } from '../store/execution-store.js';
 import type { StatsCache } from '../store/stats-cache.js';
 import * as store from '../store/stats-store.js';
-import { WORKFLOW_STATUSES, WORKFLOW_TYPES } from './workflow-definition.js';
+import {
+  WORKFLOW_STATUSES,
+  WORKFLOW_TYPES,
+  type WorkflowDefinition,
+} from './workflow-definition.js';
 
 /** Depth of one queue and the workers attached to it. */
 export interface QueueDepth {
@@ -55,6 +59,8 @@ export interface WorkflowStatsView {
   last_execution_at: string | null;
   /** How many of the most recent executions the percentiles and per-step figures cover. */
   window_executions: number;
+  /** When those figures were computed (they are cached a few seconds). */
+  window_generated_at: string;
   steps: StepStatsView[];
   generated_at: string;
 }
@@ -107,6 +113,8 @@ export interface StatsManagerOptions {
   queueDepth: () => Promise<QueueDepth[]>;
   /** Recent executions the duration percentiles and per-step statistics look back over. */
   window: number;
+  /** The definition of a workflow version (cached): its steps, in order. */
+  definitionOf(workflowId: string, version: number): Promise<WorkflowDefinition>;
 }
 
 const UNFINISHED: readonly ExecutionStatus[] = ['pending', 'running', 'waiting', 'paused'];
@@ -125,15 +133,16 @@ export class StatsManager {
 
   /** Execution and step statistics of one workflow, computed from Postgres. */
   async workflowStats(workflowId: string): Promise<WorkflowStatsView> {
-    const { pool, window } = this.options;
+    const { pool } = this.options;
     const head = await store.findWorkflowHead(pool, workflowId);
     if (!head) throw new WorkflowNotFoundError(workflowId);
-    const [aggregate, percentiles, stepAggregate, definitions] = await Promise.all([
+    const [aggregate, windowed, definition] = await Promise.all([
       store.workflowExecutionAggregate(pool, workflowId),
-      store.workflowDurationPercentiles(pool, workflowId, window),
-      store.workflowStepAggregate(pool, workflowId, window),
-      store.currentSteps(pool, workflowId, head.version),
+      this.windowOf(workflowId),
+      this.options.definitionOf(workflowId, head.version),
     ]);
+    const { steps: stepAggregate } = windowed;
+    const definitions = definition.steps;
     const byStatus = { ...zeroed(EXECUTION_STATUSES) };
     for (const [status, count] of Object.entries(aggregate.counts)) {
       if (status in byStatus) byStatus[status as ExecutionStatus] = count;
@@ -142,12 +151,12 @@ export class StatsManager {
       statuses.reduce((sum, status) => sum + byStatus[status], 0);
     const finished = count(['completed', 'failed', 'cancelled', 'timed_out']);
 
-    const aggregates = new Map(stepAggregate.steps.map((step) => [step.step_id, step]));
+    const aggregates = new Map(stepAggregate.map((step) => [step.step_id, step]));
     const steps: StepStatsView[] = definitions.map((definition) =>
       stepView(definition.id, definition.name, definition.step_type, aggregates.get(definition.id)),
     );
     // Steps that only older versions of the workflow had.
-    for (const step of stepAggregate.steps) {
+    for (const step of stepAggregate) {
       if (!definitions.some((definition) => definition.id === step.step_id)) {
         steps.push(stepView(step.step_id, step.step_id, null, step));
       }
@@ -168,13 +177,34 @@ export class StatsManager {
       executions_by_status: byStatus,
       success_rate: finished === 0 ? null : round(byStatus.completed / finished, 4),
       average_duration_seconds: round(aggregate.average_duration_seconds),
-      p50_duration_seconds: round(percentiles.p50),
-      p95_duration_seconds: round(percentiles.p95),
+      p50_duration_seconds: round(windowed.p50),
+      p95_duration_seconds: round(windowed.p95),
       last_execution_at: aggregate.last_execution_at?.toISOString() ?? null,
-      window_executions: stepAggregate.executions,
+      window_executions: windowed.executions,
+      window_generated_at: windowed.generated_at,
       steps,
       generated_at: new Date().toISOString(),
     };
+  }
+
+  /**
+   * What the workflow's most recent executions say, cached for STATS_CACHE_SECONDS: it moves
+   * with every step, and reading the window costs far more than the counts beside it, which
+   * are read live. Computing it reads the window only, however long the history.
+   */
+  private async windowOf(
+    workflowId: string,
+  ): Promise<store.WindowAggregate & { generated_at: string }> {
+    const { cache, pool, window } = this.options;
+    const key = `workflow-window:${workflowId}`;
+    const cached = await cache.get<store.WindowAggregate & { generated_at: string }>(key);
+    if (cached) return cached;
+    const fresh = {
+      ...(await store.workflowWindowAggregate(pool, workflowId, window)),
+      generated_at: new Date().toISOString(),
+    };
+    await cache.set(key, fresh);
+    return fresh;
   }
 
   /** Service-wide statistics, cached in Redis for a few seconds (a Redis failure only skips the cache). */

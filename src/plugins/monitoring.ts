@@ -31,6 +31,9 @@ export const monitoringPlugin = fp(
     const { config, engineParts } = app;
     const log = app.log.child({ component: 'monitoring' });
     const queueDepth = async () => [await readQueueDepth(engineParts.queue.queue)];
+    // Pinned definitions never change: the state manager's cache serves stats and the relay.
+    const definitionOf = (workflowId: string, version: number) =>
+      engineParts.state.definition(app.pg, workflowId, version);
 
     const metrics = new ServiceMetrics({ queueDepth });
     app.decorate('metrics', metrics);
@@ -53,6 +56,7 @@ export const monitoringPlugin = fp(
         cache: new StatsCache(app.redis, config.REDIS_PREFIX, config.STATS_CACHE_SECONDS),
         queueDepth,
         window: config.STATS_WINDOW,
+        definitionOf,
       }),
     );
 
@@ -65,8 +69,7 @@ export const monitoringPlugin = fp(
       streamTtlSeconds: config.STREAM_RETENTION_SECONDS,
       // The outbox table exists once migrations ran (runtime.ts); until then nothing to relay.
       databaseReady: () => app.lifecycle.databaseReady,
-      definitionOf: (workflowId, version) =>
-        engineParts.state.definition(app.pg, workflowId, version),
+      definitionOf,
       onPublished: (events) => metrics.observeEvents(events),
       logger: log,
     });

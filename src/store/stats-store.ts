@@ -25,22 +25,6 @@ export async function findWorkflowHead(db: Queryable, id: string): Promise<Workf
   return rows[0] ?? null;
 }
 
-/** The workflow's current step definitions, in order (id, name, type). */
-export async function currentSteps(
-  db: Queryable,
-  workflowId: string,
-  version: number,
-): Promise<Array<{ id: string; name: string; step_type: string }>> {
-  const { rows } = await db.query<{ id: string; name: string; step_type: string }>(
-    `SELECT step->>'id' AS id, step->>'name' AS name, step->>'step_type' AS step_type
-       FROM workflow_versions v, jsonb_array_elements(v.definition->'steps') WITH ORDINALITY AS s(step, position)
-      WHERE v.workflow_id = $1 AND v.version = $2
-      ORDER BY position`,
-    [workflowId, version],
-  );
-  return rows;
-}
-
 export interface ExecutionAggregate {
   counts: Record<string, number>;
   average_duration_seconds: number | null;
@@ -89,25 +73,6 @@ export async function workflowExecutionAggregate(
   };
 }
 
-/** Median and 95th percentile duration of the ended ones among the `window` newest executions. */
-export async function workflowDurationPercentiles(
-  db: Queryable,
-  workflowId: string,
-  window: number,
-): Promise<{ p50: number | null; p95: number | null }> {
-  const { rows } = await db.query<{ p50: number | null; p95: number | null }>(
-    `WITH recent AS (
-       SELECT status, duration_seconds FROM workflow_executions WHERE workflow_id = $1
-        ORDER BY created_at DESC, id DESC LIMIT $2
-     )
-     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds)::float8 AS p50,
-            percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds)::float8 AS p95
-       FROM recent WHERE status IN ${ENDED} AND duration_seconds IS NOT NULL`,
-    [workflowId, window],
-  );
-  return { p50: rows[0]?.p50 ?? null, p95: rows[0]?.p95 ?? null };
-}
-
 export interface StepAggregateRow {
   step_id: string;
   runs: number;
@@ -120,22 +85,42 @@ export interface StepAggregateRow {
   average_duration_seconds: number | null;
 }
 
+export interface WindowAggregate {
+  /** Executions in the window: the `window` newest, or all when fewer. */
+  executions: number;
+  /** Median and 95th percentile duration of the ended ones. */
+  p50: number | null;
+  p95: number | null;
+  /** Per step: runs that started, their outcomes, attempts and retries (for_each items
+   * included) and the average duration of the completed ones. */
+  steps: StepAggregateRow[];
+}
+
 /**
- * Per step of a workflow, over its `window` most recent executions: runs that started, their
- * outcomes, attempts and retries (for_each items included) and the average duration of the
- * completed ones. The window keeps the cost bounded however long the history.
+ * What a workflow's `window` most recent executions say, in one statement over one read of
+ * the window: its cost is bounded by the window however long the history.
  */
-export async function workflowStepAggregate(
+export async function workflowWindowAggregate(
   db: Queryable,
   workflowId: string,
   window: number,
-): Promise<{ executions: number; steps: StepAggregateRow[] }> {
-  const [steps, executions] = await Promise.all([
-    db.query<StepAggregateRow>(
-      `WITH recent AS (
-         SELECT id FROM workflow_executions WHERE workflow_id = $1
-          ORDER BY created_at DESC, id DESC LIMIT $2
-       )
+): Promise<WindowAggregate> {
+  const { rows } = await db.query<
+    { executions: number; p50: number | null; p95: number | null } & {
+      [K in keyof StepAggregateRow]: StepAggregateRow[K] | null;
+    }
+  >(
+    `WITH recent AS MATERIALIZED (
+       SELECT id, status, duration_seconds FROM workflow_executions WHERE workflow_id = $1
+        ORDER BY created_at DESC, id DESC LIMIT $2
+     ), durations AS (
+       SELECT count(*)::int AS executions,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds)
+                FILTER (WHERE status IN ${ENDED})::float8 AS p50,
+              percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds)
+                FILTER (WHERE status IN ${ENDED})::float8 AS p95
+         FROM recent
+     ), steps AS (
        SELECT s.step_id,
               count(*) FILTER (WHERE s.item_index = -1 AND s.started_at IS NOT NULL)::int AS runs,
               count(*) FILTER (WHERE s.item_index = -1 AND s.status = 'completed')::int AS completed,
@@ -149,16 +134,18 @@ export async function workflowStepAggregate(
                 AS average_duration_seconds
          FROM recent r
          JOIN step_executions s ON s.execution_id = r.id
-        GROUP BY s.step_id`,
-      [workflowId, window],
-    ),
-    db.query<{ count: number }>(
-      `SELECT count(*)::int AS count FROM (
-         SELECT 1 FROM workflow_executions WHERE workflow_id = $1 LIMIT $2) AS recent`,
-      [workflowId, window],
-    ),
-  ]);
-  return { executions: executions.rows[0]?.count ?? 0, steps: steps.rows };
+        GROUP BY s.step_id
+     )
+     SELECT d.executions, d.p50, d.p95, s.* FROM durations d LEFT JOIN steps s ON true`,
+    [workflowId, window],
+  );
+  const first = rows[0];
+  return {
+    executions: first?.executions ?? 0,
+    p50: first?.p50 ?? null,
+    p95: first?.p95 ?? null,
+    steps: rows.filter((row) => row.step_id !== null) as StepAggregateRow[],
+  };
 }
 
 export interface SystemAggregate {

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { COUNTER_COLUMNS, UNFOLDED_DELTAS } from '../../src/store/workflow-counter-store.js';
 
 /**
  * What must hold after every fault scenario, read from Postgres (the source of truth):
@@ -306,15 +307,15 @@ export async function checkInvariants(options: InvariantOptions): Promise<Invari
       completed: number;
       failed: number;
     }>(
-      `SELECT w.id, coalesce(w.execution_count, 0)::int AS execution_count,
-              coalesce(w.success_count, 0)::int AS success_count,
-              coalesce(w.failure_count, 0)::int AS failure_count,
+      // The counters as readers see them: the workflow's row plus its unfolded deltas.
+      `SELECT c.id, c.execution_count, c.success_count, c.failure_count,
               count(e.id)::int AS total,
               count(e.id) FILTER (WHERE e.status = ANY($1::text[]))::int AS ended,
               count(e.id) FILTER (WHERE e.status = 'completed')::int AS completed,
               count(e.id) FILTER (WHERE e.status IN ('failed', 'timed_out'))::int AS failed
-         FROM workflows w LEFT JOIN workflow_executions e ON e.workflow_id = w.id
-        GROUP BY w.id`,
+         FROM (SELECT w.id, ${COUNTER_COLUMNS} FROM workflows w ${UNFOLDED_DELTAS}) AS c
+         LEFT JOIN workflow_executions e ON e.workflow_id = c.id
+        GROUP BY c.id, c.execution_count, c.success_count, c.failure_count`,
       [TERMINAL],
     );
     for (const row of counters.rows) {

@@ -57,6 +57,9 @@ const workflowStatsSchema = z
       .describe(
         'How many of the most recent executions the percentiles and per-step figures cover (STATS_WINDOW)',
       ),
+    window_generated_at: timestamp.describe(
+      'When the percentiles and per-step figures were computed: they are cached for STATS_CACHE_SECONDS, while every count is live',
+    ),
     steps: z.array(stepStatsSchema).describe('In definition order, over window_executions'),
     generated_at: timestamp,
   })
@@ -89,6 +92,7 @@ const workflowStatsSchema = z
       p95_duration_seconds: 3.1,
       last_execution_at: '2025-11-25T18:00:00.000Z',
       window_executions: 12,
+      window_generated_at: '2025-11-25T18:00:00.500Z',
       steps: [
         {
           step_id: 'data_validation',
