@@ -34,6 +34,9 @@ export function createFastFailRedis(url: string): Redis {
     commandTimeout: 2000,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
+    // Concurrent requests' commands (cache reads, rate-limit counters) go out together,
+    // one write per event-loop tick instead of one per command.
+    enableAutoPipelining: true,
   });
 }
 

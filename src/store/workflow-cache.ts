@@ -47,8 +47,11 @@ export interface FillTicket {
   readonly generation: string;
 }
 
-/** A hit, or a miss with the ticket to fill it (null when Redis could not be asked). */
-export type CacheLookup = { view: WorkflowView } | { view: null; ticket: FillTicket | null };
+/**
+ * A hit (the view as JSON text, sent as it is: no parse, no serialisation), or a miss with the
+ * ticket to fill it (null when Redis could not be asked).
+ */
+export type CacheLookup = { json: string } | { json: null; ticket: FillTicket | null };
 
 export interface CacheLogger {
   warn(details: object, message: string): void;
@@ -81,28 +84,28 @@ export class WorkflowCache {
 
   /** The cached view of a workflow, or a miss with a ticket for `fill`. */
   async get(id: string): Promise<CacheLookup> {
-    if (this.pending.has(id)) return { view: null, ticket: null };
+    if (this.pending.has(id)) return { json: null, ticket: null };
     try {
       const [entry, generation] = await this.redis.mget(this.key(id), this.generationKey(id));
-      if (entry) return { view: JSON.parse(entry) as WorkflowView };
-      return { view: null, ticket: { id, generation: generation ?? '' } };
+      if (entry) return { json: entry };
+      return { json: null, ticket: { id, generation: generation ?? '' } };
     } catch (error) {
       this.warn(error, 'workflow cache read failed; reading Postgres');
-      return { view: null, ticket: null };
+      return { json: null, ticket: null };
     }
   }
 
-  /** Caches a view loaded after `ticket` was issued, unless a write happened since. */
-  async fill(view: WorkflowView, ticket: FillTicket | null): Promise<void> {
-    if (ticket === null || ticket.id !== view.id || this.pending.has(view.id)) return;
+  /** Caches a view (as JSON text) loaded after `ticket` was issued, unless a write happened since. */
+  async fill(id: string, json: string, ticket: FillTicket | null): Promise<void> {
+    if (ticket === null || ticket.id !== id || this.pending.has(id)) return;
     try {
       await this.redis.eval(
         FILL_SCRIPT,
         2,
-        this.key(view.id),
-        this.generationKey(view.id),
+        this.key(id),
+        this.generationKey(id),
         ticket.generation,
-        JSON.stringify(view),
+        json,
         this.ttlSeconds,
       );
     } catch (error) {

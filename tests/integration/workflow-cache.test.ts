@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { workflowViewSchema } from '../../src/api/schemas.js';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { useTestApp } from '../helpers/test-app.js';
@@ -32,7 +33,10 @@ describe('workflow cache', () => {
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(ctx.config.CACHE_TTL_SECONDS);
     const second = await ctx.app.inject({ method: 'GET', url: `/workflows/${id}` });
-    expect(second.json()).toEqual(first.json());
+    // A hit answers the very text the miss answered and cached, a view as the schema says.
+    expect(second.body).toBe(first.body);
+    expect(second.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(workflowViewSchema.strict().parse(second.json())).toEqual(second.json());
   });
 
   it('is never stale after PUT returns', async () => {
@@ -65,7 +69,7 @@ describe('workflow cache', () => {
     const cache = ctx.app.workflowCache;
     // A reader misses and loads the row...
     const lookup = await cache.get(id);
-    expect(lookup.view).toBeNull();
+    expect(lookup.json).toBeNull();
     const oldView = await ctx.app.workflows.get(id);
     await ctx.app.redis.del(cacheKey(id));
     // ...meanwhile a writer commits and invalidates...
@@ -76,7 +80,7 @@ describe('workflow cache', () => {
     });
     expect(put.statusCode).toBe(200);
     // ...and only then the slow reader tries to fill with what it loaded before.
-    await cache.fill(oldView, lookup.view === null ? lookup.ticket : null);
+    await cache.fill(id, JSON.stringify(oldView), lookup.json === null ? lookup.ticket : null);
     expect(await ctx.app.redis.exists(cacheKey(id))).toBe(0);
     const got = await ctx.app.inject({ method: 'GET', url: `/workflows/${id}` });
     expect(got.json()).toMatchObject({ name: 'Newer', version: 2 });
@@ -91,7 +95,7 @@ describe('workflow cache', () => {
     expect((await ctx.app.inject({ method: 'DELETE', url: `/workflows/${id}` })).statusCode).toBe(
       204,
     );
-    await cache.fill(oldView, lookup.view === null ? lookup.ticket : null);
+    await cache.fill(id, JSON.stringify(oldView), lookup.json === null ? lookup.ticket : null);
     expect((await ctx.app.inject({ method: 'GET', url: `/workflows/${id}` })).statusCode).toBe(404);
   });
 

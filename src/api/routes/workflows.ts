@@ -135,7 +135,12 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: workflowViewSchema, 400: invalid, 404: notFound },
       },
     },
-    async (request) => app.workflows.get(request.params.id),
+    // The view's JSON text (as cached) is sent as it is: Fastify serialises only what is not
+    // a string, so the typed reply is told it gets the view it describes.
+    async (request, reply) =>
+      reply
+        .type('application/json; charset=utf-8')
+        .send((await app.workflows.getJson(request.params.id)) as never),
   );
 
   app.put(
