@@ -13,7 +13,7 @@ import {
 import type { ExecutionRow, ExecutionStatus, StepRunRow } from '../store/execution-store.js';
 import * as store from '../store/execution-store.js';
 import { type EffectSink, type Effects, noEffects } from './effects.js';
-import { jobFor, type StateManager } from './state-manager.js';
+import { jobFor, type Started, type StateManager } from './state-manager.js';
 import type { WorkflowDefinition } from './workflow-definition.js';
 
 /** One run of a step as GET /executions/{id} shows it. */
@@ -147,23 +147,25 @@ export class ExecutionManager {
       ]);
     }
     const { pool, state } = this.options;
+    const request = { workflowId, input: input ?? {}, idempotencyKey: idempotencyKey ?? null };
+    const atOnce = await state.startAtOnce(pool, request);
+    if (atOnce?.settled) {
+      await this.options.effects.apply(atOnce.effects);
+      return { execution: await this.settledView(atOnce.settled), created: true };
+    }
     // The answer is read on the transaction's own connection right after COMMIT: once the
     // execution is committed, the client must get its 202, not a pool timeout.
     const { outcome, execution } = await withTransactionThen(
       pool,
-      (tx) =>
-        state.start(tx, { workflowId, input: input ?? {}, idempotencyKey: idempotencyKey ?? null }),
+      (tx) => state.start(tx, request),
       async (client, started) => {
         const settled = started.settled;
-        // Fresh and still in its first iteration with nothing completed: the view is what the
-        // start wrote (no step results yet), no need to read it back.
         if (
           settled &&
           settled.execution.current_iteration === 0 &&
           !settled.runs.some((run) => run.status === 'completed')
         ) {
-          const execution = await this.view(settled.execution, client, settled.runs);
-          return { outcome: started, execution };
+          return { outcome: started, execution: await this.settledView(settled, client) };
         }
         const fresh = started.created
           ? await store.getExecution(client, started.row.id)
@@ -190,6 +192,17 @@ export class ExecutionManager {
     const row = await store.getExecution(this.options.pool, id);
     if (!row) throw new ExecutionNotFoundError(id);
     return this.view(row);
+  }
+
+  /**
+   * The view of an execution as its start left it, still in its first iteration with nothing
+   * completed: what the start wrote is all there is (no step results yet), nothing to read.
+   */
+  private settledView(
+    settled: NonNullable<Started['settled']>,
+    db: Queryable = this.options.pool,
+  ): Promise<ExecutionView> {
+    return this.view(settled.execution, db, settled.runs);
   }
 
   /** The execution with every step run: `runs` when the caller has them all, else read. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { retryDelayMs } from '../engine/retry-policy.js';
-import { schedule, sinkSteps, soleSuccessor } from '../engine/scheduler.js';
+import { hasChanges, schedule, sinkSteps, soleSuccessor } from '../engine/scheduler.js';
 import type { ExpressionContext, WaitRequest } from '../engine/steps/types.js';
 import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
 import type { Log } from '../logger.js';
@@ -141,6 +141,105 @@ function claimedRun(
   };
 }
 
+/** What starts an execution (StateManager.start). */
+export interface StartRequest {
+  workflowId: string;
+  input: unknown;
+  idempotencyKey: string | null;
+  /** Event and schedule starts run only active workflows; the API runs drafts too. */
+  activeOnly?: boolean;
+  parent?: NewExecution['parent'];
+  trigger?: Record<string, unknown>;
+}
+
+export interface Started {
+  row: ExecutionRow;
+  created: boolean;
+  effects: Effects;
+  /** For a new execution still running: its runs as the start left them. */
+  settled?: AdvanceOptions['settled'];
+}
+
+/** Starts that find the workflow changed under them read its head again, this often at most. */
+const MAX_START_ATTEMPTS = 3;
+const HEAD_CACHE_SIZE = 500;
+
+function runnableStatuses(request: StartRequest): string[] {
+  return request.activeOnly ? ['active'] : ['draft', 'active'];
+}
+
+/** Keeps `value` for `key` in a map bounded to HEAD_CACHE_SIZE entries (oldest out first). */
+function remember(map: Map<string, number>, key: string, value: number): void {
+  map.delete(key);
+  if (map.size >= HEAD_CACHE_SIZE) {
+    const oldest = map.keys().next().value;
+    if (oldest !== undefined) map.delete(oldest);
+  }
+  map.set(key, value);
+}
+
+function newExecution(
+  request: StartRequest,
+  version: number,
+  definition: WorkflowDefinition,
+): NewExecution {
+  const timeout = definition.config.timeout_seconds;
+  return {
+    id: `ex_${randomBytes(12).toString('base64url')}`,
+    workflowId: request.workflowId,
+    version,
+    input: request.input ?? {},
+    idempotencyKey: request.idempotencyKey,
+    timeoutSeconds: typeof timeout === 'number' ? timeout : null,
+    parent: request.parent,
+    trigger: request.trigger,
+  };
+}
+
+/**
+ * How an iteration's runs are inserted: the steps the scheduler starts at once whose start
+ * takes no decision (no condition, no for_each) are inserted queued, as its first pass would
+ * leave them; the rest pending, for that pass. `settled`: that pass has nothing left to do.
+ */
+function firstIteration(
+  definition: WorkflowDefinition,
+  paused = false,
+): { stepIds: string[]; queued: string[]; settled: boolean } {
+  const pending = definition.steps.map((step) => ({
+    step_id: step.id,
+    item_index: -1,
+    status: 'pending' as StepRunRow['status'],
+  }));
+  const first = schedule({ definition, runs: pending, paused });
+  const queued = definition.steps
+    .filter((step) => first.ready.includes(step.id))
+    .filter((step) => step.condition === null && step.for_each === null)
+    .map((step) => step.id);
+  const started = pending.map((run) =>
+    queued.includes(run.step_id) ? { ...run, status: 'queued' as const } : run,
+  );
+  const next = schedule({ definition, runs: started, paused });
+  return {
+    stepIds: definition.steps.map((step) => step.id),
+    queued,
+    settled: queued.length > 0 && !hasChanges(next) && next.outcome.kind === 'running',
+  };
+}
+
+/** Adds the jobs of the runs that were inserted queued. */
+function queueJobs(
+  execution: ExecutionRow,
+  runs: readonly StepRunRow[],
+  effects: Effects,
+): Effects {
+  for (const run of runs) {
+    if (run.status === 'queued') {
+      effects.jobs.push(jobFor(execution, run.id, run.step_id, run.attempt));
+    }
+  }
+  return effects;
+}
+
 /** `runs` with each changed row put in place of its old version (new rows appended), by id. */
 function withChanges<Run extends { id: number }>(
   runs: readonly Run[],
@@ -179,6 +278,8 @@ export function jobFor(
  */
 export class StateManager {
   private readonly definitions = new Map<string, WorkflowDefinition>();
+  /** The version this process last saw current, per workflow: what startAtOnce tries. */
+  private readonly heads = new Map<string, number>();
 
   constructor(private readonly options: StateManagerOptions) {}
 
@@ -208,25 +309,13 @@ export class StateManager {
    */
   async start(
     tx: Queryable,
-    request: {
-      workflowId: string;
-      input: unknown;
-      idempotencyKey: string | null;
-      /** Event and schedule starts run only active workflows; the API runs drafts too. */
-      activeOnly?: boolean;
-      parent?: NewExecution['parent'];
-      trigger?: Record<string, unknown>;
-    },
+    request: StartRequest,
     effects: Effects = noEffects(),
-  ): Promise<{
-    row: ExecutionRow;
-    created: boolean;
-    effects: Effects;
-    /** For a new execution still running: its runs as the start left them. */
-    settled?: AdvanceOptions['settled'];
-  }> {
+    attemptsLeft = MAX_START_ATTEMPTS,
+  ): Promise<Started> {
     const head = await store.findWorkflowHead(tx, request.workflowId);
     if (!head) throw new WorkflowNotFoundError(request.workflowId);
+    remember(this.heads, request.workflowId, head.version);
     if (request.idempotencyKey) {
       const existing = await store.findByIdempotencyKey(
         tx,
@@ -235,35 +324,65 @@ export class StateManager {
       );
       if (existing) return { row: existing, created: false, effects };
     }
-    const runnable = request.activeOnly ? ['active'] : ['draft', 'active'];
+    const runnable = runnableStatuses(request);
     if (!runnable.includes(head.status)) {
       throw new WorkflowNotRunnableError(request.workflowId, head.status);
     }
     const definition = await this.definition(tx, request.workflowId, head.version);
-    const timeout = definition.config.timeout_seconds;
-    const row = await store.insertExecution(tx, {
-      id: `ex_${randomBytes(12).toString('base64url')}`,
-      workflowId: request.workflowId,
-      version: head.version,
-      input: request.input ?? {},
-      idempotencyKey: request.idempotencyKey,
-      timeoutSeconds: typeof timeout === 'number' ? timeout : null,
-      parent: request.parent,
-      trigger: request.trigger,
-    });
-    if (!row) {
-      // A concurrent start with the same key won the insert; return its execution.
-      const existing = await store.findByIdempotencyKey(
-        tx,
-        request.workflowId,
-        request.idempotencyKey as string,
-      );
-      return { row: existing as ExecutionRow, created: false, effects };
+    const first = firstIteration(definition);
+    const inserted = await store.insertExecution(
+      tx,
+      newExecution(request, head.version, definition),
+      { runnable },
+      first,
+    );
+    if (!inserted) {
+      if (request.idempotencyKey) {
+        // A concurrent start with the same key won the insert; return its execution.
+        const existing = await store.findByIdempotencyKey(
+          tx,
+          request.workflowId,
+          request.idempotencyKey,
+        );
+        if (existing) return { row: existing, created: false, effects };
+      }
+      // The workflow changed (a new version, another status) since its head was read.
+      if (attemptsLeft <= 1) throw new Error(`workflow ${request.workflowId} keeps changing`);
+      return this.start(tx, request, effects, attemptsLeft - 1);
     }
-    // A new execution has no runs yet: advance inserts its first iteration's.
-    const known: AdvanceOptions = { runs: [] };
-    await this.advance(tx, row, effects, known);
-    return { row: known.settled?.execution ?? row, created: true, effects, settled: known.settled };
+    queueJobs(inserted.row, inserted.runs, effects);
+    const known: AdvanceOptions = { runs: inserted.runs };
+    await this.advance(tx, inserted.row, effects, known);
+    return {
+      row: known.settled?.execution ?? inserted.row,
+      created: true,
+      effects,
+      settled: known.settled,
+    };
+  }
+
+  /**
+   * start in one statement, outside any transaction, when this process saw the workflow's
+   * current version before and the scheduler's first pass only queues steps: the insert
+   * checks that the version and a runnable status still hold. Null, with nothing written,
+   * when that does not apply: the caller then uses start.
+   */
+  async startAtOnce(db: Queryable, request: StartRequest): Promise<Started | null> {
+    const version = this.heads.get(request.workflowId);
+    if (version === undefined || request.idempotencyKey) return null;
+    const definition = await this.definition(db, request.workflowId, version);
+    const first = firstIteration(definition);
+    if (!first.settled) return null;
+    const inserted = await store.insertExecution(
+      db,
+      newExecution(request, version, definition),
+      { runnable: runnableStatuses(request) },
+      first,
+    );
+    if (!inserted) return null;
+    const effects = queueJobs(inserted.row, inserted.runs, noEffects());
+    const settled = { execution: inserted.row, runs: inserted.runs };
+    return { row: inserted.row, created: true, effects, settled };
   }
 
   /** Expression context of an execution at its current iteration. */
@@ -516,40 +635,22 @@ export class StateManager {
     throw new Error(`scheduler did not settle for execution ${execution.id}`);
   }
 
-  /**
-   * Inserts the runs of the execution's current iteration. The steps that start at once and
-   * whose start takes no decision (no condition, no for_each) are inserted queued, with their
-   * jobs: what the scheduler's first pass would do, in the insert. The rest is left pending
-   * for that pass.
-   */
+  /** Inserts the runs of the execution's current iteration, as firstIteration plans them. */
   private async insertIteration(
     tx: Queryable,
     execution: ExecutionRow,
     definition: WorkflowDefinition,
     effects: Effects,
   ): Promise<StepRunRow[]> {
-    const pending = definition.steps.map((step) => ({
-      step_id: step.id,
-      item_index: -1,
-      status: 'pending' as const,
-    }));
-    const first = schedule({ definition, runs: pending, paused: execution.status === 'paused' });
-    const queued = definition.steps
-      .filter((step) => first.ready.includes(step.id))
-      .filter((step) => step.condition === null && step.for_each === null)
-      .map((step) => step.id);
+    const first = firstIteration(definition, execution.status === 'paused');
     const runs = await store.insertIterationRuns(
       tx,
       execution.id,
       execution.current_iteration,
-      definition.steps.map((step) => step.id),
-      queued,
+      first.stepIds,
+      first.queued,
     );
-    for (const run of runs) {
-      if (run.status === 'queued') {
-        effects.jobs.push(jobFor(execution, run.id, run.step_id, run.attempt));
-      }
-    }
+    queueJobs(execution, runs, effects);
     return runs;
   }
 

@@ -176,7 +176,8 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
   return decision;
 }
 
-function hasChanges(decision: SchedulerDecision): boolean {
+/** Whether a decision asks for anything: a step to start, skip or finish. */
+export function hasChanges(decision: SchedulerDecision): boolean {
   return (
     decision.ready.length +
       decision.skip.length +

@@ -176,28 +176,72 @@ export interface NewExecution {
   trigger?: Record<string, unknown> | undefined;
 }
 
-/** Inserts a running execution; null when the idempotency key was already used. */
+/** Timestamps of a row that comes back as JSON, turned into Dates as pg turns them. */
+const EXECUTION_DATES = ['started_at', 'completed_at', 'created_at', 'updated_at', 'deadline_at'];
+const RUN_DATES = [
+  'heartbeat_at',
+  'wake_at',
+  'deadline_at',
+  'queued_at',
+  'started_at',
+  'completed_at',
+  'created_at',
+  'updated_at',
+];
+
+function revive<Row>(json: Record<string, unknown>, dates: readonly string[]): Row {
+  for (const key of dates) {
+    const value = json[key];
+    if (typeof value === 'string') json[key] = new Date(value);
+  }
+  return json as Row;
+}
+
+/**
+ * Inserts a running execution of the workflow version `expected` pins, counts its start for
+ * the workflow (a delta, see wf_finish_execution) and inserts its first iteration's runs
+ * (insertIterationRuns), in one statement. Null, with nothing written, when the workflow is
+ * not at that version with a runnable status any more, or the idempotency key was used.
+ */
 export async function insertExecution(
   db: Queryable,
   execution: NewExecution,
-): Promise<ExecutionRow | null> {
-  // The start is counted for the workflow's started_at as a delta (see wf_finish_execution).
-  const { rows } = await db.query<ExecutionRow>(
-    `WITH inserted AS (
-       INSERT INTO workflow_executions
-         (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at, deadline_at,
-          parent_execution_id, parent_run_id, trigger)
-       VALUES ($1, $2, $3, 'running', $4, $5, now(),
-               CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
-               $7, $8, $9)
-       ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-       RETURNING ${EXECUTION_COLUMNS}
-     ), counted AS (
-       INSERT INTO workflow_counter_deltas (workflow_id, started_at)
-       SELECT workflow_id, started_at FROM inserted
-     )
-     SELECT * FROM inserted`,
-    [
+  expected: { runnable: readonly string[] },
+  runs: { stepIds: readonly string[]; queued: readonly string[] },
+): Promise<{ row: ExecutionRow; runs: StepRunRow[] } | null> {
+  const { rows } = await db.query<{
+    execution: Record<string, unknown>;
+    runs: Array<Record<string, unknown>> | null;
+  }>({
+    name: 'insert-execution',
+    text: `WITH inserted AS (
+             INSERT INTO workflow_executions
+               (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at,
+                deadline_at, parent_execution_id, parent_run_id, trigger)
+             SELECT $1, w.id, w.version, 'running', $4, $5, now(),
+                    CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
+                    $7, $8, $9
+               FROM workflows w
+              WHERE w.id = $2 AND w.version = $3 AND w.status = ANY($10::text[])
+             ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING ${EXECUTION_COLUMNS}
+           ), counted AS (
+             INSERT INTO workflow_counter_deltas (workflow_id, started_at)
+             SELECT workflow_id, started_at FROM inserted
+           ), runs AS (
+             INSERT INTO step_executions (execution_id, step_id, iteration, status, attempt, queued_at)
+             SELECT i.id, s.step_id, 0,
+                    CASE WHEN s.step_id = ANY($12::text[]) THEN 'queued' ELSE 'pending' END,
+                    CASE WHEN s.step_id = ANY($12::text[]) THEN 1 ELSE 0 END,
+                    CASE WHEN s.step_id = ANY($12::text[]) THEN now() END
+               FROM inserted i, unnest($11::text[]) WITH ORDINALITY AS s(step_id, position)
+              ORDER BY s.position
+             RETURNING ${RUN_COLUMNS}
+           )
+           SELECT to_jsonb(i) AS execution,
+                  (SELECT jsonb_agg(to_jsonb(r) ORDER BY r.id) FROM runs r) AS runs
+             FROM inserted i`,
+    values: [
       execution.id,
       execution.workflowId,
       execution.version,
@@ -210,9 +254,17 @@ export async function insertExecution(
         ...(execution.trigger ?? { type: 'api' }),
         ...(execution.parent ? { parent_attempt: execution.parent.attempt } : {}),
       }),
+      expected.runnable,
+      runs.stepIds,
+      runs.queued,
     ],
-  );
-  return rows[0] ?? null;
+  });
+  const inserted = rows[0];
+  if (!inserted) return null;
+  return {
+    row: revive<ExecutionRow>(inserted.execution, EXECUTION_DATES),
+    runs: (inserted.runs ?? []).map((run) => revive<StepRunRow>(run, RUN_DATES)),
+  };
 }
 
 export async function findByIdempotencyKey(

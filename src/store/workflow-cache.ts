@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis';
-import type { WorkflowView } from './workflow-store.js';
 
 /**
  * Read-through Redis cache of single workflow views.
