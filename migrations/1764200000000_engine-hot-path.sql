@@ -53,18 +53,29 @@ BEGIN
 END
 $$;
 
--- Locks an execution that runs `p_iteration` and tells whether that iteration's runs are
--- still as a worker saw them (`p_expected`: 'id:status' of each, by id). A volatile function
--- takes a fresh snapshot per statement: what it reads after the lock includes everything
--- committed by whoever held the lock before.
-CREATE FUNCTION wf_lock_iteration_as_seen(
-    p_execution_id VARCHAR, p_iteration INTEGER, p_expected TEXT[])
+-- Locks an execution if it runs `p_iteration` (false, locking nothing, if not). A volatile
+-- function takes a fresh snapshot per statement: what its caller reads after this includes
+-- everything committed by whoever held the lock before.
+CREATE FUNCTION wf_lock_running_iteration(p_execution_id VARCHAR, p_iteration INTEGER)
 RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM 1 FROM workflow_executions
       WHERE id = p_execution_id AND status = 'running' AND current_iteration = p_iteration
       FOR UPDATE;
-    RETURN FOUND AND p_expected IS NOT DISTINCT FROM ARRAY(
+    RETURN FOUND;
+END
+$$;
+
+-- wf_lock_running_iteration, and whether that iteration's runs are still as a worker saw
+-- them (`p_expected`: 'id:status' of each, by id).
+CREATE FUNCTION wf_lock_iteration_as_seen(
+    p_execution_id VARCHAR, p_iteration INTEGER, p_expected TEXT[])
+RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF NOT wf_lock_running_iteration(p_execution_id, p_iteration) THEN
+        RETURN FALSE;
+    END IF;
+    RETURN p_expected IS NOT DISTINCT FROM ARRAY(
         SELECT id || ':' || status FROM step_executions
          WHERE execution_id = p_execution_id AND iteration = p_iteration
          ORDER BY id);
@@ -102,10 +113,40 @@ BEGIN
 END
 $$;
 
+-- A worker's completion that decides nothing (no step becomes ready, the execution goes on
+-- running), in one statement: the worker names the runs its prediction rests on, and this
+-- checks them under the execution's lock instead of the whole iteration (what keeps a wide
+-- fan-in linear). `p_blockers` must all still be unfinished (each keeps a dependent of the
+-- completed run from being ready), and one of `p_active` still queued or running (so the
+-- execution keeps running). Returns the completed run; nothing, with nothing changed, when a
+-- check fails or the lease was lost.
+CREATE FUNCTION wf_complete_quietly(
+    p_execution_id VARCHAR, p_iteration INTEGER, p_run_id BIGINT, p_lease_id UUID,
+    p_output JSONB, p_started_at TIMESTAMPTZ, p_blockers BIGINT[], p_active BIGINT[])
+RETURNS SETOF step_executions LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF NOT wf_lock_running_iteration(p_execution_id, p_iteration) THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(p_blockers) AS b(id)
+                WHERE NOT EXISTS (SELECT 1 FROM step_executions s
+                                   WHERE s.id = b.id
+                                     AND s.status IN ('pending', 'queued', 'running', 'waiting')))
+       OR NOT EXISTS (SELECT 1 FROM step_executions s
+                       WHERE s.id = ANY(p_active) AND s.status IN ('queued', 'running')) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM wf_complete_leased_run(p_run_id, p_lease_id, p_output, p_started_at);
+END
+$$;
+
 -- Down Migration
+DROP FUNCTION wf_complete_quietly(VARCHAR, INTEGER, BIGINT, UUID, JSONB, TIMESTAMPTZ, BIGINT[],
+    BIGINT[]);
 DROP FUNCTION wf_complete_and_claim(VARCHAR, INTEGER, TEXT[], BIGINT, UUID, JSONB,
     TIMESTAMPTZ, BIGINT, UUID, INTEGER);
 DROP FUNCTION wf_lock_iteration_as_seen(VARCHAR, INTEGER, TEXT[]);
+DROP FUNCTION wf_lock_running_iteration(VARCHAR, INTEGER);
 DROP FUNCTION wf_claim_run_inline(BIGINT, UUID, INTEGER);
 DROP FUNCTION wf_complete_leased_run(BIGINT, UUID, JSONB, TIMESTAMPTZ);
 DROP TRIGGER step_executions_outbox_insert ON step_executions;

@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { retryDelayMs } from '../engine/retry-policy.js';
-import { hasChanges, schedule, sinkSteps, soleSuccessor } from '../engine/scheduler.js';
+import {
+  hasChanges,
+  quietCompletion,
+  schedule,
+  sinkSteps,
+  soleSuccessor,
+} from '../engine/scheduler.js';
 import type { ExpressionContext, WaitRequest } from '../engine/steps/types.js';
 import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
 import type { Log } from '../logger.js';
@@ -744,10 +750,11 @@ export class StateManager {
   /**
    * The one-statement paths. From the runs the worker last saw, predict what its completion
    * does; when that is all of it, one statement applies it after checking, under the
-   * execution's lock, that the runs are still as seen:
-   * - exactly one quick step becomes ready (soleSuccessor): it is claimed for the worker;
+   * execution's lock, that what the prediction rests on still holds:
    * - the last step ends the execution (no loop to decide, no output expression: the output
-   *   is the sink steps' outputs).
+   *   is the sink steps' outputs);
+   * - nothing follows yet, others still run (quietCompletion: a few witness runs checked);
+   * - exactly one quick step becomes ready (soleSuccessor): it is claimed for the worker.
    * Null when no prediction applies or it no longer holds: nothing changed, and the general
    * path reads and decides.
    */
@@ -789,6 +796,18 @@ export class StateManager {
       const effects = noEffects();
       this.ended(finished, effects);
       return effects;
+    }
+    const quiet = quietCompletion(input, claim.step_id);
+    if (quiet) {
+      const runOf = (stepId: string) =>
+        (completed.find((run) => run.step_id === stepId && run.item_index < 0) as RunSnapshot).id;
+      const done = await store.completeQuietly(this.options.pool, {
+        execution: predicted.execution,
+        run: predicted.run,
+        blockers: quiet.blockers.map(runOf),
+        active: quiet.active.map(runOf),
+      });
+      return done ? noEffects() : null;
     }
     if (!inline) return null;
     const successor = soleSuccessor(input);

@@ -213,6 +213,62 @@ export function soleSuccessor(input: SchedulerInput): string | null {
   return hasChanges(after) || after.outcome.kind !== 'running' ? null : stepId;
 }
 
+/** What a completion that decides nothing rests on: see quietCompletion. */
+export interface QuietWitnesses {
+  /** Per step depending on the completed one, another dependency still unfinished. */
+  blockers: string[];
+  /** Steps still queued or running: any one of them keeps the execution running. */
+  active: string[];
+}
+
+/** Active witnesses offered at most: the most recently added are the likeliest to still run. */
+const MAX_ACTIVE_WITNESSES = 8;
+
+/**
+ * When the completion of `stepId` (already completed in `input.runs`) decides nothing (no
+ * step becomes ready or is skipped, the iteration goes on running), the steps whose runs that
+ * rests on. The engine checks them under the execution's lock instead of reading every run,
+ * which keeps a wide fan-in linear. Sound because every committed state is a fixpoint of the
+ * scheduler, so only the completed step's dependents can become ready; not with
+ * max_concurrency, where an end frees a slot for any step. Null when the completion decides
+ * something or no simple witnesses exist.
+ */
+export function quietCompletion(input: SchedulerInput, stepId: string): QuietWitnesses | null {
+  const { definition, runs } = input;
+  if (input.paused || definition.config.max_concurrency !== undefined) return null;
+  const decision = schedule(input);
+  if (hasChanges(decision) || decision.outcome.kind !== 'running') return null;
+  const own = new Map<string, StepStatus>();
+  for (const run of runs) if (run.item_index < 0) own.set(run.step_id, run.status);
+  const blockers = new Set<string>();
+  for (const step of definition.steps) {
+    if (!step.depends_on.includes(stepId)) continue;
+    if (own.get(step.id) !== 'pending') return null;
+    const blocker = [...step.depends_on].reverse().find((id) => {
+      const status = own.get(id);
+      return id !== stepId && status !== undefined && !TERMINAL_STEP_STATUSES.has(status);
+    });
+    if (blocker === undefined) return null;
+    blockers.add(blocker);
+  }
+  // A for_each step's own run is `running` while its items work: only the items count.
+  const forEachSteps = new Set(
+    definition.steps.filter((step) => step.for_each !== null).map((step) => step.id),
+  );
+  const active = runs
+    .filter(
+      (run) =>
+        run.item_index < 0 &&
+        run.step_id !== stepId &&
+        !forEachSteps.has(run.step_id) &&
+        (run.status === 'queued' || run.status === 'running'),
+    )
+    .map((run) => run.step_id)
+    .slice(-MAX_ACTIVE_WITNESSES);
+  if (active.length === 0) return null;
+  return { blockers: [...blockers], active };
+}
+
 /** Steps no other step depends on: their outputs are the execution's default output. */
 export function sinkSteps(definition: WorkflowDefinition): string[] {
   const dependedOn = new Set(definition.steps.flatMap((step) => step.depends_on));

@@ -663,6 +663,33 @@ export async function completeAndClaim(
 }
 
 /**
+ * Completes a run whose completion decides nothing, in one statement, if what that rests on
+ * still holds (wf_complete_quietly): `blockers` all unfinished, one of `active` queued or
+ * running. The completed run as stored; null, with nothing changed, if not.
+ */
+export async function completeQuietly(
+  db: Queryable,
+  change: Omit<PredictedCompletion, 'expected'> & { blockers: number[]; active: number[] },
+): Promise<StepRunRow | null> {
+  const { execution, run } = change;
+  const { rows } = await db.query<StepRunRow>({
+    name: 'complete-quietly',
+    text: `SELECT ${RUN_COLUMNS} FROM wf_complete_quietly($1, $2, $3, $4, $5, $6, $7, $8)`,
+    values: [
+      execution.id,
+      execution.current_iteration,
+      run.id,
+      run.leaseId,
+      JSON.stringify(run.output ?? null),
+      run.startedAt,
+      change.blockers,
+      change.active,
+    ],
+  });
+  return rows[0] ?? null;
+}
+
+/**
  * Completes the last run of an execution and ends the execution with `output`, in one
  * statement, if the iteration is still as the worker saw it (wf_complete_and_finish): the
  * ended execution. Null, with nothing changed, if not.
