@@ -53,9 +53,18 @@ BEGIN
 END
 $$;
 
--- Locks an execution if it runs `p_iteration` (false, locking nothing, if not). A volatile
--- function takes a fresh snapshot per statement: what its caller reads after this includes
--- everything committed by whoever held the lock before.
+-- The one-statement paths. From the runs it last saw, a worker predicts what its completion
+-- does (predictCompletion in src/engine/scheduler.ts): the execution ends, exactly one quick
+-- step becomes ready (which the same worker runs next), or nothing follows yet. It names the
+-- runs the prediction rests on, and these functions check them under the execution's row
+-- lock and apply the prediction. When a check fails (another run ended first, the execution
+-- was paused or cancelled, the lease was lost) nothing changes, no row comes back, and the
+-- worker takes the general path, which reads the runs and decides. Checks come before the
+-- first write, so a refusal never leaves half a change. A volatile function takes a fresh
+-- snapshot per statement: what it reads after the lock includes everything committed by
+-- whoever held the lock before.
+
+-- Locks an execution if it runs `p_iteration` (false, locking nothing, if not).
 CREATE FUNCTION wf_lock_running_iteration(p_execution_id VARCHAR, p_iteration INTEGER)
 RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
@@ -66,38 +75,33 @@ BEGIN
 END
 $$;
 
--- wf_lock_running_iteration, and whether that iteration's runs are still as a worker saw
--- them (`p_expected`: 'id:status' of each, by id).
-CREATE FUNCTION wf_lock_iteration_as_seen(
-    p_execution_id VARCHAR, p_iteration INTEGER, p_expected TEXT[])
-RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS $$
+-- Whether every one of these runs is still unfinished: each keeps a dependent of the
+-- completed run from being ready.
+CREATE FUNCTION wf_all_unfinished(p_runs BIGINT[])
+RETURNS BOOLEAN LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF NOT wf_lock_running_iteration(p_execution_id, p_iteration) THEN
-        RETURN FALSE;
-    END IF;
-    RETURN p_expected IS NOT DISTINCT FROM ARRAY(
-        SELECT id || ':' || status FROM step_executions
-         WHERE execution_id = p_execution_id AND iteration = p_iteration
-         ORDER BY id);
+    RETURN NOT EXISTS (
+        SELECT 1 FROM unnest(p_runs) AS b(id)
+         WHERE NOT EXISTS (SELECT 1 FROM step_executions s
+                            WHERE s.id = b.id
+                              AND s.status IN ('pending', 'queued', 'running', 'waiting')));
 END
 $$;
 
--- One statement for the commonest transition: a worker's run completes and exactly one
--- quick step becomes ready, which the same worker runs next. Returns the completed run, then
--- the claimed one, as stored (what later expressions read). The worker predicted that from
--- the iteration's runs as it last saw them (`p_expected`: 'id:status' of each, by id); the
--- prediction is checked here under the execution's row lock, and when anything differs
--- (another run moved, the execution was paused or cancelled, the lease was lost) nothing
--- changes, no row comes back, and the worker takes the general path, which reads and
--- decides again. Checks come before the first write, so a refusal never leaves half a change.
+-- The completion makes one step ready: its run (pending: nothing else can start it before the
+-- completed run ends) is claimed for the worker. Returns the completed run, then the claimed
+-- one, as stored (what later expressions read).
 CREATE FUNCTION wf_complete_and_claim(
-    p_execution_id VARCHAR, p_iteration INTEGER, p_expected TEXT[],
-    p_run_id BIGINT, p_lease_id UUID, p_output JSONB,
-    p_started_at TIMESTAMPTZ, p_next_run_id BIGINT, p_next_lease_id UUID,
-    p_next_timeout_seconds INTEGER)
+    p_execution_id VARCHAR, p_iteration INTEGER, p_run_id BIGINT, p_lease_id UUID,
+    p_output JSONB, p_started_at TIMESTAMPTZ, p_blockers BIGINT[], p_next_run_id BIGINT,
+    p_next_lease_id UUID, p_next_timeout_seconds INTEGER)
 RETURNS SETOF step_executions LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    IF NOT wf_lock_iteration_as_seen(p_execution_id, p_iteration, p_expected) THEN
+    -- One IF per check: the lock must come first, and an expression's order is not promised.
+    IF NOT wf_lock_running_iteration(p_execution_id, p_iteration) THEN
+        RETURN;
+    END IF;
+    IF NOT wf_all_unfinished(p_blockers) THEN
         RETURN;
     END IF;
     RETURN QUERY SELECT * FROM wf_complete_leased_run(p_run_id, p_lease_id, p_output, p_started_at);
@@ -106,20 +110,15 @@ BEGIN
     END IF;
     RETURN QUERY SELECT * FROM wf_claim_run_inline(p_next_run_id, p_next_lease_id, p_next_timeout_seconds);
     IF NOT FOUND THEN
-        -- The check above saw it pending under the lock: this is a bug, and the whole
+        -- Only the completion could make that run ready: this is a bug, and the whole
         -- statement rolls back rather than complete a run whose successor nobody runs.
         RAISE EXCEPTION 'run % of execution % was not pending', p_next_run_id, p_execution_id;
     END IF;
 END
 $$;
 
--- A worker's completion that decides nothing (no step becomes ready, the execution goes on
--- running), in one statement: the worker names the runs its prediction rests on, and this
--- checks them under the execution's lock instead of the whole iteration (what keeps a wide
--- fan-in linear). `p_blockers` must all still be unfinished (each keeps a dependent of the
--- completed run from being ready), and one of `p_active` still queued or running (so the
--- execution keeps running). Returns the completed run; nothing, with nothing changed, when a
--- check fails or the lease was lost.
+-- Nothing follows the completion yet; one of `p_active` still queued or running keeps the
+-- execution running. Returns the completed run.
 CREATE FUNCTION wf_complete_quietly(
     p_execution_id VARCHAR, p_iteration INTEGER, p_run_id BIGINT, p_lease_id UUID,
     p_output JSONB, p_started_at TIMESTAMPTZ, p_blockers BIGINT[], p_active BIGINT[])
@@ -128,10 +127,7 @@ BEGIN
     IF NOT wf_lock_running_iteration(p_execution_id, p_iteration) THEN
         RETURN;
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(p_blockers) AS b(id)
-                WHERE NOT EXISTS (SELECT 1 FROM step_executions s
-                                   WHERE s.id = b.id
-                                     AND s.status IN ('pending', 'queued', 'running', 'waiting')))
+    IF NOT wf_all_unfinished(p_blockers)
        OR NOT EXISTS (SELECT 1 FROM step_executions s
                        WHERE s.id = ANY(p_active) AND s.status IN ('queued', 'running')) THEN
         RETURN;
@@ -143,9 +139,9 @@ $$;
 -- Down Migration
 DROP FUNCTION wf_complete_quietly(VARCHAR, INTEGER, BIGINT, UUID, JSONB, TIMESTAMPTZ, BIGINT[],
     BIGINT[]);
-DROP FUNCTION wf_complete_and_claim(VARCHAR, INTEGER, TEXT[], BIGINT, UUID, JSONB,
-    TIMESTAMPTZ, BIGINT, UUID, INTEGER);
-DROP FUNCTION wf_lock_iteration_as_seen(VARCHAR, INTEGER, TEXT[]);
+DROP FUNCTION wf_complete_and_claim(VARCHAR, INTEGER, BIGINT, UUID, JSONB, TIMESTAMPTZ,
+    BIGINT[], BIGINT, UUID, INTEGER);
+DROP FUNCTION wf_all_unfinished(BIGINT[]);
 DROP FUNCTION wf_lock_running_iteration(VARCHAR, INTEGER);
 DROP FUNCTION wf_claim_run_inline(BIGINT, UUID, INTEGER);
 DROP FUNCTION wf_complete_leased_run(BIGINT, UUID, JSONB, TIMESTAMPTZ);

@@ -92,15 +92,15 @@ BEGIN
 END
 $$;
 
--- The last step of an execution, in one statement: as wf_complete_and_claim, but the worker
--- predicted that completing its run ends the execution with `p_output`.
+-- The last run of an execution ends, and with it the execution (with `p_execution_output`):
+-- the one-statement path of the engine-hot-path migration. Runs that ended stay ended while
+-- the execution runs, so the worker's prediction needs no check beyond the lock.
 CREATE FUNCTION wf_complete_and_finish(
-    p_execution_id VARCHAR, p_iteration INTEGER, p_expected TEXT[],
-    p_run_id BIGINT, p_lease_id UUID, p_output JSONB, p_started_at TIMESTAMPTZ,
-    p_execution_output JSONB)
+    p_execution_id VARCHAR, p_iteration INTEGER, p_run_id BIGINT, p_lease_id UUID,
+    p_output JSONB, p_started_at TIMESTAMPTZ, p_execution_output JSONB)
 RETURNS SETOF workflow_executions LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    IF NOT wf_lock_iteration_as_seen(p_execution_id, p_iteration, p_expected) THEN
+    IF NOT wf_lock_running_iteration(p_execution_id, p_iteration) THEN
         RETURN;
     END IF;
     PERFORM 1 FROM wf_complete_leased_run(p_run_id, p_lease_id, p_output, p_started_at);
@@ -112,7 +112,7 @@ END
 $$;
 
 -- Down Migration
-DROP FUNCTION wf_complete_and_finish(VARCHAR, INTEGER, TEXT[], BIGINT, UUID, JSONB, TIMESTAMPTZ, JSONB);
+DROP FUNCTION wf_complete_and_finish(VARCHAR, INTEGER, BIGINT, UUID, JSONB, TIMESTAMPTZ, JSONB);
 DROP FUNCTION wf_finish_execution(VARCHAR, VARCHAR, JSONB, TEXT, JSONB);
 DROP FUNCTION wf_step_results(VARCHAR);
 CREATE INDEX workflow_executions_workflow_status_idx

@@ -1,12 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { retryDelayMs } from '../engine/retry-policy.js';
-import {
-  hasChanges,
-  quietCompletion,
-  schedule,
-  sinkSteps,
-  soleSuccessor,
-} from '../engine/scheduler.js';
+import { hasChanges, predictCompletion, schedule, sinkSteps } from '../engine/scheduler.js';
 import type { ExpressionContext, WaitRequest } from '../engine/steps/types.js';
 import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
 import type { Log } from '../logger.js';
@@ -749,82 +743,86 @@ export class StateManager {
 
   /**
    * The one-statement paths. From the runs the worker last saw, predict what its completion
-   * does; when that is all of it, one statement applies it after checking, under the
-   * execution's lock, that what the prediction rests on still holds:
+   * does (predictCompletion); when that is all of it, one statement applies it after
+   * checking, under the execution's lock, that what the prediction rests on still holds:
    * - the last step ends the execution (no loop to decide, no output expression: the output
    *   is the sink steps' outputs);
-   * - nothing follows yet, others still run (quietCompletion: a few witness runs checked);
-   * - exactly one quick step becomes ready (soleSuccessor): it is claimed for the worker.
+   * - nothing follows yet, others still run;
+   * - exactly one quick step becomes ready: it is claimed for the worker.
    * Null when no prediction applies or it no longer holds: nothing changed, and the general
    * path reads and decides.
    */
   private async completeOnPrediction(completion: WorkerCompletion): Promise<Effects | null> {
     const { claim, inline, startedAt } = completion.report;
     if (claim.item_index >= 0) return null;
-    const definition = await this.definition(
-      this.options.pool,
-      claim.workflow_id,
-      claim.workflow_version,
-    );
+    const { pool } = this.options;
+    const definition = await this.definition(pool, claim.workflow_id, claim.workflow_version);
     const seen = claim.iteration_runs;
     const completed = seen.map((run) =>
       run.id === claim.id
         ? { ...run, status: 'completed' as const, output: completion.output }
         : run,
     );
+    const outcome = predictCompletion(
+      { definition, runs: completed, paused: false },
+      claim.step_id,
+    );
+    if (!outcome) return null;
+    const runOf = (stepId: string) =>
+      completed.find((run) => run.step_id === stepId && run.item_index < 0) as RunSnapshot;
     const predicted = {
       execution: { id: claim.execution_id, current_iteration: claim.iteration },
-      expected: seen.map((run) => `${run.id}:${run.status}`),
       run: { id: claim.id, leaseId: completion.leaseId, output: completion.output, startedAt },
     };
-    const input = { definition, runs: completed, paused: false };
-    if (schedule(input).outcome.kind === 'iteration_done') {
-      const last = definition.workflow_type !== 'loop' || definition.config.loop === undefined;
-      if (!last || typeof definition.config.output === 'string') return null;
-      const output = await this.output(definition, {
-        input: claim.input_data,
-        steps: stepsContext(completed),
-        iteration: claim.iteration,
-        execution: {
-          id: claim.execution_id,
-          workflow_id: claim.workflow_id,
-          workflow_version: claim.workflow_version,
-        },
-      });
-      const finished = await store.completeAndFinish(this.options.pool, { ...predicted, output });
-      if (!finished) return null;
-      const effects = noEffects();
-      this.ended(finished, effects);
-      return effects;
+    switch (outcome.kind) {
+      case 'end': {
+        const last = definition.workflow_type !== 'loop' || definition.config.loop === undefined;
+        if (!last || typeof definition.config.output === 'string') return null;
+        const output = await this.output(definition, {
+          input: claim.input_data,
+          steps: stepsContext(completed),
+          iteration: claim.iteration,
+          execution: {
+            id: claim.execution_id,
+            workflow_id: claim.workflow_id,
+            workflow_version: claim.workflow_version,
+          },
+        });
+        const finished = await store.completeAndFinish(pool, { ...predicted, output });
+        if (!finished) return null;
+        const effects = noEffects();
+        this.ended(finished, effects);
+        return effects;
+      }
+      case 'quiet': {
+        const done = await store.completeQuietly(pool, {
+          ...predicted,
+          blockers: outcome.blockers.map((id) => runOf(id).id),
+          active: outcome.active.map((id) => runOf(id).id),
+        });
+        return done ? noEffects() : null;
+      }
+      case 'successor': {
+        const step = definition.steps.find((candidate) => candidate.id === outcome.stepId);
+        if (!inline || !step || !inline.accepts(step)) return null;
+        const rows = await store.completeAndClaim(pool, {
+          ...predicted,
+          blockers: outcome.blockers.map((id) => runOf(id).id),
+          next: {
+            id: runOf(outcome.stepId).id,
+            leaseId: inline.leaseId,
+            timeoutSeconds: step.timeout_seconds,
+          },
+        });
+        if (!rows) return null;
+        inline.claimed = claimedRun(
+          claim,
+          rows.claimed,
+          withChanges<RunSnapshot>(seen, [rows.completed]),
+        );
+        return noEffects();
+      }
     }
-    const quiet = quietCompletion(input, claim.step_id);
-    if (quiet) {
-      const runOf = (stepId: string) =>
-        (completed.find((run) => run.step_id === stepId && run.item_index < 0) as RunSnapshot).id;
-      const done = await store.completeQuietly(this.options.pool, {
-        execution: predicted.execution,
-        run: predicted.run,
-        blockers: quiet.blockers.map(runOf),
-        active: quiet.active.map(runOf),
-      });
-      return done ? noEffects() : null;
-    }
-    if (!inline) return null;
-    const successor = soleSuccessor(input);
-    const step = definition.steps.find((candidate) => candidate.id === successor);
-    const next = completed.find((run) => run.step_id === successor && run.item_index < 0);
-    if (!step || !next || !inline.accepts(step)) return null;
-    const rows = await store.completeAndClaim(this.options.pool, {
-      ...predicted,
-      next: { id: next.id, leaseId: inline.leaseId, timeoutSeconds: step.timeout_seconds },
-    });
-    if (!rows) return null;
-    inline.claimed = claimedRun(
-      claim,
-      rows.claimed,
-      withChanges<RunSnapshot>(seen, [rows.completed]),
-    );
-    return noEffects();
   }
 
   /**

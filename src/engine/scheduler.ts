@@ -188,61 +188,50 @@ export function hasChanges(decision: SchedulerDecision): boolean {
 }
 
 /**
- * The step that becomes ready, when it is the only thing the scheduler would do with these
- * runs and starting it is all there is to it (no condition, no for_each, no further decision
- * once it runs); null otherwise. Lets the engine take a completion and the next step's start
- * in one statement: the prediction is checked against Postgres before it is applied.
+ * What the completion of one step's run does, when it is simple enough to apply without
+ * reading the iteration again, with the runs that outcome rests on:
+ * - `end`: every run has ended, the iteration is over;
+ * - `successor`: exactly one step becomes ready and starting it takes no decision (no
+ *   condition, no for_each);
+ * - `quiet`: nothing becomes ready, and `active` (one of them still queued or running) keeps
+ *   the execution running.
+ * `blockers` names, for each other step depending on the completed one, one of its
+ * dependencies still unfinished: while they all are, no other step becomes ready.
+ *
+ * The engine predicts from the runs as a worker saw them, maybe a while ago, and checks the
+ * witnesses under the execution's lock. That is sound because (1) every committed state of a
+ * running execution is a fixpoint of the scheduler (each transaction applies its decisions),
+ * so the completion can only make its own dependents ready, and (2) an ended run stays ended
+ * while its execution runs, so what the prediction needs ended still is. Not when paused, nor
+ * with max_concurrency, where an end frees a slot for any step.
  */
-export function soleSuccessor(input: SchedulerInput): string | null {
-  const decision = schedule(input);
-  const [stepId] = decision.ready;
-  if (
-    stepId === undefined ||
-    decision.ready.length !== 1 ||
-    decision.skip.length + decision.startItems.length + decision.finishForEach.length > 0 ||
-    decision.outcome.kind !== 'running'
-  ) {
-    return null;
-  }
-  const step = input.definition.steps.find((candidate) => candidate.id === stepId);
-  if (!step || step.condition !== null || step.for_each !== null) return null;
-  const started = input.runs.map((run) =>
-    run.step_id === stepId && run.item_index < 0 ? { ...run, status: 'running' as const } : run,
-  );
-  const after = schedule({ ...input, runs: started });
-  return hasChanges(after) || after.outcome.kind !== 'running' ? null : stepId;
-}
-
-/** What a completion that decides nothing rests on: see quietCompletion. */
-export interface QuietWitnesses {
-  /** Per step depending on the completed one, another dependency still unfinished. */
-  blockers: string[];
-  /** Steps still queued or running: any one of them keeps the execution running. */
-  active: string[];
-}
+export type CompletionOutcome =
+  | { kind: 'end' }
+  | { kind: 'successor'; stepId: string; blockers: string[] }
+  | { kind: 'quiet'; blockers: string[]; active: string[] };
 
 /** Active witnesses offered at most: the most recently added are the likeliest to still run. */
 const MAX_ACTIVE_WITNESSES = 8;
 
-/**
- * When the completion of `stepId` (already completed in `input.runs`) decides nothing (no
- * step becomes ready or is skipped, the iteration goes on running), the steps whose runs that
- * rests on. The engine checks them under the execution's lock instead of reading every run,
- * which keeps a wide fan-in linear. Sound because every committed state is a fixpoint of the
- * scheduler, so only the completed step's dependents can become ready; not with
- * max_concurrency, where an end frees a slot for any step. Null when the completion decides
- * something or no simple witnesses exist.
- */
-export function quietCompletion(input: SchedulerInput, stepId: string): QuietWitnesses | null {
+/** `input.runs` hold the completed run (of `stepId`) as completed. */
+export function predictCompletion(input: SchedulerInput, stepId: string): CompletionOutcome | null {
   const { definition, runs } = input;
-  if (input.paused || definition.config.max_concurrency !== undefined) return null;
+  if (input.paused) return null;
   const decision = schedule(input);
-  if (hasChanges(decision) || decision.outcome.kind !== 'running') return null;
+  if (decision.outcome.kind === 'iteration_done') return { kind: 'end' };
+  if (definition.config.max_concurrency !== undefined || decision.outcome.kind !== 'running') {
+    return null;
+  }
+  if (decision.skip.length + decision.startItems.length + decision.finishForEach.length > 0) {
+    return null;
+  }
   const own = new Map<string, StepStatus>();
   for (const run of runs) if (run.item_index < 0) own.set(run.step_id, run.status);
+  const [successor, ...more] = decision.ready;
+  if (more.length > 0) return null;
   const blockers = new Set<string>();
   for (const step of definition.steps) {
-    if (!step.depends_on.includes(stepId)) continue;
+    if (step.id === successor || !step.depends_on.includes(stepId)) continue;
     if (own.get(step.id) !== 'pending') return null;
     const blocker = [...step.depends_on].reverse().find((id) => {
       const status = own.get(id);
@@ -250,6 +239,11 @@ export function quietCompletion(input: SchedulerInput, stepId: string): QuietWit
     });
     if (blocker === undefined) return null;
     blockers.add(blocker);
+  }
+  if (successor !== undefined) {
+    const step = definition.steps.find((candidate) => candidate.id === successor);
+    if (!step || step.condition !== null || step.for_each !== null) return null;
+    return { kind: 'successor', stepId: successor, blockers: [...blockers] };
   }
   // A for_each step's own run is `running` while its items work: only the items count.
   const forEachSteps = new Set(
@@ -259,14 +253,13 @@ export function quietCompletion(input: SchedulerInput, stepId: string): QuietWit
     .filter(
       (run) =>
         run.item_index < 0 &&
-        run.step_id !== stepId &&
         !forEachSteps.has(run.step_id) &&
         (run.status === 'queued' || run.status === 'running'),
     )
     .map((run) => run.step_id)
     .slice(-MAX_ACTIVE_WITNESSES);
   if (active.length === 0) return null;
-  return { blockers: [...blockers], active };
+  return { kind: 'quiet', blockers: [...blockers], active };
 }
 
 /** Steps no other step depends on: their outputs are the execution's default output. */

@@ -615,20 +615,20 @@ export async function completeLeasedRunReadingIteration(
   return rows.some((row) => row.id === runId) ? rows : null;
 }
 
-/** A worker's completion of a run, as it predicted its effect from the runs it saw. */
+/**
+ * A worker's completion of a run whose effect it predicted from the runs it saw; `blockers`
+ * are runs that must still be unfinished for the prediction to hold (see predictCompletion).
+ */
 export interface PredictedCompletion {
   execution: Pick<ExecutionRow, 'id' | 'current_iteration'>;
-  /** The iteration's runs as the worker saw them: `id:status` of each, by id. */
-  expected: readonly string[];
   run: { id: number; leaseId: string; output: unknown; startedAt: Date };
 }
 
-/** The parameters every wf_complete_and_* function starts with, in their order. */
-function predictionValues({ execution, expected, run }: PredictedCompletion): unknown[] {
+/** The parameters every wf_complete_* function starts with, in their order. */
+function completionValues({ execution, run }: PredictedCompletion): unknown[] {
   return [
     execution.id,
     execution.current_iteration,
-    expected,
     run.id,
     run.leaseId,
     JSON.stringify(run.output ?? null),
@@ -636,26 +636,30 @@ function predictionValues({ execution, expected, run }: PredictedCompletion): un
   ];
 }
 
-/** The completion makes one run ready, claimed for the worker. */
-export interface CompleteAndClaim extends PredictedCompletion {
-  next: { id: number; leaseId: string; timeoutSeconds: number };
-}
-
 /**
- * Completes a run and claims its successor in one statement, if the iteration is still as
- * the worker saw it (wf_complete_and_claim): both rows as stored. Null, with nothing
- * changed, if not.
+ * Completes a run and claims the one run its completion makes ready, in one statement, if
+ * `blockers` are all still unfinished (wf_complete_and_claim): both rows as stored. Null,
+ * with nothing changed, if not.
  */
 export async function completeAndClaim(
   db: Queryable,
-  change: CompleteAndClaim,
+  change: PredictedCompletion & {
+    blockers: number[];
+    next: { id: number; leaseId: string; timeoutSeconds: number };
+  },
 ): Promise<{ completed: StepRunRow; claimed: StepRunRow } | null> {
   const { run, next } = change;
   const { rows } = await db.query<StepRunRow>({
     name: 'complete-and-claim',
     text: `SELECT ${RUN_COLUMNS}
              FROM wf_complete_and_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    values: [...predictionValues(change), next.id, next.leaseId, next.timeoutSeconds],
+    values: [
+      ...completionValues(change),
+      change.blockers,
+      next.id,
+      next.leaseId,
+      next.timeoutSeconds,
+    ],
   });
   const completed = rows.find((row) => row.id === run.id);
   const claimed = rows.find((row) => row.id === next.id);
@@ -663,36 +667,26 @@ export async function completeAndClaim(
 }
 
 /**
- * Completes a run whose completion decides nothing, in one statement, if what that rests on
- * still holds (wf_complete_quietly): `blockers` all unfinished, one of `active` queued or
- * running. The completed run as stored; null, with nothing changed, if not.
+ * Completes a run whose completion decides nothing yet, in one statement, if `blockers` are
+ * all still unfinished and one of `active` queued or running (wf_complete_quietly): the
+ * completed run as stored. Null, with nothing changed, if not.
  */
 export async function completeQuietly(
   db: Queryable,
-  change: Omit<PredictedCompletion, 'expected'> & { blockers: number[]; active: number[] },
+  change: PredictedCompletion & { blockers: number[]; active: number[] },
 ): Promise<StepRunRow | null> {
-  const { execution, run } = change;
   const { rows } = await db.query<StepRunRow>({
     name: 'complete-quietly',
     text: `SELECT ${RUN_COLUMNS} FROM wf_complete_quietly($1, $2, $3, $4, $5, $6, $7, $8)`,
-    values: [
-      execution.id,
-      execution.current_iteration,
-      run.id,
-      run.leaseId,
-      JSON.stringify(run.output ?? null),
-      run.startedAt,
-      change.blockers,
-      change.active,
-    ],
+    values: [...completionValues(change), change.blockers, change.active],
   });
   return rows[0] ?? null;
 }
 
 /**
  * Completes the last run of an execution and ends the execution with `output`, in one
- * statement, if the iteration is still as the worker saw it (wf_complete_and_finish): the
- * ended execution. Null, with nothing changed, if not.
+ * statement (wf_complete_and_finish): the ended execution. Null, with nothing changed, when
+ * the execution no longer runs or the lease was lost.
  */
 export async function completeAndFinish(
   db: Queryable,
@@ -700,8 +694,8 @@ export async function completeAndFinish(
 ): Promise<ExecutionRow | null> {
   const { rows } = await db.query<ExecutionRow>({
     name: 'complete-and-finish',
-    text: `SELECT ${EXECUTION_COLUMNS} FROM wf_complete_and_finish($1, $2, $3, $4, $5, $6, $7, $8)`,
-    values: [...predictionValues(change), JSON.stringify(change.output ?? null)],
+    text: `SELECT ${EXECUTION_COLUMNS} FROM wf_complete_and_finish($1, $2, $3, $4, $5, $6, $7)`,
+    values: [...completionValues(change), JSON.stringify(change.output ?? null)],
   });
   return rows[0] ?? null;
 }

@@ -10,13 +10,12 @@ import { validateWorkflow } from '../../src/core/workflow-validator.js';
 import {
   ACTIVE_STEP_STATUSES,
   hasChanges,
-  quietCompletion,
+  predictCompletion,
   type RunState,
   type SchedulerDecision,
   type StepStatus,
   schedule,
   sinkSteps,
-  soleSuccessor,
   TERMINAL_STEP_STATUSES,
 } from '../../src/engine/scheduler.js';
 
@@ -594,104 +593,8 @@ describe('sinkSteps', () => {
   });
 });
 
-describe('soleSuccessor', () => {
+describe('predictCompletion', () => {
   const sequential = () => workflow('sequential', [step('a'), step('b'), step('c')]);
-  const successor = (definition: WorkflowDefinition, runs: RunState[]) =>
-    soleSuccessor({ definition, runs, paused: false });
-
-  it('is the next step of a sequential chain', () => {
-    expect(successor(sequential(), own({ a: 'completed', b: 'pending', c: 'pending' }))).toBe('b');
-    expect(successor(sequential(), own({ a: 'completed', b: 'skipped', c: 'pending' }))).toBe('c');
-  });
-
-  it('is none when the chain ends, or nothing is ready', () => {
-    expect(successor(sequential(), own({ a: 'completed', b: 'completed', c: 'completed' }))).toBe(
-      null,
-    );
-    expect(
-      successor(diamond(), own({ a: 'completed', b: 'completed', c: 'running', d: 'pending' })),
-    ).toBe(null);
-  });
-
-  it('is the join once its last branch is done, and none when two steps become ready', () => {
-    expect(
-      successor(diamond(), own({ a: 'completed', b: 'completed', c: 'completed', d: 'pending' })),
-    ).toBe('d');
-    expect(
-      successor(diamond(), own({ a: 'completed', b: 'pending', c: 'pending', d: 'pending' })),
-    ).toBe(null);
-  });
-
-  it('is none when starting the step takes a decision: a condition, a for_each', () => {
-    const conditional = workflow('sequential', [step('a'), step('b', { condition: 'true' })]);
-    expect(successor(conditional, own({ a: 'completed', b: 'pending' }))).toBe(null);
-    const forEach = workflow('sequential', [step('a'), step('b', { for_each: 'input.list' })]);
-    expect(successor(forEach, own({ a: 'completed', b: 'pending' }))).toBe(null);
-  });
-
-  it('is none when a failure ends the execution or a skip must propagate', () => {
-    expect(successor(sequential(), own({ a: 'failed', b: 'pending', c: 'pending' }))).toBe(null);
-    const branch = workflow('parallel', [
-      step('a'),
-      step('b', { dependencies: ['a'] }),
-      step('c'),
-      step('d', { dependencies: ['c'] }),
-    ]);
-    expect(
-      successor(branch, own({ a: 'skipped', b: 'pending', c: 'completed', d: 'pending' })),
-    ).toBe(null);
-  });
-
-  it('agrees with running the scheduler to its fixpoint, on random workflows', () => {
-    // The general path applies decisions until none is left; when soleSuccessor names a
-    // step, that fixpoint must be exactly "this step started" (conditions held true).
-    const toFixpoint = (definition: WorkflowDefinition, start: RunState[]) => {
-      let runs = start;
-      for (let pass = 0; pass < 100; pass += 1) {
-        const decision = schedule({ definition, runs, paused: false });
-        const started = new Set([...decision.ready, ...decision.startItems.map((i) => i.step_id)]);
-        const skipped = new Set(decision.skip);
-        const finished = new Set(decision.finishForEach.map((f) => f.step_id));
-        if (started.size + skipped.size + finished.size === 0) return runs;
-        runs = runs.map((run): RunState => {
-          if (run.item_index < 0 && decision.ready.includes(run.step_id))
-            return { ...run, status: 'running' };
-          if (run.item_index < 0 && skipped.has(run.step_id)) return { ...run, status: 'skipped' };
-          if (run.item_index < 0 && finished.has(run.step_id))
-            return { ...run, status: 'completed' };
-          const item = decision.startItems.find(
-            (i) => i.step_id === run.step_id && i.item_index === run.item_index,
-          );
-          return item ? { ...run, status: 'running' } : run;
-        });
-      }
-      throw new Error('no fixpoint');
-    };
-    let predicted = 0;
-    for (let seed = 1; seed <= 400; seed += 1) {
-      const random = prng(seed * 104_729);
-      const definition = randomWorkflow(random, { continueOnError: 0.3, forEach: 0 });
-      const statuses: StepStatus[] = ['pending', 'pending', 'completed', 'skipped', 'running'];
-      const runs = definition.steps.map(
-        (s): RunState => ({
-          step_id: s.id,
-          item_index: -1,
-          status: statuses[Math.floor(random() * statuses.length)] as StepStatus,
-        }),
-      );
-      const next = successor(definition, runs);
-      if (next === null) continue;
-      predicted += 1;
-      const expected = runs.map((run) =>
-        run.step_id === next ? { ...run, status: 'running' as const } : run,
-      );
-      expect(toFixpoint(definition, runs), `seed ${seed}`).toEqual(expected);
-    }
-    expect(predicted).toBeGreaterThan(20);
-  });
-});
-
-describe('quietCompletion', () => {
   const fanIn = () =>
     workflow('parallel', [
       step('root'),
@@ -700,49 +603,129 @@ describe('quietCompletion', () => {
       step('b3', { dependencies: ['root'] }),
       step('join', { dependencies: ['b1', 'b2', 'b3'] }),
     ]);
-  const quiet = (definition: WorkflowDefinition, runs: RunState[], stepId: string) =>
-    quietCompletion({ definition, runs, paused: false }, stepId);
+  /** `runs` hold the completed run of `stepId` as completed already. */
+  const predict = (definition: WorkflowDefinition, runs: RunState[], stepId: string) =>
+    predictCompletion({ definition, runs, paused: false }, stepId);
 
-  it('names a still unfinished dependency of the join and the runs still going', () => {
-    const runs = own({
-      root: 'completed',
-      b1: 'completed',
-      b2: 'running',
-      b3: 'queued',
-      join: 'pending',
-    });
-    expect(quiet(fanIn(), runs, 'b1')).toEqual({ blockers: ['b3'], active: ['b2', 'b3'] });
+  it('names the next step of a sequential chain', () => {
+    expect(predict(sequential(), own({ a: 'completed', b: 'pending', c: 'pending' }), 'a')).toEqual(
+      { kind: 'successor', stepId: 'b', blockers: [] },
+    );
   });
 
-  it('is none when the completion decides something or ends the iteration', () => {
-    const last = own({ root: 'completed', b1: 'completed', b2: 'completed', b3: 'completed' });
-    expect(quiet(fanIn(), [...last, ...own({ join: 'pending' })], 'b3')).toBe(null);
-    expect(quiet(fanIn(), [...last, ...own({ join: 'completed' })], 'join')).toBe(null);
+  it('ends the iteration with its last run', () => {
+    const runs = own({ a: 'completed', b: 'completed', c: 'completed' });
+    expect(predict(sequential(), runs, 'c')).toEqual({ kind: 'end' });
   });
 
-  it('is none when only sleeping runs are left (the execution would wait)', () => {
-    const runs = own({
-      root: 'completed',
-      b1: 'completed',
-      b2: 'waiting',
-      b3: 'waiting',
-      join: 'pending',
-    });
-    expect(quiet(fanIn(), runs, 'b1')).toBe(null);
+  it('starts the join with the last branch, and otherwise names what keeps it waiting', () => {
+    expect(
+      predict(
+        fanIn(),
+        own({
+          root: 'completed',
+          b1: 'completed',
+          b2: 'completed',
+          b3: 'completed',
+          join: 'pending',
+        }),
+        'b3',
+      ),
+    ).toEqual({ kind: 'successor', stepId: 'join', blockers: [] });
+    expect(
+      predict(
+        fanIn(),
+        own({ root: 'completed', b1: 'completed', b2: 'running', b3: 'queued', join: 'pending' }),
+        'b1',
+      ),
+    ).toEqual({ kind: 'quiet', blockers: ['b3'], active: ['b2', 'b3'] });
   });
 
-  it('is none with max_concurrency: an end frees a slot for any step', () => {
-    const limited = workflow('parallel', [step('a'), step('b'), step('c')], {
-      max_concurrency: 2,
-    });
-    expect(quiet(limited, own({ a: 'completed', b: 'running', c: 'pending' }), 'a')).toBe(null);
+  it('names a blocker for every other dependent of a step that also starts one', () => {
+    const definition = workflow('parallel', [
+      step('a'),
+      step('x'),
+      step('b', { dependencies: ['a'] }),
+      step('c', { dependencies: ['a', 'x'] }),
+    ]);
+    expect(
+      predict(definition, own({ a: 'completed', x: 'running', b: 'pending', c: 'pending' }), 'a'),
+    ).toEqual({ kind: 'successor', stepId: 'b', blockers: ['x'] });
   });
 
-  it('is sound on random workflows, even computed from a stale view of the runs', () => {
-    // Executions driven by the scheduler, one fixpoint after the other: a worker completes a
-    // run it claimed some states ago, predicting from that older state. Whenever its
-    // witnesses hold in the current state, the completion must leave nothing to do and the
-    // execution running, as the general path would find.
+  it('predicts nothing when the completion takes a decision', () => {
+    // Two steps become ready.
+    expect(
+      predict(
+        fanIn(),
+        own({ root: 'completed', b1: 'pending', b2: 'pending', b3: 'pending', join: 'pending' }),
+        'root',
+      ),
+    ).toBe(null);
+    // The next step has a condition or a for_each.
+    const conditional = workflow('sequential', [step('a'), step('b', { condition: 'true' })]);
+    expect(predict(conditional, own({ a: 'completed', b: 'pending' }), 'a')).toBe(null);
+    const forEach = workflow('sequential', [step('a'), step('b', { for_each: 'input.list' })]);
+    expect(predict(forEach, own({ a: 'completed', b: 'pending' }), 'a')).toBe(null);
+    // Only sleeping runs are left: the execution would wait.
+    expect(
+      predict(
+        fanIn(),
+        own({ root: 'completed', b1: 'completed', b2: 'waiting', b3: 'waiting', join: 'pending' }),
+        'b1',
+      ),
+    ).toBe(null);
+    // max_concurrency: an end frees a slot for any step.
+    const limited = workflow('parallel', [step('a'), step('b'), step('c')], { max_concurrency: 2 });
+    expect(predict(limited, own({ a: 'completed', b: 'running', c: 'pending' }), 'a')).toBe(null);
+    // Paused: nothing starts.
+    expect(
+      predictCompletion(
+        {
+          definition: sequential(),
+          runs: own({ a: 'completed', b: 'pending', c: 'pending' }),
+          paused: true,
+        },
+        'a',
+      ),
+    ).toBe(null);
+  });
+
+  it('agrees with the general path: the scheduler run to its fixpoint', () => {
+    // The general path applies decisions until none is left. A prediction made from the
+    // current state must be exactly that fixpoint (conditions held true).
+    let predicted = 0;
+    for (let seed = 1; seed <= 300; seed += 1) {
+      const random = prng(seed * 104_729);
+      const definition = randomWorkflow(random, { continueOnError: 0.3, forEach: 0 });
+      for (const state of fixpoints(definition, random)) {
+        for (const done of state.filter((run) => run.status === 'running')) {
+          const runs = completing(state, done.step_id);
+          const outcome = predict(definition, runs, done.step_id);
+          if (outcome === null) continue;
+          predicted += 1;
+          const fixpoint = toFixpoint(definition, runs);
+          if (outcome.kind === 'successor') {
+            expect(fixpoint, `seed ${seed}`).toEqual(
+              runs.map((run) =>
+                run.step_id === outcome.stepId ? { ...run, status: 'running' } : run,
+              ),
+            );
+          } else {
+            expect(fixpoint, `seed ${seed}`).toEqual(runs);
+            const after = schedule({ definition, runs: fixpoint, paused: false });
+            expect(after.outcome.kind).toBe(outcome.kind === 'end' ? 'iteration_done' : 'running');
+          }
+        }
+      }
+    }
+    expect(predicted).toBeGreaterThan(300);
+  });
+
+  it('is sound when made from an older state and its witnesses still hold', () => {
+    // A worker predicts from the runs as it saw them when it claimed its run, some states
+    // ago. Whenever the witnesses hold in the current state, the prediction must be what the
+    // scheduler decides from the current state.
     let checked = 0;
     for (let seed = 1; seed <= 400; seed += 1) {
       const random = prng(seed * 48_271);
@@ -755,29 +738,60 @@ describe('quietCompletion', () => {
             (state) => state.find((run) => run.step_id === done.step_id)?.status === 'running',
           );
           const seen = states[since + Math.floor(random() * (now - since + 1))] as RunState[];
-          const complete = (runs: RunState[]) =>
-            runs.map((run) =>
-              run.step_id === done.step_id ? { ...run, status: 'completed' as const } : run,
-            );
-          const witnesses = quiet(definition, complete(seen), done.step_id);
-          if (!witnesses) continue;
-          const status = new Map(actual.map((run) => [run.step_id, run.status]));
-          const holds =
-            witnesses.blockers.every(
-              (id) => !TERMINAL_STEP_STATUSES.has(status.get(id) as StepStatus),
-            ) &&
-            witnesses.active.some((id) => ['queued', 'running'].includes(status.get(id) ?? ''));
-          if (!holds) continue;
+          const outcome = predict(definition, completing(seen, done.step_id), done.step_id);
+          if (outcome === null) continue;
+          const status = (id: string) => actual.find((run) => run.step_id === id)?.status;
+          const unfinished = (id: string) => !TERMINAL_STEP_STATUSES.has(status(id) as StepStatus);
+          if (outcome.kind !== 'end' && !outcome.blockers.every(unfinished)) continue;
+          if (
+            outcome.kind === 'quiet' &&
+            !outcome.active.some((id) => ['queued', 'running'].includes(status(id) ?? ''))
+          ) {
+            continue;
+          }
           checked += 1;
-          const after = schedule({ definition, runs: complete(actual), paused: false });
-          expect(hasChanges(after), `seed ${seed}`).toBe(false);
-          expect(after.outcome.kind, `seed ${seed}`).toBe('running');
+          const after = schedule({
+            definition,
+            runs: completing(actual, done.step_id),
+            paused: false,
+          });
+          const expected =
+            outcome.kind === 'successor'
+              ? { ready: [outcome.stepId], outcome: 'running' }
+              : { ready: [], outcome: outcome.kind === 'end' ? 'iteration_done' : 'running' };
+          expect(
+            { ready: after.ready, skip: after.skip, outcome: after.outcome.kind },
+            `seed ${seed}`,
+          ).toEqual({ ...expected, skip: [] });
         }
       }
     }
-    expect(checked).toBeGreaterThan(200);
+    expect(checked).toBeGreaterThan(500);
   });
 });
+
+/** `runs` with the run of `stepId` completed. */
+function completing(runs: RunState[], stepId: string): RunState[] {
+  return runs.map((run) =>
+    run.step_id === stepId && run.item_index < 0 ? { ...run, status: 'completed' } : run,
+  );
+}
+
+/** Applies the scheduler's decisions (conditions true) until it has none left. */
+function toFixpoint(definition: WorkflowDefinition, start: RunState[]): RunState[] {
+  let runs = start;
+  for (let pass = 0; pass < 100; pass += 1) {
+    const decision = schedule({ definition, runs, paused: false });
+    if (!hasChanges(decision)) return runs;
+    runs = runs.map((run): RunState => {
+      if (run.item_index >= 0) return run;
+      if (decision.ready.includes(run.step_id)) return { ...run, status: 'running' };
+      if (decision.skip.includes(run.step_id)) return { ...run, status: 'skipped' };
+      return run;
+    });
+  }
+  throw new Error('no fixpoint');
+}
 
 /**
  * The states an execution passes through, each a scheduler fixpoint (what every committed
