@@ -1,4 +1,4 @@
-import type { StepJob } from '../store/execution-store.js';
+import type { ExecutionRow, StepJob, StepRunRow } from '../store/execution-store.js';
 
 /**
  * What a committed state change asks the outside world to do. State changes are computed in
@@ -48,4 +48,35 @@ export interface ExecutionLinks {
   childEnded(childExecutionId: string): Promise<Effects>;
   /** Cancels the unfinished sub-workflow executions of an execution that ended. */
   cancelChildren(parentExecutionId: string): Promise<Effects>;
+}
+
+/** The job that runs one attempt of a run of an execution. */
+export function jobFor(
+  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version'>,
+  runId: number,
+  stepId: string,
+  attempt: number,
+): StepJob {
+  return {
+    runId,
+    attempt,
+    stepId,
+    executionId: execution.id,
+    workflowId: execution.workflow_id,
+    workflowVersion: execution.workflow_version,
+  };
+}
+
+/** Adds the jobs of the runs that were inserted queued. */
+export function queueJobs(
+  execution: ExecutionRow,
+  runs: readonly StepRunRow[],
+  effects: Effects,
+): Effects {
+  for (const run of runs) {
+    if (run.status === 'queued') {
+      effects.jobs.push(jobFor(execution, run.id, run.step_id, run.attempt));
+    }
+  }
+  return effects;
 }

@@ -12,8 +12,9 @@ import {
 } from '../store/db.js';
 import type { ExecutionRow, ExecutionStatus, StepRunRow } from '../store/execution-store.js';
 import * as store from '../store/execution-store.js';
-import { type EffectSink, type Effects, noEffects } from './effects.js';
-import { jobFor, type Started, type StateManager } from './state-manager.js';
+import { type EffectSink, type Effects, jobFor, noEffects } from './effects.js';
+import type { Started } from './execution-start.js';
+import type { StateManager } from './state-manager.js';
 import type { WorkflowDefinition } from './workflow-definition.js';
 
 /** One run of a step as GET /executions/{id} shows it. */

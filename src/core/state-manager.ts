@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { retryDelayMs } from '../engine/retry-policy.js';
-import { hasChanges, predictCompletion, schedule, sinkSteps } from '../engine/scheduler.js';
+import { predictCompletion, schedule, sinkSteps } from '../engine/scheduler.js';
 import type { ExpressionContext, WaitRequest } from '../engine/steps/types.js';
 import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
 import type { Log } from '../logger.js';
@@ -9,21 +8,35 @@ import * as eventStore from '../store/event-store.js';
 import type {
   ClaimedRun,
   ExecutionRow,
-  NewExecution,
   RunSnapshot,
   StepErrorRecord,
-  StepJob,
   StepRunRow,
 } from '../store/execution-store.js';
 import * as store from '../store/execution-store.js';
-import { type Effects, mergeEffects, noEffects } from './effects.js';
+import { remember } from './bounded-cache.js';
+import { type Effects, jobFor, mergeEffects, noEffects, queueJobs } from './effects.js';
+import {
+  firstIteration,
+  MAX_START_ATTEMPTS,
+  newExecution,
+  runnableStatuses,
+  type Started,
+  type StartRequest,
+} from './execution-start.js';
 import { evaluateCondition, evaluateExpression } from './expressions.js';
+import {
+  claimedRun,
+  stepsContext,
+  UNFINISHED_RUN_STATUSES,
+  withChanges,
+} from './iteration-runs.js';
 import type { StepDefinition, WorkflowDefinition } from './workflow-definition.js';
 
 /** Bound on scheduler passes per transaction: every pass changes at least one run, so this
  * only trips on a bug, and then fails loudly instead of spinning. */
 const MAX_PASSES = 10_000;
-const DEFINITION_CACHE_SIZE = 500;
+/** Workflow versions (definitions) and workflows (current versions) kept per process. */
+const CACHE_SIZE = 500;
 
 export interface StateManagerOptions {
   pool: Pool;
@@ -99,178 +112,6 @@ const ACTIVE_EXECUTION_STATUSES: readonly ExecutionRow['status'][] = [
   'waiting',
   'paused',
 ];
-const UNFINISHED_RUN_STATUSES: ReadonlySet<StepRunRow['status']> = new Set([
-  'pending',
-  'queued',
-  'running',
-  'waiting',
-]);
-
-/** `steps` of the expression context: each step's own run but `except`, by step id. */
-export function stepsContext(
-  runs: readonly RunSnapshot[],
-  except?: number,
-): ExpressionContext['steps'] {
-  const steps: ExpressionContext['steps'] = {};
-  for (const run of runs) {
-    if (run.item_index < 0 && run.id !== except) {
-      steps[run.step_id] = { output: run.output, status: run.status };
-    }
-  }
-  return steps;
-}
-
-/**
- * A run claimed for the worker that made it ready, as claimRun would return it: with its
- * execution's identity and input, and the iteration's runs (`runs`, the claimed one included).
- */
-function claimedRun(
-  execution: Pick<ExecutionRow, 'workflow_id' | 'workflow_version' | 'input_data'>,
-  claimed: StepRunRow,
-  runs: readonly RunSnapshot[],
-): ClaimedRun {
-  return {
-    ...claimed,
-    workflow_id: execution.workflow_id,
-    workflow_version: execution.workflow_version,
-    input_data: execution.input_data,
-    iteration_runs: runs.map((run) => {
-      const { id, step_id, item_index, status, output } = run.id === claimed.id ? claimed : run;
-      return { id, step_id, item_index, status, output };
-    }),
-  };
-}
-
-/** What starts an execution (StateManager.start). */
-export interface StartRequest {
-  workflowId: string;
-  input: unknown;
-  idempotencyKey: string | null;
-  /** Event and schedule starts run only active workflows; the API runs drafts too. */
-  activeOnly?: boolean;
-  parent?: NewExecution['parent'];
-  trigger?: Record<string, unknown>;
-}
-
-export interface Started {
-  row: ExecutionRow;
-  created: boolean;
-  effects: Effects;
-  /** For a new execution still running: its runs as the start left them. */
-  settled?: AdvanceOptions['settled'];
-}
-
-/** Starts that find the workflow changed under them read its head again, this often at most. */
-const MAX_START_ATTEMPTS = 3;
-const HEAD_CACHE_SIZE = 500;
-
-function runnableStatuses(request: StartRequest): string[] {
-  return request.activeOnly ? ['active'] : ['draft', 'active'];
-}
-
-/** Keeps `value` for `key` in a map bounded to HEAD_CACHE_SIZE entries (oldest out first). */
-function remember(map: Map<string, number>, key: string, value: number): void {
-  map.delete(key);
-  if (map.size >= HEAD_CACHE_SIZE) {
-    const oldest = map.keys().next().value;
-    if (oldest !== undefined) map.delete(oldest);
-  }
-  map.set(key, value);
-}
-
-function newExecution(
-  request: StartRequest,
-  version: number,
-  definition: WorkflowDefinition,
-): NewExecution {
-  const timeout = definition.config.timeout_seconds;
-  return {
-    id: `ex_${randomBytes(12).toString('base64url')}`,
-    workflowId: request.workflowId,
-    version,
-    input: request.input ?? {},
-    idempotencyKey: request.idempotencyKey,
-    timeoutSeconds: typeof timeout === 'number' ? timeout : null,
-    parent: request.parent,
-    trigger: request.trigger,
-  };
-}
-
-/**
- * How an iteration's runs are inserted: the steps the scheduler starts at once whose start
- * takes no decision (no condition, no for_each) are inserted queued, as its first pass would
- * leave them; the rest pending, for that pass. `settled`: that pass has nothing left to do.
- */
-function firstIteration(
-  definition: WorkflowDefinition,
-  paused = false,
-): { stepIds: string[]; queued: string[]; settled: boolean } {
-  const pending = definition.steps.map((step) => ({
-    step_id: step.id,
-    item_index: -1,
-    status: 'pending' as StepRunRow['status'],
-  }));
-  const first = schedule({ definition, runs: pending, paused });
-  const queued = definition.steps
-    .filter((step) => first.ready.includes(step.id))
-    .filter((step) => step.condition === null && step.for_each === null)
-    .map((step) => step.id);
-  const started = pending.map((run) =>
-    queued.includes(run.step_id) ? { ...run, status: 'queued' as const } : run,
-  );
-  const next = schedule({ definition, runs: started, paused });
-  return {
-    stepIds: definition.steps.map((step) => step.id),
-    queued,
-    settled: queued.length > 0 && !hasChanges(next) && next.outcome.kind === 'running',
-  };
-}
-
-/** Adds the jobs of the runs that were inserted queued. */
-function queueJobs(
-  execution: ExecutionRow,
-  runs: readonly StepRunRow[],
-  effects: Effects,
-): Effects {
-  for (const run of runs) {
-    if (run.status === 'queued') {
-      effects.jobs.push(jobFor(execution, run.id, run.step_id, run.attempt));
-    }
-  }
-  return effects;
-}
-
-/** `runs` with each changed row put in place of its old version (new rows appended), by id. */
-function withChanges<Run extends { id: number }>(
-  runs: readonly Run[],
-  changed: readonly Run[],
-): Run[] {
-  const latest = new Map(changed.map((row) => [row.id, row]));
-  const merged = runs.map((run) => {
-    const row = latest.get(run.id);
-    latest.delete(run.id);
-    return row ?? run;
-  });
-  return [...merged, ...latest.values()].sort((a, b) => a.id - b.id);
-}
-
-/** The job that runs one attempt of a run of an execution. */
-export function jobFor(
-  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version'>,
-  runId: number,
-  stepId: string,
-  attempt: number,
-): StepJob {
-  return {
-    runId,
-    attempt,
-    stepId,
-    executionId: execution.id,
-    workflowId: execution.workflow_id,
-    workflowVersion: execution.workflow_version,
-  };
-}
-
 /**
  * The execution state machine: applies scheduler decisions and attempt results to Postgres,
  * one transaction per change, with the execution row locked so parallel completions of the
@@ -294,11 +135,7 @@ export class StateManager {
     if (cached) return cached;
     const definition = await store.loadDefinition(db, workflowId, version);
     if (!definition) throw new Error(`workflow version ${key} is missing`);
-    if (this.definitions.size >= DEFINITION_CACHE_SIZE) {
-      const oldest = this.definitions.keys().next().value;
-      if (oldest !== undefined) this.definitions.delete(oldest);
-    }
-    this.definitions.set(key, definition);
+    remember(this.definitions, key, definition, CACHE_SIZE);
     return definition;
   }
 
@@ -315,7 +152,7 @@ export class StateManager {
   ): Promise<Started> {
     const head = await store.findWorkflowHead(tx, request.workflowId);
     if (!head) throw new WorkflowNotFoundError(request.workflowId);
-    remember(this.heads, request.workflowId, head.version);
+    remember(this.heads, request.workflowId, head.version, CACHE_SIZE);
     if (request.idempotencyKey) {
       const existing = await store.findByIdempotencyKey(
         tx,

@@ -2,10 +2,11 @@ import {
   type EffectSink,
   type Effects,
   type ExecutionLinks,
+  jobFor,
   mergeEffects,
   noEffects,
 } from '../core/effects.js';
-import { jobFor, type StateManager } from '../core/state-manager.js';
+import type { StateManager } from '../core/state-manager.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import { type Pool, withTransaction } from '../store/db.js';

@@ -1,5 +1,6 @@
 import { resolveTemplates } from '../core/expressions.js';
-import { type AttemptResult, stepsContext } from '../core/state-manager.js';
+import { stepsContext } from '../core/iteration-runs.js';
+import type { AttemptResult } from '../core/state-manager.js';
 import type { StepDefinition } from '../core/workflow-definition.js';
 import type { ClaimedRun } from '../store/execution-store.js';
 import { stepHandlerFor } from './steps/registry.js';
