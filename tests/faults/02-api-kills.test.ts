@@ -1,61 +1,29 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/private-servers.js';
 import type { ServiceProcess } from '../helpers/service-process.js';
-import { createTestDatabase, deleteRedisPrefix, type TestDatabase } from '../helpers/test-app.js';
-import { recordFigures } from './figures.js';
 import {
   createWorkflow,
-  Fleet,
   httpStep,
   randomBetween,
   request,
-  serviceEnv,
-  sideEffectPath,
   sleep,
+  useFaultScenario,
 } from './harness.js';
-import { checkInvariants, installAudit, waitAllTerminal } from './invariants.js';
-import { SideEffectServer } from './side-effect-server.js';
+import { waitAllTerminal } from './invariants.js';
 
-const SCENARIO = '2-api-kills';
 const LANES = 4;
 const MAX_REQUESTS = 600;
 const KILLS = 5;
 
-let database: TestDatabase | undefined;
-let prefix = '';
-let fleet: Fleet | undefined;
-const server = new SideEffectServer();
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  prefix = `fa${randomBytes(4).toString('hex')}`;
-  await installAudit(database.url);
-  await server.listen();
-  fleet = new Fleet(
-    serviceEnv({ databaseUrl: database.url, redisUrl: inject('redisUrl'), prefix }),
-  );
-});
-
-afterAll(async () => {
-  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
-  await fleet?.killAll();
-  await server.close();
-  if (prefix) await deleteRedisPrefix(prefix);
-  await database?.drop();
-});
+const scenario = useFaultScenario('2-api-kills', { prefixLetters: 'fa' });
 
 describe('the API process SIGKILLed during a stream of execute requests', () => {
   it('keeps every acknowledged execution and leaves no half-written one', async () => {
-    const db = database as TestDatabase;
-    const services = fleet as Fleet;
-    onTestFailed(() => {
-      console.log(`logs: ${services.saveLogs(SCENARIO)}`);
-    });
+    const { databaseUrl, fleet, server } = scenario;
     const started = Date.now();
     const port = await freePort();
     const apiUrl = `http://127.0.0.1:${port}`;
-    let [api] = await Promise.all([services.api(port), services.worker()]);
+    let [api] = await Promise.all([fleet.api(port), fleet.worker()]);
     const workflowId = await createWorkflow(apiUrl, {
       name: 'three calls',
       workflow_type: 'sequential',
@@ -101,33 +69,25 @@ describe('the API process SIGKILLed during a stream of execute requests', () => 
       await sleep(randomBetween(2000, 4000));
       await (api as ServiceProcess).kill('SIGKILL');
       kills += 1;
-      api = await services.api(port);
+      api = await fleet.api(port);
       restarts += 1;
     }
     await sleep(1000);
     streaming = false;
     await Promise.all(lanes);
 
-    await waitAllTerminal(db.url, undefined, 240_000);
-    const report = await checkInvariants({
-      databaseUrl: db.url,
-      accepted,
-      sideEffects: { calls: server.calls, pathOf: sideEffectPath },
-      apiUrl,
-    });
-    recordFigures(SCENARIO, {
-      executions: report.executions,
-      kills,
-      restarts,
-      rerun_attempts: report.rerunAttempts,
-      lost: report.lost,
-      duplicated_completions: report.duplicatedCompletions,
-      seconds: Math.round((Date.now() - started) / 1000),
-      requests: sent,
-      acknowledged: accepted.length,
-      failed_in_flight: failedInFlight,
-      committed_unacknowledged: report.unacknowledged,
-    });
+    await waitAllTerminal(databaseUrl, undefined, 240_000);
+    const report = await scenario.checkInvariants(accepted, apiUrl);
+    scenario.recordFigures(
+      report,
+      { started, kills, restarts },
+      {
+        requests: sent,
+        acknowledged: accepted.length,
+        failed_in_flight: failedInFlight,
+        committed_unacknowledged: report.unacknowledged,
+      },
+    );
     expect(report.problems).toEqual([]);
     // The kills landed on requests in flight; everything else was acknowledged.
     expect(failedInFlight).toBeGreaterThan(0);

@@ -1,47 +1,20 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { freePort, PrivateRedis } from '../helpers/private-servers.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/test-app.js';
-import { recordFigures } from './figures.js';
+import { describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/private-servers.js';
 import {
   createWorkflow,
-  Fleet,
   fanOutWorkflow,
-  serviceEnv,
-  sideEffectPath,
   sleep,
   submitExecutions,
+  useFaultScenario,
 } from './harness.js';
-import { checkInvariants, installAudit, waitAllTerminal } from './invariants.js';
-import { SideEffectServer } from './side-effect-server.js';
+import { waitAllTerminal } from './invariants.js';
 
-const SCENARIO = '3-redis-lost';
 const EXECUTIONS = 200;
 const RESTARTS = 2;
 
 // Redis is killed and restarted empty: this file's own redis-server, never the shared one.
-let redis: PrivateRedis | undefined;
-let database: TestDatabase | undefined;
-let fleet: Fleet | undefined;
-const server = new SideEffectServer();
-
-beforeAll(async () => {
-  redis = await PrivateRedis.start();
-  database = await createTestDatabase();
-  await installAudit(database.url);
-  await server.listen();
-  fleet = new Fleet(
-    serviceEnv({ databaseUrl: database.url, redisUrl: redis.url, prefix: 'faults' }),
-  );
-});
-
-afterAll(async () => {
-  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
-  await fleet?.killAll();
-  await server.close();
-  await redis?.stop();
-  await database?.drop();
-});
+const scenario = useFaultScenario('3-redis-lost', { prefixLetters: 'fr', privateRedis: true });
 
 /** Runs queued or running (each has, or had, a job in Redis). */
 async function countUnfinishedRuns(databaseUrl: string): Promise<number> {
@@ -59,16 +32,11 @@ async function countUnfinishedRuns(databaseUrl: string): Promise<number> {
 
 describe('Redis restarted without persistence during a run', () => {
   it(`rebuilds the queue from Postgres: ${EXECUTIONS} executions, Redis lost ${RESTARTS} times`, async () => {
-    const db = database as TestDatabase;
-    const services = fleet as Fleet;
-    const privateRedis = redis as PrivateRedis;
-    onTestFailed(() => {
-      console.log(`logs: ${services.saveLogs(SCENARIO)}`);
-    });
+    const { databaseUrl, fleet, server, privateRedis } = scenario;
     const started = Date.now();
     const port = await freePort();
     const apiUrl = `http://127.0.0.1:${port}`;
-    await Promise.all([services.api(port), services.worker(), services.worker()]);
+    await Promise.all([fleet.api(port), fleet.worker(), fleet.worker()]);
     const workflowId = await createWorkflow(apiUrl, fanOutWorkflow(server.url));
 
     // Requests carry an Idempotency-Key and are repeated until acknowledged, as a careful
@@ -91,7 +59,7 @@ describe('Redis restarted without persistence during a run', () => {
       await privateRedis.kill();
       kills += 1;
       // Every unfinished run had its job in the Redis that is now gone.
-      jobsLost += await countUnfinishedRuns(db.url);
+      jobsLost += await countUnfinishedRuns(databaseUrl);
       await sleep(2000);
       await privateRedis.restart();
       restarts += 1;
@@ -99,25 +67,17 @@ describe('Redis restarted without persistence during a run', () => {
     const submitted = await submitting;
     expect(submitted.failed, JSON.stringify(submitted.answers)).toBe(0);
 
-    await waitAllTerminal(db.url, undefined, 240_000);
-    const report = await checkInvariants({
-      databaseUrl: db.url,
-      accepted: submitted.accepted,
-      sideEffects: { calls: server.calls, pathOf: sideEffectPath },
-      apiUrl,
-    });
-    recordFigures(SCENARIO, {
-      executions: report.executions,
-      kills,
-      restarts,
-      rerun_attempts: report.rerunAttempts,
-      lost: report.lost,
-      duplicated_completions: report.duplicatedCompletions,
-      seconds: Math.round((Date.now() - started) / 1000),
-      redis_restarts: restarts,
-      jobs_lost_with_redis: jobsLost,
-      answers: JSON.stringify(submitted.answers),
-    });
+    await waitAllTerminal(databaseUrl, undefined, 240_000);
+    const report = await scenario.checkInvariants(submitted.accepted, apiUrl);
+    scenario.recordFigures(
+      report,
+      { started, kills, restarts },
+      {
+        redis_restarts: restarts,
+        jobs_lost_with_redis: jobsLost,
+        answers: JSON.stringify(submitted.answers),
+      },
+    );
     expect(report.problems).toEqual([]);
     expect(submitted.accepted).toHaveLength(EXECUTIONS);
     expect(report.executions).toBe(EXECUTIONS);

@@ -1,52 +1,23 @@
-import { randomBytes } from 'node:crypto';
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
-import { ensureDatabase } from '../../src/store/db.js';
-import { migrate } from '../../src/store/migrate.js';
-import { freePort, PrivatePostgres } from '../helpers/private-servers.js';
-import { deleteRedisPrefix } from '../helpers/test-app.js';
-import { recordFigures } from './figures.js';
+import { describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/private-servers.js';
 import {
   createWorkflow,
-  Fleet,
   fanOutWorkflow,
   request,
-  serviceEnv,
-  sideEffectPath,
   sleep,
   submitExecutions,
+  useFaultScenario,
 } from './harness.js';
-import { checkInvariants, installAudit, waitAllTerminal } from './invariants.js';
-import { SideEffectServer } from './side-effect-server.js';
+import { waitAllTerminal } from './invariants.js';
 
-const SCENARIO = '4-postgres-restart';
 const EXECUTIONS = 200;
 const OUTAGE_MS = 4000;
 
 // Postgres is stopped in immediate mode and started again: this file's own cluster (own port
 // and data directory), never the shared server the other test files use.
-let cluster: PrivatePostgres | undefined;
-let prefix = '';
-let fleet: Fleet | undefined;
-const server = new SideEffectServer();
-
-beforeAll(async () => {
-  cluster = await PrivatePostgres.start();
-  const databaseUrl = cluster.url();
-  await ensureDatabase(databaseUrl);
-  await migrate(databaseUrl, pino({ level: 'silent' }));
-  await installAudit(databaseUrl);
-  prefix = `fp${randomBytes(4).toString('hex')}`;
-  await server.listen();
-  fleet = new Fleet(serviceEnv({ databaseUrl, redisUrl: inject('redisUrl'), prefix }));
-});
-
-afterAll(async () => {
-  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
-  await fleet?.killAll();
-  await server.close();
-  if (prefix) await deleteRedisPrefix(prefix);
-  await cluster?.destroy();
+const scenario = useFaultScenario('4-postgres-restart', {
+  prefixLetters: 'fp',
+  privatePostgres: true,
 });
 
 interface Probe {
@@ -58,16 +29,11 @@ interface Probe {
 
 describe('Postgres restarted (immediate mode) during a run', () => {
   it(`readiness says 503 during the outage and all ${EXECUTIONS} executions complete after it`, async () => {
-    const postgres = cluster as PrivatePostgres;
-    const databaseUrl = postgres.url();
-    const services = fleet as Fleet;
-    onTestFailed(() => {
-      console.log(`logs: ${services.saveLogs(SCENARIO)}`);
-    });
+    const { databaseUrl, fleet, server, privatePostgres: postgres } = scenario;
     const started = Date.now();
     const port = await freePort();
     const apiUrl = `http://127.0.0.1:${port}`;
-    await Promise.all([services.api(port), services.worker(), services.worker()]);
+    await Promise.all([fleet.api(port), fleet.worker(), fleet.worker()]);
     const workflowId = await createWorkflow(apiUrl, fanOutWorkflow(server.url));
 
     const probes: Probe[] = [];
@@ -111,32 +77,24 @@ describe('Postgres restarted (immediate mode) during a run', () => {
     probing = false;
     await prober;
 
-    const report = await checkInvariants({
-      databaseUrl,
-      accepted: submitted.accepted,
-      sideEffects: { calls: server.calls, pathOf: sideEffectPath },
-      apiUrl,
-    });
+    const report = await scenario.checkInvariants(submitted.accepted, apiUrl);
     const duringOutage = probes.filter(
       (probe) => probe.startedAt >= downAt && probe.endedAt <= upAt,
     );
     const slowest = Math.max(...probes.map((probe) => probe.endedAt - probe.startedAt));
-    recordFigures(SCENARIO, {
-      executions: report.executions,
-      kills: 1,
-      restarts: 1,
-      rerun_attempts: report.rerunAttempts,
-      lost: report.lost,
-      duplicated_completions: report.duplicatedCompletions,
-      seconds: Math.round((Date.now() - started) / 1000),
-      postgres_restarts: 1,
-      outage_ms: OUTAGE_MS,
-      all_ended_seconds_after_restart: Math.round(recoveredMs / 1000),
-      readiness_probes: probes.length,
-      readiness_503_during_outage: duringOutage.filter((probe) => probe.status === 503).length,
-      readiness_slowest_ms: slowest,
-      answers: JSON.stringify(submitted.answers),
-    });
+    scenario.recordFigures(
+      report,
+      { started, kills: 1, restarts: 1 },
+      {
+        postgres_restarts: 1,
+        outage_ms: OUTAGE_MS,
+        all_ended_seconds_after_restart: Math.round(recoveredMs / 1000),
+        readiness_probes: probes.length,
+        readiness_503_during_outage: duringOutage.filter((probe) => probe.status === 503).length,
+        readiness_slowest_ms: slowest,
+        answers: JSON.stringify(submitted.answers),
+      },
+    );
     expect(report.problems).toEqual([]);
     expect(submitted.failed, JSON.stringify(submitted.answers)).toBe(0);
     expect(submitted.accepted).toHaveLength(EXECUTIONS);

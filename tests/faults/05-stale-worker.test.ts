@@ -1,30 +1,14 @@
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/private-servers.js';
 import type { ServiceProcess } from '../helpers/service-process.js';
-import { createTestDatabase, deleteRedisPrefix, type TestDatabase } from '../helpers/test-app.js';
-import { recordFigures } from './figures.js';
-import {
-  createWorkflow,
-  Fleet,
-  httpStep,
-  serviceEnv,
-  sideEffectPath,
-  sleep,
-  submitExecutions,
-} from './harness.js';
-import { checkInvariants, installAudit, waitAllTerminal } from './invariants.js';
-import { SideEffectServer } from './side-effect-server.js';
+import { createWorkflow, httpStep, sleep, submitExecutions, useFaultScenario } from './harness.js';
+import { waitAllTerminal } from './invariants.js';
 
-const SCENARIO = '5-stale-worker';
 const EXECUTIONS = 5;
 const JOB_LOCK_MS = 2000;
 const FENCED = 'late result ignored: the attempt was fenced off';
 
-let database: TestDatabase | undefined;
-let prefix = '';
-let fleet: Fleet | undefined;
 /** The worker whose event loop is frozen (SIGSTOP) while it holds a step. */
 let stale: ServiceProcess | undefined;
 let stalledPath: string | undefined;
@@ -32,51 +16,33 @@ let resumeStale: (() => void) | undefined;
 const stalled = new Promise<void>((resolve) => {
   resumeStale = resolve;
 });
-const server = new SideEffectServer({
-  onCall: (path, call) => {
-    // The first call of a `stall` step: freeze the worker making it, mid-call, holding the
-    // step and its job lock. Its answer is sent, but it cannot read it until SIGCONT.
-    if (path.endsWith('/stall') && call === 1 && stalledPath === undefined && stale) {
-      stalledPath = path;
-      stale.child.kill('SIGSTOP');
-      resumeStale?.();
-    }
+const scenario = useFaultScenario('5-stale-worker', {
+  prefixLetters: 'fs',
+  env: { JOB_LOCK_MS: String(JOB_LOCK_MS) },
+  sideEffects: {
+    onCall: (path, call) => {
+      // The first call of a `stall` step: freeze the worker making it, mid-call, holding the
+      // step and its job lock. Its answer is sent, but it cannot read it until SIGCONT.
+      if (path.endsWith('/stall') && call === 1 && stalledPath === undefined && stale) {
+        stalledPath = path;
+        stale.child.kill('SIGSTOP');
+        resumeStale?.();
+      }
+    },
   },
-});
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  prefix = `fs${randomBytes(4).toString('hex')}`;
-  await installAudit(database.url);
-  await server.listen();
-  fleet = new Fleet(
-    serviceEnv(
-      { databaseUrl: database.url, redisUrl: inject('redisUrl'), prefix },
-      { JOB_LOCK_MS: String(JOB_LOCK_MS) },
-    ),
-  );
-});
-
-afterAll(async () => {
-  if (stale?.child.pid) stale.child.kill('SIGCONT');
-  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
-  await fleet?.killAll();
-  await server.close();
-  if (prefix) await deleteRedisPrefix(prefix);
-  await database?.drop();
+  // A failed test may leave the worker frozen.
+  beforeTeardown: () => {
+    if (stale?.child.pid) stale.child.kill('SIGCONT');
+  },
 });
 
 describe('a worker frozen past its job lock while it holds a step', () => {
   it('is fenced off: the other worker’s result stands and the step completes once', async () => {
-    const db = database as TestDatabase;
-    const services = fleet as Fleet;
-    onTestFailed(() => {
-      console.log(`logs: ${services.saveLogs(SCENARIO)}`);
-    });
+    const { databaseUrl, fleet, server } = scenario;
     const started = Date.now();
     const port = await freePort();
     const apiUrl = `http://127.0.0.1:${port}`;
-    [, stale] = await Promise.all([services.api(port), services.worker()]);
+    [, stale] = await Promise.all([fleet.api(port), fleet.worker()]);
     const workflowId = await createWorkflow(apiUrl, {
       name: 'stall in the middle',
       workflow_type: 'sequential',
@@ -98,9 +64,9 @@ describe('a worker frozen past its job lock while it holds a step', () => {
     ]);
     const frozenAt = Date.now();
     // A second worker takes the jobs over once the frozen one's locks lapse.
-    await services.worker();
+    await fleet.worker();
     const [executionId, stepId] = (stalledPath as string).split('/').slice(1);
-    const client = new pg.Client({ connectionString: db.url });
+    const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();
     try {
       const deadline = Date.now() + 90_000;
@@ -123,15 +89,10 @@ describe('a worker frozen past its job lock while it holds a step', () => {
     const deadline = Date.now() + 30_000;
     while (!staleWorker.output().includes(FENCED) && Date.now() < deadline) await sleep(100);
 
-    await waitAllTerminal(db.url, submitted.accepted, 120_000);
-    const report = await checkInvariants({
-      databaseUrl: db.url,
-      accepted: submitted.accepted,
-      sideEffects: { calls: server.calls, pathOf: sideEffectPath },
-      apiUrl,
-    });
+    await waitAllTerminal(databaseUrl, submitted.accepted, 120_000);
+    const report = await scenario.checkInvariants(submitted.accepted, apiUrl);
     const output = await (async () => {
-      const reader = new pg.Client({ connectionString: db.url });
+      const reader = new pg.Client({ connectionString: databaseUrl });
       await reader.connect();
       try {
         const { rows } = await reader.query<{ output: { body: { call: number } } }>(
@@ -144,18 +105,15 @@ describe('a worker frozen past its job lock while it holds a step', () => {
       }
     })();
     const fencedResults = staleWorker.output().split(FENCED).length - 1;
-    recordFigures(SCENARIO, {
-      executions: report.executions,
-      kills: 0,
-      restarts: 0,
-      rerun_attempts: report.rerunAttempts,
-      lost: report.lost,
-      duplicated_completions: report.duplicatedCompletions,
-      seconds: Math.round((Date.now() - started) / 1000),
-      frozen_ms: frozenMs,
-      job_lock_ms: JOB_LOCK_MS,
-      stale_results_fenced: fencedResults,
-    });
+    scenario.recordFigures(
+      report,
+      { started, kills: 0, restarts: 0 },
+      {
+        frozen_ms: frozenMs,
+        job_lock_ms: JOB_LOCK_MS,
+        stale_results_fenced: fencedResults,
+      },
+    );
     expect(report.problems).toEqual([]);
     expect(frozenMs).toBeGreaterThan(JOB_LOCK_MS);
     // The stale worker's late result was refused; the recorded output is the other worker's

@@ -1,59 +1,21 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/private-servers.js';
-import { createTestDatabase, deleteRedisPrefix, type TestDatabase } from '../helpers/test-app.js';
-import { recordFigures } from './figures.js';
-import {
-  createWorkflow,
-  Fleet,
-  httpStep,
-  request,
-  runPool,
-  serviceEnv,
-  sideEffectPath,
-} from './harness.js';
-import { checkInvariants, installAudit, waitAllTerminal } from './invariants.js';
-import { SideEffectServer } from './side-effect-server.js';
+import { createWorkflow, httpStep, request, runPool, useFaultScenario } from './harness.js';
+import { waitAllTerminal } from './invariants.js';
 
-const SCENARIO = '6-overload';
 const REQUESTS = 2000;
 const CONCURRENCY = 250;
 const REQUEST_LIMIT_MS = 30_000;
 
-let database: TestDatabase | undefined;
-let prefix = '';
-let fleet: Fleet | undefined;
-const server = new SideEffectServer();
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  prefix = `fo${randomBytes(4).toString('hex')}`;
-  await installAudit(database.url);
-  await server.listen();
-  fleet = new Fleet(
-    serviceEnv({ databaseUrl: database.url, redisUrl: inject('redisUrl'), prefix }),
-  );
-});
-
-afterAll(async () => {
-  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
-  await fleet?.killAll();
-  await server.close();
-  if (prefix) await deleteRedisPrefix(prefix);
-  await database?.drop();
-});
+const scenario = useFaultScenario('6-overload', { prefixLetters: 'fo' });
 
 describe(`${REQUESTS} execute requests, ${CONCURRENCY} at a time`, () => {
   it('answers 202, 429 or 503 with Retry-After (never 500, never a hang), and every 202 completes', async () => {
-    const db = database as TestDatabase;
-    const services = fleet as Fleet;
-    onTestFailed(() => {
-      console.log(`logs: ${services.saveLogs(SCENARIO)}`);
-    });
+    const { databaseUrl, fleet, server } = scenario;
     const started = Date.now();
     const port = await freePort();
     const apiUrl = `http://127.0.0.1:${port}`;
-    await Promise.all([services.api(port), services.worker(), services.worker()]);
+    await Promise.all([fleet.api(port), fleet.worker(), fleet.worker()]);
     const workflowId = await createWorkflow(apiUrl, {
       name: 'two calls',
       workflow_type: 'sequential',
@@ -92,30 +54,22 @@ describe(`${REQUESTS} execute requests, ${CONCURRENCY} at a time`, () => {
     });
     const burstMs = Date.now() - burstStarted;
 
-    await waitAllTerminal(db.url, accepted, 240_000);
-    const report = await checkInvariants({
-      databaseUrl: db.url,
-      accepted,
-      sideEffects: { calls: server.calls, pathOf: sideEffectPath },
-      apiUrl,
-    });
-    recordFigures(SCENARIO, {
-      executions: report.executions,
-      kills: 0,
-      restarts: 0,
-      rerun_attempts: report.rerunAttempts,
-      lost: report.lost,
-      duplicated_completions: report.duplicatedCompletions,
-      seconds: Math.round((Date.now() - started) / 1000),
-      requests: REQUESTS,
-      concurrency: CONCURRENCY,
-      accepted_202: answers['202'] ?? 0,
-      shed_429: answers['429'] ?? 0,
-      shed_503: answers['503'] ?? 0,
-      burst_seconds: Math.round(burstMs / 100) / 10,
-      slowest_answer_ms: Math.round(slowest),
-      answers: JSON.stringify(answers),
-    });
+    await waitAllTerminal(databaseUrl, accepted, 240_000);
+    const report = await scenario.checkInvariants(accepted, apiUrl);
+    scenario.recordFigures(
+      report,
+      { started, kills: 0, restarts: 0 },
+      {
+        requests: REQUESTS,
+        concurrency: CONCURRENCY,
+        accepted_202: answers['202'] ?? 0,
+        shed_429: answers['429'] ?? 0,
+        shed_503: answers['503'] ?? 0,
+        burst_seconds: Math.round(burstMs / 100) / 10,
+        slowest_answer_ms: Math.round(slowest),
+        answers: JSON.stringify(answers),
+      },
+    );
     expect(report.problems).toEqual([]);
     expect(
       Object.keys(answers).filter((status) => !['202', '429', '503'].includes(status)),

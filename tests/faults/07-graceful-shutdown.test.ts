@@ -1,51 +1,18 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/private-servers.js';
-import { createTestDatabase, deleteRedisPrefix, type TestDatabase } from '../helpers/test-app.js';
-import { recordFigures } from './figures.js';
-import {
-  createWorkflow,
-  Fleet,
-  httpStep,
-  request,
-  serviceEnv,
-  sideEffectPath,
-  sleep,
-} from './harness.js';
-import { checkInvariants, installAudit, waitAllTerminal } from './invariants.js';
-import { SideEffectServer } from './side-effect-server.js';
+import { createWorkflow, httpStep, request, sleep, useFaultScenario } from './harness.js';
+import { waitAllTerminal } from './invariants.js';
 
-const SCENARIO = '7-graceful-shutdown';
 const GRACE_MS = 6000;
 const CONCURRENCY = 8;
 const LONG_POLLS = 3;
 const LOAD_BEFORE_SIGTERM_MS = 5000;
 
-let database: TestDatabase | undefined;
-let prefix = '';
-let fleet: Fleet | undefined;
-// Slow side effects, so that steps are mid-call when the process is told to stop.
-const server = new SideEffectServer({ minDelayMs: 100, maxDelayMs: 600 });
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  prefix = `fg${randomBytes(4).toString('hex')}`;
-  await installAudit(database.url);
-  await server.listen();
-  fleet = new Fleet(
-    serviceEnv(
-      { databaseUrl: database.url, redisUrl: inject('redisUrl'), prefix },
-      { SERVICE_ROLE: 'all', SHUTDOWN_GRACE_MS: String(GRACE_MS), WORKER_CONCURRENCY: '20' },
-    ),
-  );
-});
-
-afterAll(async () => {
-  if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(SCENARIO);
-  await fleet?.killAll();
-  await server.close();
-  if (prefix) await deleteRedisPrefix(prefix);
-  await database?.drop();
+const scenario = useFaultScenario('7-graceful-shutdown', {
+  prefixLetters: 'fg',
+  env: { SERVICE_ROLE: 'all', SHUTDOWN_GRACE_MS: String(GRACE_MS), WORKER_CONCURRENCY: '20' },
+  // Slow side effects, so that steps are mid-call when the process is told to stop.
+  sideEffects: { minDelayMs: 100, maxDelayMs: 600 },
 });
 
 interface Sent {
@@ -57,15 +24,11 @@ interface Sent {
 
 describe('SIGTERM during load', () => {
   it('finishes in-flight requests, loses no accepted work and exits within its grace period', async () => {
-    const db = database as TestDatabase;
-    const services = fleet as Fleet;
-    onTestFailed(() => {
-      console.log(`logs: ${services.saveLogs(SCENARIO)}`);
-    });
+    const { databaseUrl, fleet, server } = scenario;
     const started = Date.now();
     const port = await freePort();
     const apiUrl = `http://127.0.0.1:${port}`;
-    const first = await services.api(port, { SERVICE_ROLE: 'all' });
+    const first = await fleet.api(port, { SERVICE_ROLE: 'all' });
     const workflowId = await createWorkflow(apiUrl, {
       name: 'three slow calls',
       workflow_type: 'sequential',
@@ -135,30 +98,22 @@ describe('SIGTERM during load', () => {
     const inFlightFailed = inFlight.filter((request) => request.outcome === 'error');
 
     // A new process picks up whatever the stopped one handed back.
-    await services.api(port, { SERVICE_ROLE: 'all' });
-    await waitAllTerminal(db.url, accepted, 120_000);
-    const report = await checkInvariants({
-      databaseUrl: db.url,
-      accepted,
-      sideEffects: { calls: server.calls, pathOf: sideEffectPath },
-      apiUrl,
-    });
-    recordFigures(SCENARIO, {
-      executions: report.executions,
-      kills: 0,
-      restarts: 1,
-      rerun_attempts: report.rerunAttempts,
-      lost: report.lost,
-      duplicated_completions: report.duplicatedCompletions,
-      seconds: Math.round((Date.now() - started) / 1000),
-      grace_ms: GRACE_MS,
-      exit_ms: exitMs,
-      exit_code: exitCode ?? -1,
-      requests: sent.length,
-      in_flight_at_sigterm: inFlight.length,
-      in_flight_failed: inFlightFailed.length,
-      long_polls_answered: longPolls.filter((poll) => poll.outcome === 200).length,
-    });
+    await fleet.api(port, { SERVICE_ROLE: 'all' });
+    await waitAllTerminal(databaseUrl, accepted, 120_000);
+    const report = await scenario.checkInvariants(accepted, apiUrl);
+    scenario.recordFigures(
+      report,
+      { started, kills: 0, restarts: 1 },
+      {
+        grace_ms: GRACE_MS,
+        exit_ms: exitMs,
+        exit_code: exitCode ?? -1,
+        requests: sent.length,
+        in_flight_at_sigterm: inFlight.length,
+        in_flight_failed: inFlightFailed.length,
+        long_polls_answered: longPolls.filter((poll) => poll.outcome === 200).length,
+      },
+    );
     expect(report.problems).toEqual([]);
     expect(exitCode).toBe(0);
     expect(exitMs).toBeLessThanOrEqual(GRACE_MS);

@@ -1,12 +1,22 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, beforeEach, inject } from 'vitest';
 import { projectRoot } from '../../src/project.js';
+import { ensureDatabase } from '../../src/store/db.js';
+import { migrate } from '../../src/store/migrate.js';
+import { PrivatePostgres, PrivateRedis } from '../helpers/private-servers.js';
 import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.js';
+import { createTestDatabase, deleteRedisPrefix, type TestDatabase } from '../helpers/test-app.js';
+import { type Figures, recordFigures } from './figures.js';
+import { checkInvariants, type InvariantReport, installAudit } from './invariants.js';
+import { SideEffectServer, type SideEffectServerOptions } from './side-effect-server.js';
 
 /**
- * Shared machinery of the fault scenarios: real service processes (tsx), an HTTP client on
- * loopback, a bounded-concurrency load driver and the figures file. Every scenario is bounded
- * in time and kills everything it started, even on failure.
+ * Shared machinery of the fault scenarios: their setup and teardown, real service processes
+ * (tsx), an HTTP client on loopback, a bounded-concurrency load driver and the figures file.
+ * Every scenario is bounded in time and kills everything it started, even on failure.
  */
 
 // A last resort: children die with this process even when afterAll never runs.
@@ -97,6 +107,140 @@ export class Fleet {
     });
     return directory;
   }
+}
+
+/** What sets one scenario's stack apart from the others'. */
+export interface FaultScenarioOptions {
+  /** The start of the Redis prefix, so that keys left behind tell which scenario wrote them. */
+  prefixLetters: string;
+  /** Environment of every service process, over serviceEnv's. */
+  env?: Record<string, string>;
+  sideEffects?: SideEffectServerOptions;
+  /** A redis-server of the scenario's own, for scenarios that kill Redis: never the shared one. */
+  privateRedis?: boolean;
+  /** A Postgres cluster of the scenario's own, for scenarios that stop Postgres. */
+  privatePostgres?: boolean;
+  /** Runs first in the teardown, before the logs are saved and the processes killed. */
+  beforeTeardown?: () => void;
+}
+
+/** The stack of one scenario, set up before its test: read it inside the test. */
+export interface FaultScenario {
+  /** A clone of the migrated template, or a database on the private cluster. */
+  readonly databaseUrl: string;
+  readonly fleet: Fleet;
+  /** The outside world the http steps call. */
+  readonly server: SideEffectServer;
+  /** Only with the option `privateRedis`. */
+  readonly privateRedis: PrivateRedis;
+  /** Only with the option `privatePostgres`. */
+  readonly privatePostgres: PrivatePostgres;
+  /** The invariants, over the scenario's database and the side effects its server saw. */
+  checkInvariants(accepted: Iterable<string>, apiUrl: string): Promise<InvariantReport>;
+  /** Records the figures every scenario reports, followed by its own. */
+  recordFigures(
+    report: InvariantReport,
+    run: { started: number; kills: number; restarts: number },
+    own: Record<string, number | string | boolean>,
+  ): void;
+}
+
+function setUp<T>(value: T | undefined, what: string): T {
+  if (value === undefined) {
+    throw new Error(`no ${what}: read it inside the test, of a scenario that asks for it`);
+  }
+  return value;
+}
+
+/**
+ * Sets up the stack of the current test file's scenario before its test (a database with the
+ * audit triggers, a Redis prefix, the side-effect server and a fleet that has started nothing
+ * yet), saves the fleet's logs when the test fails and tears everything down after it.
+ */
+export function useFaultScenario(name: string, options: FaultScenarioOptions): FaultScenario {
+  const server = new SideEffectServer(options.sideEffects);
+  let privateRedis: PrivateRedis | undefined;
+  let privatePostgres: PrivatePostgres | undefined;
+  let database: TestDatabase | undefined;
+  let databaseUrl: string | undefined;
+  let prefix = '';
+  let fleet: Fleet | undefined;
+
+  beforeAll(async () => {
+    if (options.privateRedis) privateRedis = await PrivateRedis.start();
+    if (options.privatePostgres) {
+      privatePostgres = await PrivatePostgres.start();
+      databaseUrl = privatePostgres.url();
+      await ensureDatabase(databaseUrl);
+      await migrate(databaseUrl, pino({ level: 'silent' }));
+    } else {
+      database = await createTestDatabase();
+      databaseUrl = database.url;
+    }
+    prefix = `${options.prefixLetters}${randomBytes(4).toString('hex')}`;
+    await installAudit(databaseUrl);
+    await server.listen();
+    fleet = new Fleet(
+      serviceEnv(
+        { databaseUrl, redisUrl: privateRedis?.url ?? inject('redisUrl'), prefix },
+        options.env,
+      ),
+    );
+  });
+
+  beforeEach((test) => {
+    test.onTestFailed(() => {
+      if (fleet) console.log(`logs: ${fleet.saveLogs(name)}`);
+    });
+  });
+
+  afterAll(async () => {
+    options.beforeTeardown?.();
+    if (process.env.FAULT_SAVE_LOGS) fleet?.saveLogs(name);
+    await fleet?.killAll();
+    await server.close();
+    if (options.privateRedis) await privateRedis?.stop();
+    else if (prefix) await deleteRedisPrefix(prefix);
+    await database?.drop();
+    await privatePostgres?.destroy();
+  });
+
+  return {
+    server,
+    get databaseUrl() {
+      return setUp(databaseUrl, 'database');
+    },
+    get fleet() {
+      return setUp(fleet, 'fleet');
+    },
+    get privateRedis() {
+      return setUp(privateRedis, 'private Redis');
+    },
+    get privatePostgres() {
+      return setUp(privatePostgres, 'private Postgres');
+    },
+    checkInvariants(accepted, apiUrl) {
+      return checkInvariants({
+        databaseUrl: setUp(databaseUrl, 'database'),
+        accepted,
+        sideEffects: { calls: server.calls, pathOf: sideEffectPath },
+        apiUrl,
+      });
+    },
+    recordFigures(report, run, own) {
+      const figures: Figures = {
+        executions: report.executions,
+        kills: run.kills,
+        restarts: run.restarts,
+        rerun_attempts: report.rerunAttempts,
+        lost: report.lost,
+        duplicated_completions: report.duplicatedCompletions,
+        seconds: Math.round((Date.now() - run.started) / 1000),
+        ...own,
+      };
+      recordFigures(name, figures);
+    },
+  };
 }
 
 export function alive(service: ServiceProcess): boolean {

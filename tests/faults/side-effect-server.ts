@@ -4,6 +4,12 @@ import type { AddressInfo } from 'node:net';
 /** Called on every request before it is answered; may hold the answer back (await). */
 export type CallHook = (path: string, call: number) => void | Promise<void>;
 
+export interface SideEffectServerOptions {
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  onCall?: CallHook;
+}
+
 /**
  * The outside world of the fault scenarios: a loopback HTTP server that counts calls per path.
  * Http steps call `/<execution id>/<step id>`, so every call is a side effect of one step run.
@@ -15,9 +21,7 @@ export class SideEffectServer {
   private readonly server: Server;
   private baseUrl = '';
 
-  constructor(
-    private readonly options: { minDelayMs?: number; maxDelayMs?: number; onCall?: CallHook } = {},
-  ) {
+  constructor(private readonly options: SideEffectServerOptions = {}) {
     this.server = createServer((request, response) => {
       const path = (request.url ?? '/').split('?')[0] as string;
       const call = (this.calls.get(path) ?? 0) + 1;
