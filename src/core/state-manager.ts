@@ -1,7 +1,11 @@
 import { retryDelayMs } from '../engine/retry-policy.js';
 import { predictCompletion, schedule, sinkSteps } from '../engine/scheduler.js';
 import type { ExpressionContext, WaitRequest } from '../engine/steps/types.js';
-import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
+import {
+  DependencyUnavailableError,
+  WorkflowNotFoundError,
+  WorkflowNotRunnableError,
+} from '../errors.js';
 import type { Log } from '../logger.js';
 import type { Pool, Queryable } from '../store/db.js';
 import * as eventStore from '../store/event-store.js';
@@ -153,14 +157,8 @@ export class StateManager {
     const head = await store.findWorkflowHead(tx, request.workflowId);
     if (!head) throw new WorkflowNotFoundError(request.workflowId);
     remember(this.heads, request.workflowId, head.version, CACHE_SIZE);
-    if (request.idempotencyKey) {
-      const existing = await store.findByIdempotencyKey(
-        tx,
-        request.workflowId,
-        request.idempotencyKey,
-      );
-      if (existing) return { row: existing, created: false, effects };
-    }
+    const earlier = await this.replayed(tx, request, effects);
+    if (earlier) return earlier;
     const runnable = runnableStatuses(request);
     if (!runnable.includes(head.status)) {
       throw new WorkflowNotRunnableError(request.workflowId, head.status);
@@ -174,17 +172,13 @@ export class StateManager {
       first,
     );
     if (!inserted) {
-      if (request.idempotencyKey) {
-        // A concurrent start with the same key won the insert; return its execution.
-        const existing = await store.findByIdempotencyKey(
-          tx,
-          request.workflowId,
-          request.idempotencyKey,
-        );
-        if (existing) return { row: existing, created: false, effects };
-      }
+      // A concurrent start with the same key won the insert: return its execution.
+      const concurrent = await this.replayed(tx, request, effects);
+      if (concurrent) return concurrent;
       // The workflow changed (a new version, another status) since its head was read.
-      if (attemptsLeft <= 1) throw new Error(`workflow ${request.workflowId} keeps changing`);
+      if (attemptsLeft <= 1) {
+        throw new DependencyUnavailableError(`Workflow ${request.workflowId}, changing right now,`);
+      }
       return this.start(tx, request, effects, attemptsLeft - 1);
     }
     queueJobs(inserted.row, inserted.runs, effects);
@@ -196,6 +190,21 @@ export class StateManager {
       effects,
       settled: known.settled,
     };
+  }
+
+  /** The execution an earlier start with the same idempotency key made, if there is one. */
+  private async replayed(
+    tx: Queryable,
+    request: StartRequest,
+    effects: Effects,
+  ): Promise<Started | null> {
+    if (!request.idempotencyKey) return null;
+    const existing = await store.findByIdempotencyKey(
+      tx,
+      request.workflowId,
+      request.idempotencyKey,
+    );
+    return existing ? { row: existing, created: false, effects } : null;
   }
 
   /**

@@ -617,6 +617,40 @@ describe('execute', () => {
       await waitForExecution(ctx.app, execution.id, undefined, DEADLINE_MS);
   });
 
+  it('pins the version current at each start, and refuses a workflow paused since the last', async () => {
+    // A start tries the version its process saw last in one statement; a workflow that
+    // changed since must neither run its old version nor start while paused.
+    const workflowId = await createWorkflow(ctx.app, quickWorkflow('changing'));
+    const execute = () =>
+      ctx.app.inject({
+        method: 'POST',
+        url: `/workflows/${workflowId}/execute`,
+        payload: { input_data: {} },
+      });
+    const first = await execute();
+    expect(first.statusCode, first.body).toBe(202);
+    expect(first.json().workflow_version).toBe(1);
+    const put = await ctx.app.inject({
+      method: 'PUT',
+      url: `/workflows/${workflowId}`,
+      payload: { description: 'version 2' },
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    const second = await execute();
+    expect(second.statusCode, second.body).toBe(202);
+    expect(second.json().workflow_version).toBe(2);
+    const pause = await ctx.app.inject({
+      method: 'PUT',
+      url: `/workflows/${workflowId}`,
+      payload: { status: 'paused' },
+    });
+    expect(pause.statusCode, pause.body).toBe(200);
+    expectProblem(await execute(), 409);
+    for (const response of [first, second]) {
+      await waitForExecution(ctx.app, response.json().id, undefined, DEADLINE_MS);
+    }
+  });
+
   it('answers 409 for paused and archived workflows and 404 for unknown ones', async () => {
     const pausedId = await createWorkflow(ctx.app, quickWorkflow('paused', { status: 'paused' }));
     expectProblem(await post(`/workflows/${pausedId}/execute`, { input_data: {} }), 409);
