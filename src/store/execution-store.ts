@@ -950,18 +950,6 @@ export async function touchExecution(db: Queryable, executionId: string): Promis
   await db.query('UPDATE workflow_executions SET updated_at = now() WHERE id = $1', [executionId]);
 }
 
-export async function countUnfinishedExecutions(
-  db: Queryable,
-  workflowId: string,
-): Promise<number> {
-  const { rows } = await db.query<{ count: number }>(
-    `SELECT count(*)::int AS count FROM workflow_executions
-      WHERE workflow_id = $1 AND status IN ('pending', 'running', 'waiting', 'paused')`,
-    [workflowId],
-  );
-  return rows[0]?.count ?? 0;
-}
-
 /** Runs waiting for a sub-workflow whose execution has ended: the parent missed the news. */
 export async function findEndedChildWaits(
   db: Queryable,
@@ -1002,13 +990,6 @@ export async function listUnfinishedChildren(
     [parentExecutionId],
   );
   return rows.map((row) => row.id);
-}
-
-export async function findRun(db: Queryable, runId: number): Promise<StepRunRow | null> {
-  const { rows } = await db.query<StepRunRow>('SELECT * FROM step_executions WHERE id = $1', [
-    runId,
-  ]);
-  return rows[0] ?? null;
 }
 
 /** Locks the run that waits for this child execution, if it still does. */
