@@ -34,9 +34,9 @@ export function createFastFailRedis(url: string): Redis {
     commandTimeout: 2000,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
-    // Concurrent requests' commands (cache reads, rate-limit counters) go out together,
-    // one write per event-loop tick instead of one per command.
-    enableAutoPipelining: true,
+    // No enableAutoPipelining: with the offline queue off, an auto-pipelined custom command
+    // (the rate limiter's) may never settle while Redis is away (ioredis #1511), and one stuck
+    // pipeline holds back every later command. WorkflowCache batches its own reads instead.
   });
 }
 

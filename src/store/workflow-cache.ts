@@ -70,6 +70,8 @@ export class WorkflowCache {
   private readonly logger: CacheLogger;
   /** Invalidations that did not reach Redis: workflow id -> when retrying stops being useful. */
   private readonly pending = new Map<string, number>();
+  /** Lookups waiting for the next batched read. */
+  private lookups: Array<{ id: string; resolve: (lookup: CacheLookup) => void }> = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying = false;
   private lastWarnAt = 0;
@@ -81,16 +83,36 @@ export class WorkflowCache {
     this.logger = options.logger;
   }
 
-  /** The cached view of a workflow, or a miss with a ticket for `fill`. */
-  async get(id: string): Promise<CacheLookup> {
-    if (this.pending.has(id)) return { json: null, ticket: null };
+  /**
+   * The cached view of a workflow, or a miss with a ticket for `fill`. Lookups made in the
+   * same turn of the event loop (concurrent requests) share one MGET: one round trip for all.
+   */
+  get(id: string): Promise<CacheLookup> {
+    if (this.pending.has(id)) return Promise.resolve({ json: null, ticket: null });
+    return new Promise((resolve) => {
+      if (this.lookups.length === 0) setImmediate(() => void this.readBatch());
+      this.lookups.push({ id, resolve });
+    });
+  }
+
+  /** Answers every waiting lookup from one MGET (entry and generation of each); never rejects. */
+  private async readBatch(): Promise<void> {
+    const lookups = this.lookups;
+    this.lookups = [];
     try {
-      const [entry, generation] = await this.redis.mget(this.key(id), this.generationKey(id));
-      if (entry) return { json: entry };
-      return { json: null, ticket: { id, generation: generation ?? '' } };
+      const values = await this.redis.mget(
+        lookups.flatMap(({ id }) => [this.key(id), this.generationKey(id)]),
+      );
+      lookups.forEach(({ id, resolve }, index) => {
+        const entry = values[2 * index];
+        const generation = values[2 * index + 1];
+        resolve(
+          entry ? { json: entry } : { json: null, ticket: { id, generation: generation ?? '' } },
+        );
+      });
     } catch (error) {
       this.warn(error, 'workflow cache read failed; reading Postgres');
-      return { json: null, ticket: null };
+      for (const { resolve } of lookups) resolve({ json: null, ticket: null });
     }
   }
 
