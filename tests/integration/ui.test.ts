@@ -113,7 +113,7 @@ describe('the dashboard in a browser', () => {
       workflow_type: 'sequential',
       steps: [
         { id: 'fetch', name: 'Fetch data', step_type: 'noop' },
-        { id: 'hold', name: 'Hold a second', step_type: 'delay', config: { seconds: 1 } },
+        { id: 'hold', name: 'Hold three seconds', step_type: 'delay', config: { seconds: 3 } },
         { id: 'check', name: 'Check', step_type: 'transform', config: { expression: '1 + 1' } },
         { id: 'store', name: 'Store', step_type: 'noop', dependencies: ['check'] },
       ],
