@@ -68,5 +68,6 @@ describe('crash recovery', () => {
     expect(server.count('/a')).toBe(1);
     expect(server.count('/b')).toBe(2);
     expect(server.count('/c')).toBe(1);
-  });
+    // Two process starts (up to 30 s each on a loaded machine) plus the waits above.
+  }, 150_000);
 });

@@ -188,5 +188,6 @@ describe('cron schedules', () => {
     // Paused: no further tick fires (two seconds' worth of ticks pass).
     await new Promise((resolve) => setTimeout(resolve, 2000));
     expect((await executionsOf(workflowId)).length).toBe(fired.length);
-  });
+    // A process start (up to 30 s on a loaded machine) plus 20 s of ticks and 2 s paused.
+  }, 90_000);
 });
