@@ -75,20 +75,36 @@ function isMet(status: StepStatus | undefined, continueOnError: boolean): boolea
   return status === 'completed' || status === 'skipped' || (isFailure(status) && continueOnError);
 }
 
+/** Each step's own run's status (not its for_each items'), by step id. */
+function ownStatuses(runs: readonly RunState[]): Map<string, StepStatus> {
+  const own = new Map<string, StepStatus>();
+  for (const run of runs) if (run.item_index < 0) own.set(run.step_id, run.status);
+  return own;
+}
+
+/**
+ * A predicate for runs at work (queued or running) that keep their execution running. A
+ * for_each step's own run stays `running` while its items work: only the items count.
+ */
+function atWork(definition: WorkflowDefinition): (run: RunState) => boolean {
+  const forEachSteps = new Set(
+    definition.steps.filter((step) => step.for_each !== null).map((step) => step.id),
+  );
+  return (run) =>
+    (run.status === 'queued' || run.status === 'running') &&
+    !(run.item_index < 0 && forEachSteps.has(run.step_id));
+}
+
 /** Decides what happens next in one iteration of an execution. */
 export function schedule(input: SchedulerInput): SchedulerDecision {
   const { definition, runs, paused } = input;
-  const own = new Map<string, StepStatus>();
+  const own = ownStatuses(runs);
   const items = new Map<string, RunState[]>();
   for (const run of runs) {
-    if (run.item_index < 0) own.set(run.step_id, run.status);
-    else items.set(run.step_id, [...(items.get(run.step_id) ?? []), run]);
+    if (run.item_index >= 0) items.set(run.step_id, [...(items.get(run.step_id) ?? []), run]);
   }
   const continueOnError = new Map(
     definition.steps.map((step) => [step.id, step.continue_on_error]),
-  );
-  const forEachSteps = new Set(
-    definition.steps.filter((step) => step.for_each !== null).map((step) => step.id),
   );
 
   const decision: SchedulerDecision = {
@@ -163,12 +179,7 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
     decision.outcome = { kind: 'iteration_done' };
   } else if (
     !changes &&
-    // A for_each step's own run stays `running` while its items work: only the items count.
-    !runs.some(
-      (run) =>
-        (run.status === 'queued' || run.status === 'running') &&
-        !(run.item_index < 0 && forEachSteps.has(run.step_id)),
-    ) &&
+    !runs.some(atWork(definition)) &&
     runs.some((run) => run.status === 'waiting')
   ) {
     decision.outcome = { kind: 'waiting' };
@@ -225,8 +236,7 @@ export function predictCompletion(input: SchedulerInput, stepId: string): Comple
   if (decision.skip.length + decision.startItems.length + decision.finishForEach.length > 0) {
     return null;
   }
-  const own = new Map<string, StepStatus>();
-  for (const run of runs) if (run.item_index < 0) own.set(run.step_id, run.status);
+  const own = ownStatuses(runs);
   const [successor, ...more] = decision.ready;
   if (more.length > 0) return null;
   const blockers = new Set<string>();
@@ -245,17 +255,10 @@ export function predictCompletion(input: SchedulerInput, stepId: string): Comple
     if (!step || step.condition !== null || step.for_each !== null) return null;
     return { kind: 'successor', stepId: successor, blockers: [...blockers] };
   }
-  // A for_each step's own run is `running` while its items work: only the items count.
-  const forEachSteps = new Set(
-    definition.steps.filter((step) => step.for_each !== null).map((step) => step.id),
-  );
+  // Witnesses are named by step: a step's own run, never one of its items.
+  const keepsRunning = atWork(definition);
   const active = runs
-    .filter(
-      (run) =>
-        run.item_index < 0 &&
-        !forEachSteps.has(run.step_id) &&
-        (run.status === 'queued' || run.status === 'running'),
-    )
+    .filter((run) => run.item_index < 0 && keepsRunning(run))
     .map((run) => run.step_id)
     .slice(-MAX_ACTIVE_WITNESSES);
   if (active.length === 0) return null;
