@@ -20,18 +20,48 @@ export const UNFINISHED_RUN_STATUSES: ReadonlySet<StepRunRow['status']> = new Se
   'waiting',
 ]);
 
-/** `steps` of the expression context: each step's own run but `except`, by step id. */
-export function stepsContext(
+/** What expressions see of an execution besides its runs. */
+export type ExecutionIdentity = Pick<
+  ExecutionRow,
+  'id' | 'workflow_id' | 'workflow_version' | 'input_data'
+>;
+
+/**
+ * The expression context of an execution at `iteration`: its input, identity and each step's
+ * own run (but `except`, the run whose expressions these are), by step id.
+ */
+export function expressionContext(
+  execution: ExecutionIdentity,
+  iteration: number,
   runs: readonly RunSnapshot[],
   except?: number,
-): ExpressionContext['steps'] {
+): ExpressionContext {
   const steps: ExpressionContext['steps'] = {};
   for (const run of runs) {
     if (run.item_index < 0 && run.id !== except) {
       steps[run.step_id] = { output: run.output, status: run.status };
     }
   }
-  return steps;
+  return {
+    input: execution.input_data,
+    steps,
+    iteration,
+    execution: {
+      id: execution.id,
+      workflow_id: execution.workflow_id,
+      workflow_version: execution.workflow_version,
+    },
+  };
+}
+
+/** The execution of a claimed run, as expressionContext reads it. */
+export function claimedExecution(claim: ClaimedRun): ExecutionIdentity {
+  return {
+    id: claim.execution_id,
+    workflow_id: claim.workflow_id,
+    workflow_version: claim.workflow_version,
+    input_data: claim.input_data,
+  };
 }
 
 /**

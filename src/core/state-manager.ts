@@ -29,8 +29,9 @@ import {
 } from './execution-start.js';
 import { evaluateCondition, evaluateExpression } from './expressions.js';
 import {
+  claimedExecution,
   claimedRun,
-  stepsContext,
+  expressionContext,
   UNFINISHED_RUN_STATUSES,
   withChanges,
 } from './iteration-runs.js';
@@ -111,11 +112,18 @@ export interface AttemptReport {
   inline?: InlineSlot | undefined;
 }
 
-const ACTIVE_EXECUTION_STATUSES: readonly ExecutionRow['status'][] = [
+/** Statuses of an execution that the scheduler advances and attempts may be recorded in. */
+const ADVANCING_EXECUTION_STATUSES: readonly ExecutionRow['status'][] = [
   'running',
   'waiting',
   'paused',
 ];
+/** Locks an execution that attempts may still be recorded in; null if it is not one. */
+async function lockAdvancing(tx: Queryable, executionId: string): Promise<ExecutionRow | null> {
+  const execution = await store.lockExecution(tx, executionId);
+  return execution && ADVANCING_EXECUTION_STATUSES.includes(execution.status) ? execution : null;
+}
+
 /**
  * The execution state machine: applies scheduler decisions and attempt results to Postgres,
  * one transaction per change, with the execution row locked so parallel completions of the
@@ -233,16 +241,7 @@ export class StateManager {
 
   /** Expression context of an execution at its current iteration. */
   context(execution: ExecutionRow, runs: readonly StepRunRow[]): ExpressionContext {
-    return {
-      input: execution.input_data,
-      steps: stepsContext(runs),
-      iteration: execution.current_iteration,
-      execution: {
-        id: execution.id,
-        workflow_id: execution.workflow_id,
-        workflow_version: execution.workflow_version,
-      },
-    };
+    return expressionContext(execution, execution.current_iteration, runs);
   }
 
   /**
@@ -258,7 +257,7 @@ export class StateManager {
     effects: Effects = noEffects(),
     known: AdvanceOptions = {},
   ): Promise<Effects> {
-    if (!ACTIVE_EXECUTION_STATUSES.includes(execution.status)) return effects;
+    if (!ADVANCING_EXECUTION_STATUSES.includes(execution.status)) return effects;
     const definition = await this.definition(tx, execution.workflow_id, execution.workflow_version);
     const byId = new Map(definition.steps.map((step) => [step.id, step]));
     let current = execution;
@@ -624,16 +623,10 @@ export class StateManager {
       case 'end': {
         const last = definition.workflow_type !== 'loop' || definition.config.loop === undefined;
         if (!last || typeof definition.config.output === 'string') return null;
-        const output = await this.output(definition, {
-          input: claim.input_data,
-          steps: stepsContext(completed),
-          iteration: claim.iteration,
-          execution: {
-            id: claim.execution_id,
-            workflow_id: claim.workflow_id,
-            workflow_version: claim.workflow_version,
-          },
-        });
+        const output = await this.output(
+          definition,
+          expressionContext(claimedExecution(claim), claim.iteration, completed),
+        );
         const finished = await store.completeAndFinish(pool, { ...predicted, output });
         if (!finished) return null;
         const effects = noEffects();
@@ -681,8 +674,8 @@ export class StateManager {
     completion: WorkerCompletion,
   ): Promise<Effects | null> {
     const { executionId, output, report } = completion;
-    const execution = await store.lockExecution(tx, executionId);
-    if (!execution || !ACTIVE_EXECUTION_STATUSES.includes(execution.status)) return null;
+    const execution = await lockAdvancing(tx, executionId);
+    if (!execution) return null;
     const runs = await store.completeLeasedRunReadingIteration(
       tx,
       execution,
@@ -703,8 +696,8 @@ export class StateManager {
     result: AttemptResult,
     report: AttemptReport | undefined,
   ): Promise<Effects | null> {
-    const execution = await store.lockExecution(tx, executionId);
-    if (!execution || !ACTIVE_EXECUTION_STATUSES.includes(execution.status)) return null;
+    const execution = await lockAdvancing(tx, executionId);
+    if (!execution) return null;
     const run =
       'leaseId' in fence
         ? await store.lockLeasedRun(tx, runId, fence.leaseId)

@@ -1,5 +1,5 @@
 import { resolveTemplates } from '../core/expressions.js';
-import { stepsContext } from '../core/iteration-runs.js';
+import { claimedExecution, expressionContext } from '../core/iteration-runs.js';
 import type { AttemptResult } from '../core/state-manager.js';
 import type { StepDefinition } from '../core/workflow-definition.js';
 import type { ClaimedRun } from '../store/execution-store.js';
@@ -16,15 +16,8 @@ class AttemptTimeout extends Error {
 /** What expressions of a claimed run see. */
 export function claimContext(claim: ClaimedRun): ExpressionContext {
   return {
-    input: claim.input_data,
-    steps: stepsContext(claim.iteration_runs, claim.id),
-    iteration: claim.iteration,
+    ...expressionContext(claimedExecution(claim), claim.iteration, claim.iteration_runs, claim.id),
     ...(claim.item_index >= 0 ? { item: claim.item, index: claim.item_index } : {}),
-    execution: {
-      id: claim.execution_id,
-      workflow_id: claim.workflow_id,
-      workflow_version: claim.workflow_version,
-    },
   };
 }
 
