@@ -1,6 +1,7 @@
 import type { WorkflowDefinition } from '../core/workflow-definition.js';
 import type { StepStatus } from '../engine/scheduler.js';
 import type { Queryable } from './db.js';
+import { uncountEnded } from './workflow-counter-store.js';
 
 /** SQL for executions and their step runs. Every function takes the pool or a transaction. */
 
@@ -848,14 +849,7 @@ export async function reopenExecution(db: Queryable, execution: ExecutionRow): P
     [execution.id],
   );
   // The ended execution was counted; reopening takes it back out until it ends again.
-  await db.query(
-    `INSERT INTO workflow_counter_deltas
-       (workflow_id, ended, completed, failed, cancelled, timed_out, duration_seconds)
-     VALUES ($1, -1, 0, CASE WHEN $2 IN ('failed', 'timed_out') THEN -1 ELSE 0 END,
-             CASE WHEN $2 = 'cancelled' THEN -1 ELSE 0 END, CASE WHEN $2 = 'timed_out' THEN -1 ELSE 0 END,
-             -$3::numeric)`,
-    [execution.workflow_id, execution.status, execution.duration_seconds ?? 0],
-  );
+  await uncountEnded(db, execution);
 }
 
 /** Runs that are queued and due, of running executions, that nobody touched for a while. */

@@ -1,5 +1,5 @@
 import type { Queryable } from './db.js';
-import { COUNTER_COLUMNS, readCounters, UNFOLDED_DELTAS } from './workflow-counter-store.js';
+import { endedCounts, readCounters, readEndedTotals } from './workflow-counter-store.js';
 
 /**
  * SQL of the statistics endpoints. Every query reads an index range (see the monitoring
@@ -8,6 +8,8 @@ import { COUNTER_COLUMNS, readCounters, UNFOLDED_DELTAS } from './workflow-count
  */
 
 const ENDED = `('completed', 'failed', 'cancelled', 'timed_out')`;
+/** Unfinished executions are counted row by row, from their own small partial index. */
+const UNFINISHED = `('pending', 'running', 'waiting', 'paused')`;
 
 export interface WorkflowHead {
   id: string;
@@ -44,7 +46,7 @@ export async function workflowExecutionAggregate(
     readCounters(db, workflowId),
     db.query<{ status: string; count: number }>(
       `SELECT status, count(*)::int AS count FROM workflow_executions
-        WHERE workflow_id = $1 AND status IN ('pending', 'running', 'waiting', 'paused')
+        WHERE workflow_id = $1 AND status IN ${UNFINISHED}
         GROUP BY status`,
       [workflowId],
     ),
@@ -54,17 +56,11 @@ export async function workflowExecutionAggregate(
       [workflowId],
     ),
   ]);
-  const counts: Record<string, number> = Object.fromEntries(
-    unfinished.rows.map((row) => [row.status, row.count]),
-  );
-  if (counters) {
-    counts.completed = counters.success_count;
-    counts.failed = counters.failure_count - counters.timed_out_count;
-    counts.cancelled = counters.cancelled_count;
-    counts.timed_out = counters.timed_out_count;
-  }
   return {
-    counts,
+    counts: {
+      ...Object.fromEntries(unfinished.rows.map((row) => [row.status, row.count])),
+      ...(counters ? endedCounts(counters) : {}),
+    },
     average_duration_seconds:
       counters && counters.execution_count > 0
         ? counters.total_duration_seconds / counters.execution_count
@@ -167,25 +163,16 @@ export interface SystemAggregate {
 
 /** Service-wide counts: workflows, executions by status, recent activity, step latency. */
 export async function systemAggregate(db: Queryable): Promise<SystemAggregate> {
-  const [workflows, executions, window, steps] = await Promise.all([
+  const [workflows, ended, unfinished, window, steps] = await Promise.all([
     db.query<{ status: string; workflow_type: string; count: number }>(
       `SELECT status, workflow_type, count(*)::int AS count FROM workflows
         GROUP BY status, workflow_type`,
     ),
-    // Ended executions from the workflows' counters, unfinished ones from their partial
-    // index: nothing here grows with the history.
+    // Ended executions from the workflows' counters: nothing here grows with the history.
+    readEndedTotals(db),
     db.query<{ status: string; count: number }>(
-      `WITH counters AS (SELECT ${COUNTER_COLUMNS} FROM workflows w ${UNFOLDED_DELTAS})
-       SELECT 'completed' AS status, coalesce(sum(success_count), 0)::int AS count FROM counters
-       UNION ALL
-       SELECT 'failed', coalesce(sum(failure_count - timed_out_count), 0)::int FROM counters
-       UNION ALL
-       SELECT 'cancelled', coalesce(sum(cancelled_count), 0)::int FROM counters
-       UNION ALL
-       SELECT 'timed_out', coalesce(sum(timed_out_count), 0)::int FROM counters
-       UNION ALL
-       SELECT status, count(*)::int FROM workflow_executions
-        WHERE status IN ('pending', 'running', 'waiting', 'paused') GROUP BY status`,
+      `SELECT status, count(*)::int AS count FROM workflow_executions
+        WHERE status IN ${UNFINISHED} GROUP BY status`,
     ),
     db.query<SystemAggregate['window']>(
       `SELECT
@@ -215,7 +202,10 @@ export async function systemAggregate(db: Queryable): Promise<SystemAggregate> {
   ]);
   return {
     workflows: workflows.rows,
-    executions: executions.rows,
+    executions: [
+      ...Object.entries(ended).map(([status, count]) => ({ status, count })),
+      ...unfinished.rows,
+    ],
     window: window.rows[0] as SystemAggregate['window'],
     steps: steps.rows[0] as SystemAggregate['steps'],
   };

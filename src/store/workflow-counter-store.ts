@@ -7,13 +7,15 @@ import type { Queryable } from './db.js';
  * (see the workflow-counters migration). Readers always add both, so a fold never shows.
  */
 
+/** Deltas added up, under their own names: what readers add and what a fold moves. */
+const DELTA_SUMS = `sum(ended) AS ended, sum(completed) AS completed, sum(failed) AS failed,
+  sum(cancelled) AS cancelled, sum(timed_out) AS timed_out,
+  sum(duration_seconds) AS duration_seconds, max(started_at) AS started_at,
+  max(completed_at) AS completed_at`;
+
 /** Joins `d`, the unfolded deltas of workflow `w`, to a query over `workflows w`. */
 export const UNFOLDED_DELTAS = `LEFT JOIN LATERAL (
-  SELECT sum(ended) AS ended, sum(completed) AS completed, sum(failed) AS failed,
-         sum(cancelled) AS cancelled, sum(timed_out) AS timed_out,
-         sum(duration_seconds) AS duration_seconds, max(started_at) AS started_at,
-         max(completed_at) AS completed_at
-    FROM workflow_counter_deltas WHERE workflow_id = w.id) AS d ON true`;
+  SELECT ${DELTA_SUMS} FROM workflow_counter_deltas WHERE workflow_id = w.id) AS d ON true`;
 
 const ENDED = 'coalesce(w.execution_count, 0) + coalesce(d.ended, 0)';
 
@@ -40,6 +42,53 @@ export interface WorkflowCounters {
   /** Of the ended executions; the average is rounded to hundredths, as the seed's column. */
   total_duration_seconds: number;
   average_duration_seconds: number;
+}
+
+/** How many ended executions end each way. */
+export type EndedCounts = Record<'completed' | 'failed' | 'cancelled' | 'timed_out', number>;
+
+/** Ended executions by status, from counters: the seed's failure_count counts timed out too. */
+export function endedCounts(
+  counters: Pick<
+    WorkflowCounters,
+    'success_count' | 'failure_count' | 'cancelled_count' | 'timed_out_count'
+  >,
+): EndedCounts {
+  return {
+    completed: counters.success_count,
+    failed: counters.failure_count - counters.timed_out_count,
+    cancelled: counters.cancelled_count,
+    timed_out: counters.timed_out_count,
+  };
+}
+
+/** Ended executions by status over every workflow. */
+export async function readEndedTotals(db: Queryable): Promise<EndedCounts> {
+  const { rows } = await db.query<Parameters<typeof endedCounts>[0]>(
+    `SELECT coalesce(sum(success_count), 0)::int AS success_count,
+            coalesce(sum(failure_count), 0)::int AS failure_count,
+            coalesce(sum(cancelled_count), 0)::int AS cancelled_count,
+            coalesce(sum(timed_out_count), 0)::int AS timed_out_count
+       FROM (SELECT ${COUNTER_COLUMNS} FROM workflows w ${UNFOLDED_DELTAS}) AS counters`,
+  );
+  return endedCounts(rows[0] as Parameters<typeof endedCounts>[0]);
+}
+
+/**
+ * Takes an ended execution back out of its workflow's counters (it is reopened to run again):
+ * the opposite of the delta its end inserted (wf_finish_execution).
+ */
+export async function uncountEnded(
+  db: Queryable,
+  execution: { workflow_id: string; status: string; duration_seconds: number | null },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO workflow_counter_deltas
+       (workflow_id, ended, completed, failed, cancelled, timed_out, duration_seconds)
+     VALUES ($1, -1, -($2 = 'completed')::int, -($2 IN ('failed', 'timed_out'))::int,
+             -($2 = 'cancelled')::int, -($2 = 'timed_out')::int, -$3::numeric)`,
+    [execution.workflow_id, execution.status, execution.duration_seconds ?? 0],
+  );
 }
 
 /** A workflow's counters, or null when it does not exist. */
@@ -69,11 +118,7 @@ export async function foldCounterDeltas(db: Queryable): Promise<number> {
         WHERE id IN (SELECT id FROM workflow_counter_deltas ORDER BY id LIMIT $1)
        RETURNING *
      ), sums AS (
-       SELECT workflow_id, sum(ended) AS ended, sum(completed) AS completed, sum(failed) AS failed,
-              sum(cancelled) AS cancelled, sum(timed_out) AS timed_out,
-              sum(duration_seconds) AS duration_seconds, max(started_at) AS started_at,
-              max(completed_at) AS completed_at
-         FROM taken GROUP BY workflow_id
+       SELECT workflow_id, ${DELTA_SUMS} FROM taken GROUP BY workflow_id
      ), folded AS (
        UPDATE workflows w
           SET execution_count = coalesce(w.execution_count, 0) + s.ended,

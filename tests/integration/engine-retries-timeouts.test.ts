@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestApp } from '../helpers/test-app.js';
 import {
@@ -91,6 +92,44 @@ function ownRun(execution: ExecutionBody, stepId: string) {
 
 async function post(url: string, payload?: Record<string, unknown>) {
   return ctx.app.inject({ method: 'POST', url, ...(payload ? { payload } : {}) });
+}
+
+/** A workflow's counters (GET /workflows/{id}) and its ended executions by status (stats). */
+async function readCounters(workflowId: string) {
+  const [workflow, stats] = await Promise.all([
+    ctx.app.inject({ method: 'GET', url: `/workflows/${workflowId}` }),
+    ctx.app.inject({ method: 'GET', url: `/workflows/${workflowId}/stats` }),
+  ]);
+  expect(workflow.statusCode, workflow.body).toBe(200);
+  expect(stats.statusCode, stats.body).toBe(200);
+  const { execution_count, success_count, failure_count } = workflow.json();
+  const { completed, failed, cancelled, timed_out } = stats.json().executions_by_status;
+  return {
+    execution_count,
+    success_count,
+    failure_count,
+    by_status: { completed, failed, cancelled, timed_out },
+  };
+}
+
+/**
+ * Expects a workflow's counters to read `expected`, waiting for them first: the cached view
+ * of the workflow is dropped just after the commit that changed them, not in it.
+ */
+async function expectCounters(
+  workflowId: string,
+  expected: Awaited<ReturnType<typeof readCounters>>,
+): Promise<void> {
+  let counters = await readCounters(workflowId);
+  await waitUntil(
+    async () => {
+      counters = await readCounters(workflowId);
+      return isDeepStrictEqual(counters, expected);
+    },
+    'the counters read as expected',
+    DEADLINE_MS,
+  ).catch(() => {});
+  expect(counters).toEqual(expected);
 }
 
 function expectProblem(
@@ -397,6 +436,12 @@ describe('stopping and resuming around failures', () => {
     const timedOut = await waitForExecution(ctx.app, executionId, undefined, DEADLINE_MS);
     expect(timedOut.status, JSON.stringify(timedOut)).toBe('timed_out');
     expect(stepStatuses(timedOut)).toEqual({ first: 'completed', slow: 'cancelled' });
+    await expectCounters(workflowId, {
+      execution_count: 1,
+      success_count: 0,
+      failure_count: 1,
+      by_status: { completed: 0, failed: 0, cancelled: 0, timed_out: 1 },
+    });
     await waitUntil(
       () => abortedRequests.has('/hang-once/timed-out'),
       'the hanging request is aborted',
@@ -410,6 +455,13 @@ describe('stopping and resuming around failures', () => {
     expect(stepStatuses(execution)).toEqual({ first: 'completed', slow: 'completed' });
     expect(calls.get('/ok/timed-out-first')).toBe(1);
     expect(calls.get('/hang-once/timed-out')).toBe(2);
+    // The retry took the timed-out end back out of the counters before counting the new one.
+    await expectCounters(workflowId, {
+      execution_count: 1,
+      success_count: 1,
+      failure_count: 0,
+      by_status: { completed: 1, failed: 0, cancelled: 0, timed_out: 0 },
+    });
   });
 
   it('retries a for_each step whose item failed and keeps the results in order', async () => {
