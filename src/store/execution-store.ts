@@ -33,6 +33,17 @@ function qualified(alias: string, columns: string): string {
   return columns.replace(/\w+/g, (column) => `${alias}.${column}`);
 }
 
+/**
+ * status, attempt and queued_at of a new run of step `stepId`: queued for its first attempt
+ * when `queued` (a text[] parameter) names it, as queueRuns would leave it, else pending.
+ */
+function firstAttempt(stepId: string, queued: string): string {
+  const isQueued = `${stepId} = ANY(${queued}::text[])`;
+  return `CASE WHEN ${isQueued} THEN 'queued' ELSE 'pending' END,
+          CASE WHEN ${isQueued} THEN 1 ELSE 0 END,
+          CASE WHEN ${isQueued} THEN now() END`;
+}
+
 /** A new attempt forgets what the previous one waited for. */
 const CLEAR_WAIT = 'wait_kind = NULL, wait_spec = NULL, worker_id = NULL, heartbeat_at = NULL';
 
@@ -231,10 +242,7 @@ export async function insertExecution(
              SELECT workflow_id, started_at FROM inserted
            ), runs AS (
              INSERT INTO step_executions (execution_id, step_id, iteration, status, attempt, queued_at)
-             SELECT i.id, s.step_id, 0,
-                    CASE WHEN s.step_id = ANY($12::text[]) THEN 'queued' ELSE 'pending' END,
-                    CASE WHEN s.step_id = ANY($12::text[]) THEN 1 ELSE 0 END,
-                    CASE WHEN s.step_id = ANY($12::text[]) THEN now() END
+             SELECT i.id, s.step_id, 0, ${firstAttempt('s.step_id', '$12')}
                FROM inserted i, unnest($11::text[]) WITH ORDINALITY AS s(step_id, position)
               ORDER BY s.position
              RETURNING ${RUN_COLUMNS}
@@ -372,10 +380,7 @@ export async function insertIterationRuns(
   const { rows } = await db.query<StepRunRow>({
     name: 'insert-iteration-runs',
     text: `INSERT INTO step_executions (execution_id, step_id, iteration, status, attempt, queued_at)
-           SELECT $1, step_id, $2,
-                  CASE WHEN step_id = ANY($4::text[]) THEN 'queued' ELSE 'pending' END,
-                  CASE WHEN step_id = ANY($4::text[]) THEN 1 ELSE 0 END,
-                  CASE WHEN step_id = ANY($4::text[]) THEN now() END
+           SELECT $1, step_id, $2, ${firstAttempt('step_id', '$4')}
              FROM unnest($3::text[]) WITH ORDINALITY AS s(step_id, position)
             ORDER BY position
            RETURNING ${RUN_COLUMNS}`,
@@ -568,16 +573,14 @@ export async function completeLeasedRun(
   db: Queryable,
   runId: number,
   output: unknown,
-): Promise<StepRunRow | null> {
-  const { rows } = await db.query<StepRunRow>(
+): Promise<void> {
+  await db.query(
     `UPDATE step_executions
         SET status = 'completed', output = $2, error = NULL, wait_reason = NULL, lease_id = NULL,
             completed_at = now(), updated_at = now()
-      WHERE id = $1
-      RETURNING *`,
+      WHERE id = $1`,
     [runId, JSON.stringify(output ?? null)],
   );
-  return rows[0] ?? null;
 }
 
 /**
