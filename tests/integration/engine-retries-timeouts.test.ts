@@ -679,23 +679,17 @@ describe('execute', () => {
         url: `/workflows/${workflowId}/execute`,
         payload: { input_data: {} },
       });
+    const update = (payload: Record<string, unknown>) =>
+      ctx.app.inject({ method: 'PUT', url: `/workflows/${workflowId}`, payload });
     const first = await execute();
     expect(first.statusCode, first.body).toBe(202);
     expect(first.json().workflow_version).toBe(1);
-    const put = await ctx.app.inject({
-      method: 'PUT',
-      url: `/workflows/${workflowId}`,
-      payload: { description: 'version 2' },
-    });
+    const put = await update({ description: 'version 2' });
     expect(put.statusCode, put.body).toBe(200);
     const second = await execute();
     expect(second.statusCode, second.body).toBe(202);
     expect(second.json().workflow_version).toBe(2);
-    const pause = await ctx.app.inject({
-      method: 'PUT',
-      url: `/workflows/${workflowId}`,
-      payload: { status: 'paused' },
-    });
+    const pause = await update({ status: 'paused' });
     expect(pause.statusCode, pause.body).toBe(200);
     expectProblem(await execute(), 409);
     for (const response of [first, second]) {
