@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Queryable, withTransaction } from '../../src/store/db.js';
 import { useTestApp } from '../helpers/test-app.js';
 import {
   createWorkflow,
@@ -695,6 +696,45 @@ describe('execute', () => {
     for (const response of [first, second]) {
       await waitForExecution(ctx.app, response.json().id, undefined, DEADLINE_MS);
     }
+  });
+
+  it('answers 503 when the workflow changes under every try of a start, and starts nothing', async () => {
+    // Each statement of the start is followed by a committed change of the workflow (a PUT
+    // from another connection), so the version the start read is never the one it inserts.
+    const workflowId = await createWorkflow(ctx.app, quickWorkflow('always changing'));
+    let changes = 0;
+    const changeWorkflow = async () => {
+      changes += 1;
+      const put = await ctx.app.inject({
+        method: 'PUT',
+        url: `/workflows/${workflowId}`,
+        payload: { description: `change ${changes}` },
+      });
+      expect(put.statusCode, put.body).toBe(200);
+    };
+    const { state } = ctx.app.engineParts;
+    const failure = await withTransaction(ctx.app.pg, async (tx) => {
+      const query = tx.query.bind(tx) as (...args: unknown[]) => Promise<unknown>;
+      const changing = {
+        query: async (...args: unknown[]) => {
+          const result = await query(...args);
+          await changeWorkflow();
+          return result;
+        },
+      } as unknown as Queryable;
+      return state.start(changing, { workflowId, input: {}, idempotencyKey: null }).then(
+        () => null,
+        (error: unknown) => error,
+      );
+    });
+    expect(failure).toMatchObject({ statusCode: 503, code: 'WF_ERR_DEPENDENCY_UNAVAILABLE' });
+    expect(String(failure)).toContain('changing right now');
+    expect(changes).toBeGreaterThanOrEqual(3);
+    expect(await listAll(`workflow_id=${workflowId}`)).toEqual([]);
+    // Once the workflow holds still, it starts.
+    expect((await post(`/workflows/${workflowId}/execute`, { input_data: {} })).statusCode).toBe(
+      202,
+    );
   });
 
   it('answers 409 for paused and archived workflows and 404 for unknown ones', async () => {
