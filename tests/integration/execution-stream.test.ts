@@ -20,7 +20,13 @@ import {
  * read with node's fetch.
  */
 
-const ctx = useTestApp({ HTTP_STEP_ALLOWED_HOSTS: '127.0.0.1', STREAM_HEARTBEAT_MS: '300' });
+// MAX_STEPS above the worker's inline bound (100 steps per job), so a chain can pass it.
+const CHAIN_STEPS = 150;
+const ctx = useTestApp({
+  HTTP_STEP_ALLOWED_HOSTS: '127.0.0.1',
+  STREAM_HEARTBEAT_MS: '300',
+  MAX_STEPS: String(CHAIN_STEPS),
+});
 
 const server = new CountingServer();
 for (let index = 0; index < 10; index += 1) {
@@ -209,6 +215,32 @@ describe('GET /executions/{id}/stream', () => {
     expect(status).toBe('completed');
     expect(state).toEqual(stepStatuses(final));
     expect(joined[joined.length - 1]?.event).toBe('execution');
+  });
+
+  it('runs a chain of quick steps inline, but sends it back through the queue past its bounds', async () => {
+    const { app } = ctx;
+    const workflowId = await createWorkflow(app, {
+      name: 'long quick chain',
+      workflow_type: 'sequential',
+      steps: Array.from({ length: CHAIN_STEPS }, (_, index) => ({
+        id: `s${index}`,
+        name: `S${index}`,
+        step_type: 'noop',
+      })),
+    });
+    const id = await startExecution(app, workflowId);
+    const full = await openSse(`${base}/executions/${id}/stream`, { 'last-event-id': '0-0' });
+    const steps = byStep(events(await full.rest()));
+    expectExecutionPath(steps[''] ?? [], 'execution.running', 'execution.completed');
+    const ids = Array.from({ length: CHAIN_STEPS }, (_, index) => `s${index}`);
+    for (const stepId of ids) expect(steps[stepId]?.at(-1), stepId).toBe('step.completed');
+    // A step that went through the queue shows step.queued; one claimed inline does not.
+    const queued = ids.filter((stepId) => steps[stepId]?.includes('step.queued'));
+    expect(queued[0]).toBe('s0');
+    // At most 100 steps (or 1 s) per job: the chain went back to the queue at least once.
+    expect(queued.length).toBeGreaterThanOrEqual(2);
+    // ...and most steps ran inline.
+    expect(queued.length).toBeLessThan(CHAIN_STEPS / 2);
   });
 
   it('starts a client that connects mid-run with the current state, then every change', async () => {
