@@ -698,14 +698,17 @@ export class StateManager {
   ): Promise<Effects | null> {
     const execution = await lockAdvancing(tx, executionId);
     if (!execution) return null;
+    const claimedInline = report !== undefined && report.claim.started_at === null;
     const run =
       'leaseId' in fence
-        ? await store.lockLeasedRun(tx, runId, fence.leaseId)
+        ? await store.lockLeasedRun(
+            tx,
+            runId,
+            fence.leaseId,
+            claimedInline ? report.startedAt : undefined,
+          )
         : await store.lockRunAttempt(tx, runId, fence.attempt);
     if (!run) return null;
-    if (report && run.started_at === null) {
-      await store.markRunStarted(tx, run.id, report.startedAt);
-    }
     return this.applyAttempt(tx, execution, run, result, report?.inline);
   }
 

@@ -554,16 +554,29 @@ export async function listHeldRuns(db: Queryable, executionId: string): Promise<
   return rows;
 }
 
-/** Checks that a lease is still current, locking the run for the caller's transaction. */
+/**
+ * Checks that a lease is still current, locking the run for the caller's transaction.
+ * `startedAt`, for a run claimed inline (its claim left its start open), records when its
+ * attempt started in the same statement.
+ */
 export async function lockLeasedRun(
   db: Queryable,
   runId: number,
   leaseId: string,
+  startedAt?: Date,
 ): Promise<StepRunRow | null> {
+  const fenced = `id = $1 AND lease_id = $2 AND status IN ('running', 'waiting')`;
   const { rows } = await db.query<StepRunRow>(
-    `SELECT * FROM step_executions WHERE id = $1 AND lease_id = $2 AND status IN ('running', 'waiting')
-       FOR UPDATE`,
-    [runId, leaseId],
+    startedAt === undefined
+      ? {
+          text: `SELECT * FROM step_executions WHERE ${fenced} FOR UPDATE`,
+          values: [runId, leaseId],
+        }
+      : {
+          text: `UPDATE step_executions SET started_at = COALESCE(started_at, $3)
+                  WHERE ${fenced} RETURNING *`,
+          values: [runId, leaseId, startedAt],
+        },
   );
   return rows[0] ?? null;
 }
@@ -702,14 +715,6 @@ export async function completeAndFinish(
     values: [...completionValues(change), JSON.stringify(change.output ?? null)],
   });
   return rows[0] ?? null;
-}
-
-/** Records when the attempt of a run claimed inline started (its claim left that open). */
-export async function markRunStarted(db: Queryable, runId: number, startedAt: Date): Promise<void> {
-  await db.query(
-    'UPDATE step_executions SET started_at = $2 WHERE id = $1 AND started_at IS NULL',
-    [runId, startedAt],
-  );
 }
 
 /** A failed attempt that will be retried: same run, next attempt, due at `runAt`. */

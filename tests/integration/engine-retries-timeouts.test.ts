@@ -698,6 +698,32 @@ describe('execute', () => {
     }
   });
 
+  it('records when a step claimed inline started, also when it sleeps rather than completes', async () => {
+    // `nap` is claimed inline by the worker that completes `first`; its claim leaves its start
+    // open, and its record (a sleep, not a completion) must fill it in.
+    const workflowId = await createWorkflow(ctx.app, {
+      name: 'inline sleeper',
+      workflow_type: 'sequential',
+      steps: [
+        { id: 'first', name: 'first', step_type: 'noop' },
+        { id: 'nap', name: 'nap', step_type: 'delay', config: { seconds: 60 } },
+      ],
+    });
+    const executionId = await startExecution(ctx.app, workflowId);
+    const sleeping = await waitForExecution(
+      ctx.app,
+      executionId,
+      (execution) => ownRun(execution, 'nap').status === 'waiting',
+      DEADLINE_MS,
+    );
+    const napStarted = ownRun(sleeping, 'nap').started_at;
+    expect(napStarted, JSON.stringify(sleeping)).not.toBeNull();
+    expect(Date.parse(napStarted ?? '')).toBeGreaterThanOrEqual(
+      Date.parse(ownRun(sleeping, 'first').completed_at ?? ''),
+    );
+    expect((await post(`/executions/${executionId}/cancel`)).statusCode).toBe(200);
+  });
+
   it('answers 503 when the workflow changes under every try of a start, and starts nothing', async () => {
     // Each statement of the start is followed by a committed change of the workflow (a PUT
     // from another connection), so the version the start read is never the one it inserts.
