@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { WORKFLOW_STATUSES, WORKFLOW_TYPES } from '../core/workflow-definition.js';
+import { WORKFLOW_STATUSES } from '../domain/statuses.js';
+import { WORKFLOW_TYPES } from '../domain/workflow-definition.js';
 
 /**
  * Response schemas shared by the routes. They serialise replies and document them in OpenAPI,

@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
+import { isRole, ROLES } from '../domain/roles.js';
 import { loggerOptions } from '../logger.js';
 import { ApiKeyService } from '../security/api-key-service.js';
-import { isRole, ROLES } from '../security/roles.js';
 import { ApiKeyStore } from '../store/api-key-store.js';
 import { createPool, ensureDatabase } from '../store/db.js';
 import { migrate } from '../store/migrate.js';

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
+import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
+import { evaluateCondition } from '../engine/expressions.js';
+import { type EffectSink, noEffects } from '../engine/state/effects.js';
+import { eventOutput, type StateManager } from '../engine/state/state-manager.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import type { EventRow } from '../store/event-store.js';
 import * as eventStore from '../store/event-store.js';
 import * as store from '../store/execution-store.js';
-import { type EffectSink, noEffects } from './effects.js';
-import { evaluateCondition } from './expressions.js';
-import { eventOutput, type StateManager } from './state-manager.js';
 
 export interface EventView {
   id: string;
@@ -121,8 +122,7 @@ export class EventManager {
         const run = execution
           ? await store.lockEventWait(tx, candidate.id, candidate.attempt)
           : null;
-        if (!execution || !run || !store.UNFINISHED_EXECUTION_STATUSES.includes(execution.status))
-          return;
+        if (!execution || !run || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
         // Only events at least as new as the run: an earlier loop iteration's are not for it.
         if (event.received_at < run.created_at) return;
         const wait = run.wait_spec as {

@@ -1,5 +1,14 @@
 import type { Config } from '../config.js';
-import type { StepStatus } from '../engine/scheduler.js';
+import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
+import {
+  type ExecutionStatus,
+  type StepStatus,
+  UNFINISHED_EXECUTION_STATUSES,
+} from '../domain/statuses.js';
+import type { WorkflowDefinition } from '../domain/workflow-definition.js';
+import { type EffectSink, type Effects, jobFor, noEffects } from '../engine/state/effects.js';
+import type { Started } from '../engine/state/execution-start.js';
+import type { StateManager } from '../engine/state/state-manager.js';
 import { ExecutionNotFoundError, ExecutionStateError, ValidationFailedError } from '../errors.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import {
@@ -10,12 +19,7 @@ import {
   withTransaction,
   withTransactionThen,
 } from '../store/db.js';
-import type { ExecutionRow, ExecutionStatus, StepRunRow } from '../store/execution-store.js';
 import * as store from '../store/execution-store.js';
-import { type EffectSink, type Effects, jobFor, noEffects } from './effects.js';
-import type { Started } from './execution-start.js';
-import type { StateManager } from './state-manager.js';
-import type { WorkflowDefinition } from './workflow-definition.js';
 
 /** One run of a step as GET /executions/{id} shows it. */
 export interface StepRunView {
@@ -242,7 +246,7 @@ export class ExecutionManager {
   /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
   async cancel(id: string): Promise<ExecutionView> {
     return this.transition(id, async (tx, execution, effects) => {
-      if (!store.UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) {
+      if (!UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) {
         throw new ExecutionStateError(
           id,
           execution.status,

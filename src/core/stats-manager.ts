@@ -1,13 +1,9 @@
+import { EXECUTION_STATUSES, type ExecutionStatus, WORKFLOW_STATUSES } from '../domain/statuses.js';
+import { WORKFLOW_TYPES, type WorkflowDefinition } from '../domain/workflow-definition.js';
 import { WorkflowNotFoundError } from '../errors.js';
 import type { Pool } from '../store/db.js';
-import { EXECUTION_STATUSES, type ExecutionStatus } from '../store/execution-store.js';
 import type { StatsCache } from '../store/stats-cache.js';
 import * as store from '../store/stats-store.js';
-import {
-  WORKFLOW_STATUSES,
-  WORKFLOW_TYPES,
-  type WorkflowDefinition,
-} from './workflow-definition.js';
 
 /** Depth of one queue and the workers attached to it. */
 export interface QueueDepth {

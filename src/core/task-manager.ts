@@ -1,8 +1,8 @@
+import type { EffectSink } from '../engine/state/effects.js';
+import type { StateManager } from '../engine/state/state-manager.js';
 import { TaskNotFoundError, TaskStaleError } from '../errors.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import * as taskStore from '../store/task-store.js';
-import type { EffectSink } from './effects.js';
-import type { StateManager } from './state-manager.js';
 
 /** A task as an external worker receives it. */
 export interface TaskView {

@@ -1,3 +1,9 @@
+import type {
+  StepDefinition,
+  StepInput,
+  WorkflowCreateInput,
+  WorkflowUpdateInput,
+} from '../domain/workflow-definition.js';
 import { type FieldProblem, ValidationFailedError, WorkflowNotFoundError } from '../errors.js';
 import type { WorkflowCache } from '../store/workflow-cache.js';
 import {
@@ -9,12 +15,6 @@ import {
   type WorkflowView,
   type WorkflowWrite,
 } from '../store/workflow-store.js';
-import type {
-  StepDefinition,
-  StepInput,
-  WorkflowCreateInput,
-  WorkflowUpdateInput,
-} from './workflow-definition.js';
 import { validateWorkflow, type WorkflowDraft, type WorkflowLimits } from './workflow-validator.js';
 
 export type {

@@ -1,7 +1,4 @@
 import type { Config } from '../config.js';
-import { type FieldProblem, ValidationFailedError } from '../errors.js';
-import { checkExpression, findTemplateProblems } from './expressions.js';
-import { parseSchedule } from './schedule.js';
 import {
   DEFAULT_FOR_EACH_CONCURRENCY,
   DEFAULT_RETRY_BACKOFF,
@@ -9,7 +6,10 @@ import {
   type StepInput,
   type WorkflowDefinition,
   type WorkflowType,
-} from './workflow-definition.js';
+} from '../domain/workflow-definition.js';
+import { parseSchedule } from '../engine/cron-schedule.js';
+import { checkExpression, findTemplateProblems } from '../engine/expressions.js';
+import { type FieldProblem, ValidationFailedError } from '../errors.js';
 
 export type WorkflowLimits = Pick<
   Config,

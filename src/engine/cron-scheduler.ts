@@ -1,12 +1,12 @@
-import type { EffectSink } from '../core/effects.js';
-import { noEffects } from '../core/effects.js';
-import { latestTick, parseSchedule } from '../core/schedule.js';
-import type { StateManager } from '../core/state-manager.js';
 import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../errors.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import { isPgError, type Pool, SqlState, withTransaction } from '../store/db.js';
 import { findScheduledWorkflows } from '../store/schedule-store.js';
+import { latestTick, parseSchedule } from './cron-schedule.js';
+import type { EffectSink } from './state/effects.js';
+import { noEffects } from './state/effects.js';
+import type { StateManager } from './state/state-manager.js';
 
 export interface CronSchedulerOptions {
   pool: Pool;

@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
-import type { EffectSink, Effects, ExecutionLinks } from '../core/effects.js';
 import type { Log } from '../logger.js';
 import { executionIdsOf } from '../monitoring/log-context.js';
 import type { CancellationBus } from './cancellation-bus.js';
+import type { EffectSink, Effects, ExecutionLinks } from './state/effects.js';
 import type { StepQueue } from './step-queue.js';
 
 export interface EffectApplierOptions {

@@ -1,12 +1,4 @@
-import {
-  type EffectSink,
-  type Effects,
-  type ExecutionLinks,
-  jobFor,
-  mergeEffects,
-  noEffects,
-} from '../core/effects.js';
-import type { StateManager } from '../core/state-manager.js';
+import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import { type Pool, withTransaction } from '../store/db.js';
@@ -14,6 +6,15 @@ import * as eventStore from '../store/event-store.js';
 import * as store from '../store/execution-store.js';
 import * as taskStore from '../store/task-store.js';
 import { foldCounterDeltas } from '../store/workflow-counter-store.js';
+import {
+  type EffectSink,
+  type Effects,
+  type ExecutionLinks,
+  jobFor,
+  mergeEffects,
+  noEffects,
+} from './state/effects.js';
+import type { StateManager } from './state/state-manager.js';
 import type { StepQueue } from './step-queue.js';
 
 // One sweeper at a time across all processes: the others skip their turn.
@@ -109,7 +110,7 @@ export class RecoverySweep {
     for (const executionId of await store.findOverdueExecutions(pool, BATCH)) {
       await withTransaction(pool, async (tx) => {
         const execution = await store.lockExecution(tx, executionId);
-        if (!execution || !store.UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
+        if (!execution || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
         await state.finish(
           tx,
           execution,
@@ -171,8 +172,7 @@ export class RecoverySweep {
         // Lock order as when a run starts waiting: execution, run, then the event type.
         const execution = await store.lockExecution(tx, idle.execution_id);
         const run = execution ? await store.lockEventWait(tx, idle.id, idle.attempt) : null;
-        if (!execution || !run || !store.UNFINISHED_EXECUTION_STATUSES.includes(execution.status))
-          return;
+        if (!execution || !run || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
         const wait = run.wait_spec as {
           event: string;
           correlation_key: string | null;
@@ -195,7 +195,7 @@ export class RecoverySweep {
     for (const childId of await store.findOrphanedChildren(pool, BATCH)) {
       await withTransaction(pool, async (tx) => {
         const child = await store.lockExecution(tx, childId);
-        if (!child || !store.UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return;
+        if (!child || !UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return;
         await state.finish(
           tx,
           child,

@@ -1,4 +1,4 @@
-import type { RetryBackoff } from '../core/workflow-definition.js';
+import type { RetryBackoff } from '../domain/workflow-definition.js';
 
 /**
  * How long to wait before attempt number `retry` (1 = first retry). Exponential backoff uses

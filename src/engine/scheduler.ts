@@ -1,35 +1,16 @@
-import type { WorkflowDefinition } from '../core/workflow-definition.js';
+import {
+  ACTIVE_STEP_STATUSES,
+  isIn,
+  type StepStatus,
+  TERMINAL_STEP_STATUSES,
+} from '../domain/statuses.js';
+import type { WorkflowDefinition } from '../domain/workflow-definition.js';
 
 /**
  * The scheduler: pure functions from an execution's state to decisions. No I/O, no clock, no
  * expressions — the state manager evaluates conditions and applies the decisions in a
  * transaction, then asks again until nothing changes.
  */
-
-export const STEP_STATUSES = [
-  'pending',
-  'queued',
-  'running',
-  'waiting',
-  'completed',
-  'failed',
-  'skipped',
-  'cancelled',
-] as const;
-export type StepStatus = (typeof STEP_STATUSES)[number];
-
-export const TERMINAL_STEP_STATUSES: ReadonlySet<StepStatus> = new Set([
-  'completed',
-  'failed',
-  'skipped',
-  'cancelled',
-]);
-/** Statuses of a run that is in flight: it counts against concurrency limits. */
-export const ACTIVE_STEP_STATUSES: ReadonlySet<StepStatus> = new Set([
-  'queued',
-  'running',
-  'waiting',
-]);
 
 /** One row of the current iteration: a step's own run (item_index -1) or one for_each item. */
 export interface RunState {
@@ -124,7 +105,7 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
   }
 
   const maxConcurrency = definition.config.max_concurrency;
-  let active = [...own.values()].filter((status) => ACTIVE_STEP_STATUSES.has(status)).length;
+  let active = [...own.values()].filter((status) => isIn(ACTIVE_STEP_STATUSES, status)).length;
 
   for (const step of definition.steps) {
     const status = own.get(step.id);
@@ -132,7 +113,7 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
       const stepItems = (items.get(step.id) ?? []).sort((a, b) => a.item_index - b.item_index);
       if (
         stepItems.length > 0 &&
-        stepItems.every((item) => TERMINAL_STEP_STATUSES.has(item.status))
+        stepItems.every((item) => isIn(TERMINAL_STEP_STATUSES, item.status))
       ) {
         decision.finishForEach.push({
           step_id: step.id,
@@ -141,7 +122,7 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
       } else if (!paused) {
         let capacity =
           step.for_each_concurrency -
-          stepItems.filter((item) => ACTIVE_STEP_STATUSES.has(item.status)).length;
+          stepItems.filter((item) => isIn(ACTIVE_STEP_STATUSES, item.status)).length;
         for (const item of stepItems) {
           if (capacity <= 0) break;
           if (item.status === 'pending') {
@@ -174,7 +155,7 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
   const stepStatuses = definition.steps.map((step) => own.get(step.id));
   if (
     !changes &&
-    stepStatuses.every((status) => status !== undefined && TERMINAL_STEP_STATUSES.has(status))
+    stepStatuses.every((status) => status !== undefined && isIn(TERMINAL_STEP_STATUSES, status))
   ) {
     decision.outcome = { kind: 'iteration_done' };
   } else if (
@@ -245,7 +226,7 @@ export function predictCompletion(input: SchedulerInput, stepId: string): Comple
     if (own.get(step.id) !== 'pending') return null;
     const blocker = [...step.depends_on].reverse().find((id) => {
       const status = own.get(id);
-      return id !== stepId && status !== undefined && !TERMINAL_STEP_STATUSES.has(status);
+      return id !== stepId && status !== undefined && !isIn(TERMINAL_STEP_STATUSES, status);
     });
     if (blocker === undefined) return null;
     blockers.add(blocker);

@@ -1,5 +1,5 @@
 import { type ConnectionOptions, Queue } from 'bullmq';
-import type { StepJob } from '../store/execution-store.js';
+import type { StepJob } from '../domain/execution.js';
 
 export const STEP_QUEUE = 'steps';
 

@@ -1,8 +1,8 @@
-import { resolveTemplates } from '../core/expressions.js';
-import { claimedExecution, expressionContext } from '../core/iteration-runs.js';
-import type { AttemptResult } from '../core/state-manager.js';
-import type { StepDefinition } from '../core/workflow-definition.js';
-import type { ClaimedRun } from '../store/execution-store.js';
+import type { ClaimedRun } from '../domain/execution.js';
+import type { StepDefinition } from '../domain/workflow-definition.js';
+import { resolveTemplates } from './expressions.js';
+import { claimedExecution, expressionContext } from './state/iteration-runs.js';
+import type { AttemptResult } from './state/state-manager.js';
 import { stepHandlerFor } from './steps/registry.js';
 import { type ExpressionContext, type StepEnvironment, StepFailure } from './steps/types.js';
 

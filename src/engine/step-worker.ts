@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { type ConnectionOptions, type Job, Worker } from 'bullmq';
-import type { EffectSink } from '../core/effects.js';
-import type { InlineSlot, StateManager } from '../core/state-manager.js';
-import type { StepDefinition } from '../core/workflow-definition.js';
+import type { ClaimedRun } from '../domain/execution.js';
+import type { StepDefinition } from '../domain/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
-import { type ClaimedRun, claimRun } from '../store/execution-store.js';
+import { claimRun } from '../store/execution-store.js';
 import type { CancellationBus } from './cancellation-bus.js';
+import type { EffectSink } from './state/effects.js';
+import type { InlineSlot, StateManager } from './state/state-manager.js';
 import { STEP_QUEUE, type StepJobData } from './step-queue.js';
 import { runAttempt } from './step-runner.js';
 import { stepHandlerFor } from './steps/registry.js';

@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
-import { type ExecutionEvent, eventFromOutbox } from '../core/execution-events.js';
-import type { WorkflowDefinition } from '../core/workflow-definition.js';
+import type { WorkflowDefinition } from '../domain/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import { type Pool, withTransaction } from '../store/db.js';
@@ -13,6 +12,7 @@ import {
   tryRelayLock,
 } from '../store/event-outbox-store.js';
 import { executionChannel, executionStreamKey } from './execution-event-hub.js';
+import { type ExecutionEvent, eventFromOutbox } from './execution-events.js';
 
 const BATCH = 500;
 

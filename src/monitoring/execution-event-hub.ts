@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
-import type { ExecutionEvent } from '../core/execution-events.js';
 import { DependencyUnavailableError } from '../errors.js';
 import type { Log } from '../logger.js';
+import type { ExecutionEvent } from './execution-events.js';
 
 /** The bounded log of one execution's changes: a Redis Stream whose entry ids are event ids. */
 export function executionStreamKey(prefix: string, executionId: string): string {

@@ -1,6 +1,7 @@
-import { isTerminalEvent, TERMINAL_EXECUTION_STATUSES } from '../core/execution-events.js';
+import { FINISHED_EXECUTION_STATUSES, isIn } from '../domain/statuses.js';
 import { ExecutionNotFoundError } from '../errors.js';
 import { type ExecutionEventHub, STREAM_ID } from './execution-event-hub.js';
+import { isTerminalEvent } from './execution-events.js';
 
 /** One message of the stream; `id` is a Redis Stream id (the snapshot carries the position
  * it was taken at), so Last-Event-ID resumes exactly after it. */
@@ -80,7 +81,7 @@ export class ExecutionStreams {
         cursor = (await hub.lastEntryId(executionId)) ?? START;
         const snapshot = await this.options.snapshot(executionId);
         initial.push({ id: cursor, event: 'snapshot', data: snapshot.data });
-        ended = TERMINAL_EXECUTION_STATUSES.includes(snapshot.status);
+        ended = isIn(FINISHED_EXECUTION_STATUSES, snapshot.status);
       }
     } catch (error) {
       unsubscribe();
@@ -130,7 +131,7 @@ export class ExecutionStreams {
           const current = await this.options.status(executionId);
           if (current === null) return;
           const endedLongAgo =
-            TERMINAL_EXECUTION_STATUSES.includes(current.status) &&
+            isIn(FINISHED_EXECUTION_STATUSES, current.status) &&
             Date.now() - (current.completedAt?.getTime() ?? 0) > END_EVENT_GRACE_MS;
           if (endedLongAgo) {
             if (await catchUp()) return;

@@ -6,9 +6,9 @@ import {
   type LabelValues,
   Registry,
 } from 'prom-client';
-import type { ExecutionEvent } from '../core/execution-events.js';
 import type { QueueDepth } from '../core/stats-manager.js';
 import type { SweepReport } from '../engine/recovery-sweep.js';
+import type { ExecutionEvent } from './execution-events.js';
 
 export interface ServiceMetricsOptions {
   /** Reads the queues' depth; called on scrape. Null when this process has no queue. */

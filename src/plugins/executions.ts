@@ -1,12 +1,12 @@
 import fp from 'fastify-plugin';
 import { EventManager } from '../core/event-manager.js';
-import { SubworkflowLinks } from '../core/execution-links.js';
 import { ExecutionManager } from '../core/execution-manager.js';
-import { StateManager } from '../core/state-manager.js';
 import { TaskManager } from '../core/task-manager.js';
 import { CancellationBus } from '../engine/cancellation-bus.js';
 import { EffectApplier } from '../engine/effect-applier.js';
+import { StateManager } from '../engine/state/state-manager.js';
 import { StepQueue } from '../engine/step-queue.js';
+import { SubworkflowLinks } from '../engine/subworkflow-links.js';
 import { redisOptionsFromUrl } from '../store/redis-options.js';
 
 /** The parts of the engine that both API and worker processes use. */

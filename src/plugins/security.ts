@@ -6,6 +6,7 @@ import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import { problemResponse } from '../api/schemas.js';
 import type { Config } from '../config.js';
+import { roleAtLeast } from '../domain/roles.js';
 import {
   ForbiddenError,
   RateLimitedError,
@@ -37,7 +38,6 @@ import {
   UNMATCHED_ROUTE_ACCESS,
 } from '../security/policy.js';
 import { sharedRedisStore } from '../security/rate-limit-store.js';
-import { roleAtLeast } from '../security/roles.js';
 import { ApiKeyStore } from '../store/api-key-store.js';
 
 /** The access decided for a route at registration, kept in its config. */

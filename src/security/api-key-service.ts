@@ -1,7 +1,7 @@
+import type { Role } from '../domain/roles.js';
 import { ValidationFailedError } from '../errors.js';
 import type { ApiKeyPage, ApiKeyStore, ApiKeyView } from '../store/api-key-store.js';
 import { apiKeyId, apiKeyMatches, generateApiKey } from './api-key-format.js';
-import type { Role } from './roles.js';
 
 export interface CreatedApiKey extends ApiKeyView {
   /** The raw key: returned once, never stored. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import { type Role, strongestRole } from '../domain/roles.js';
 import { looksLikeApiKey } from './api-key-format.js';
-import { type Role, strongestRole } from './roles.js';
 
 /** Who is calling, once authenticated. */
 export interface Caller {

@@ -1,4 +1,4 @@
-import type { Role } from './roles.js';
+import type { Role } from '../domain/roles.js';
 
 /**
  * THE access policy: every route the service serves, by method and Fastify route URL, with the

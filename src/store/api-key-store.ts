@@ -1,4 +1,4 @@
-import type { Role } from '../security/roles.js';
+import type { Role } from '../domain/roles.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { Queryable } from './db.js';
 

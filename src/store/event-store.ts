@@ -1,5 +1,5 @@
+import type { StepRunRow } from '../domain/execution.js';
 import type { Queryable } from './db.js';
-import type { StepRunRow } from './execution-store.js';
 
 /** SQL for events (POST /events) and for the runs that wait for them. */
 

@@ -1,5 +1,6 @@
-import type { WorkflowDefinition } from '../core/workflow-definition.js';
-import type { StepStatus } from '../engine/scheduler.js';
+import type { ClaimedRun, ExecutionRow, StepErrorRecord, StepRunRow } from '../domain/execution.js';
+import type { ExecutionStatus } from '../domain/statuses.js';
+import type { WorkflowDefinition } from '../domain/workflow-definition.js';
 import type { Queryable } from './db.js';
 import { uncountEnded } from './workflow-counter-store.js';
 
@@ -46,110 +47,6 @@ function firstAttempt(stepId: string, queued: string): string {
 
 /** A new attempt forgets what the previous one waited for. */
 const CLEAR_WAIT = 'wait_kind = NULL, wait_spec = NULL, worker_id = NULL, heartbeat_at = NULL';
-
-export const EXECUTION_STATUSES = [
-  'pending',
-  'running',
-  'waiting',
-  'paused',
-  'completed',
-  'failed',
-  'cancelled',
-  'timed_out',
-] as const;
-export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
-export const UNFINISHED_EXECUTION_STATUSES: readonly ExecutionStatus[] = [
-  'pending',
-  'running',
-  'waiting',
-  'paused',
-];
-
-export interface ExecutionRow {
-  id: string;
-  workflow_id: string;
-  status: ExecutionStatus;
-  input_data: unknown;
-  output_data: unknown;
-  step_results: Record<string, unknown>;
-  started_at: Date | null;
-  completed_at: Date | null;
-  error: string | null;
-  error_details: unknown;
-  duration_seconds: number | null;
-  created_at: Date;
-  updated_at: Date;
-  workflow_version: number;
-  idempotency_key: string | null;
-  current_iteration: number;
-  deadline_at: Date | null;
-  parent_execution_id: string | null;
-  parent_run_id: number | null;
-  trigger: Record<string, unknown> | null;
-}
-
-export interface StepRunRow {
-  id: number;
-  execution_id: string;
-  step_id: string;
-  iteration: number;
-  item_index: number;
-  status: StepStatus;
-  attempt: number;
-  first_attempt: number;
-  lease_id: string | null;
-  item: unknown;
-  item_count: number | null;
-  output: unknown;
-  error: StepErrorRecord | null;
-  wait_reason: string | null;
-  wait_kind: 'task' | 'event' | 'child' | null;
-  wait_spec: unknown;
-  worker_id: string | null;
-  heartbeat_at: Date | null;
-  wake_at: Date | null;
-  deadline_at: Date | null;
-  queued_at: Date | null;
-  started_at: Date | null;
-  completed_at: Date | null;
-  created_at: Date;
-  updated_at: Date;
-}
-
-/** How a failed attempt is recorded on its run. */
-export interface StepErrorRecord {
-  message: string;
-  type: string;
-  retryable: boolean;
-  attempt: number;
-  details?: unknown;
-}
-
-/** A run of an iteration as a worker saw it: what scheduling and expressions read. */
-export type RunSnapshot = Pick<StepRunRow, 'id' | 'step_id' | 'item_index' | 'status' | 'output'>;
-
-/** A run claimed by a worker, with what its expressions may read. */
-export interface ClaimedRun extends StepRunRow {
-  workflow_id: string;
-  workflow_version: number;
-  input_data: unknown;
-  /** Every run of the run's iteration, this one included, as of the claim, by id. */
-  iteration_runs: RunSnapshot[];
-}
-
-/** A BullMQ job the engine must add once the transaction that made it due has committed. */
-export interface StepJob {
-  runId: number;
-  attempt: number;
-  executionId: string;
-  workflowId: string;
-  workflowVersion: number;
-  stepId: string;
-  /** Absent: run now. */
-  runAt?: Date;
-  /** A wake-up of a sleeping run (delay step), distinct from the attempt's first job. */
-  wake?: boolean;
-}
 
 export async function loadDefinition(
   db: Queryable,

@@ -1,5 +1,5 @@
+import type { StepRunRow } from '../domain/execution.js';
 import type { Queryable } from './db.js';
-import type { StepRunRow } from './execution-store.js';
 
 /** SQL for external tasks: waiting runs that other services' workers claim and complete. */
 

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { UNFINISHED_EXECUTION_STATUSES, type WorkflowStatus } from '../domain/statuses.js';
 import type {
   StepDefinition,
   WorkflowDefinition,
-  WorkflowStatus,
   WorkflowType,
-} from '../core/workflow-definition.js';
+} from '../domain/workflow-definition.js';
 import { ValidationFailedError, WorkflowBusyError } from '../errors.js';
 import { decodeCursor, toPage } from './cursor.js';
 import { isPgError, type Pool, type PoolClient, type Queryable, withTransaction } from './db.js';
@@ -96,9 +96,6 @@ export interface WorkflowPage {
   items: WorkflowSummary[];
   next_cursor: string | null;
 }
-
-/** Unfinished execution statuses: a workflow with such executions cannot be deleted. */
-export const ACTIVE_EXECUTION_STATUSES = ['pending', 'running', 'waiting', 'paused'] as const;
 
 // Postgres refuses U+0000 in text (22021) and in jsonb (22P05): the request is at fault.
 const CHARACTER_NOT_IN_REPERTOIRE = '22021';
@@ -308,7 +305,7 @@ export class WorkflowStore {
       const { rows } = await client.query<{ active: number }>(
         `SELECT count(*)::int AS active FROM workflow_executions
           WHERE workflow_id = $1 AND status = ANY($2::text[])`,
-        [id, ACTIVE_EXECUTION_STATUSES],
+        [id, UNFINISHED_EXECUTION_STATUSES],
       );
       const active = rows[0]?.active ?? 0;
       if (active > 0) throw new WorkflowBusyError(id, active);

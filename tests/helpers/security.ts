@@ -1,6 +1,6 @@
 import { createHmac, type KeyObject, sign } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { Role } from '../../src/security/roles.js';
+import type { Role } from '../../src/domain/roles.js';
 
 /** A 48-character HS256 secret for tests. */
 export const TEST_JWT_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwx';

@@ -3,9 +3,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import { ROLES, type Role, roleAtLeast } from '../../src/domain/roles.js';
 import { securityPlugin } from '../../src/plugins/security.js';
 import { findPolicy, ROUTE_POLICIES } from '../../src/security/policy.js';
-import { ROLES, type Role, roleAtLeast } from '../../src/security/roles.js';
 import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import {
   concreteUrl,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eventFromOutbox, isTerminalEvent } from '../../src/core/execution-events.js';
+import { eventFromOutbox, isTerminalEvent } from '../../src/monitoring/execution-events.js';
 import type { DescribedOutboxRow } from '../../src/store/event-outbox-store.js';
 
 const at = new Date('2026-11-25T18:00:00.000Z');

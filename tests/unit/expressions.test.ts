@@ -8,7 +8,7 @@ import {
   findTemplateProblems,
   isTemplate,
   resolveTemplates,
-} from '../../src/core/expressions.js';
+} from '../../src/engine/expressions.js';
 import type { ExpressionContext } from '../../src/engine/steps/types.js';
 
 const context: ExpressionContext = {

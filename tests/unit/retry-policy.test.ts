@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RetryBackoff } from '../../src/core/workflow-definition.js';
+import type { RetryBackoff } from '../../src/domain/workflow-definition.js';
 import { canRetry, retryDelayMs } from '../../src/engine/retry-policy.js';
 
 const exponential = (delay_ms: number, max_delay_ms: number): RetryBackoff => ({

@@ -1,22 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
+import { validateWorkflow } from '../../src/core/workflow-validator.js';
+import {
+  ACTIVE_STEP_STATUSES,
+  isIn,
+  type StepStatus,
+  TERMINAL_STEP_STATUSES,
+} from '../../src/domain/statuses.js';
 import {
   type StepInput,
   stepInputSchema,
   type WorkflowDefinition,
   type WorkflowType,
-} from '../../src/core/workflow-definition.js';
-import { validateWorkflow } from '../../src/core/workflow-validator.js';
+} from '../../src/domain/workflow-definition.js';
 import {
-  ACTIVE_STEP_STATUSES,
   hasChanges,
   predictCompletion,
   type RunState,
   type SchedulerDecision,
-  type StepStatus,
   schedule,
   sinkSteps,
-  TERMINAL_STEP_STATUSES,
 } from '../../src/engine/scheduler.js';
 
 const limits = loadConfig({});
@@ -741,7 +744,8 @@ describe('predictCompletion', () => {
           const outcome = predict(definition, completing(seen, done.step_id), done.step_id);
           if (outcome === null) continue;
           const status = (id: string) => actual.find((run) => run.step_id === id)?.status;
-          const unfinished = (id: string) => !TERMINAL_STEP_STATUSES.has(status(id) as StepStatus);
+          const unfinished = (id: string) =>
+            !isIn(TERMINAL_STEP_STATUSES, status(id) as StepStatus);
           if (outcome.kind !== 'end' && !outcome.blockers.every(unfinished)) continue;
           if (
             outcome.kind === 'quiet' &&
@@ -818,7 +822,7 @@ function fixpoints(definition: WorkflowDefinition, random: () => number): RunSta
       );
     }
     states.push(runs);
-    const active = runs.filter((run) => ACTIVE_STEP_STATUSES.has(run.status));
+    const active = runs.filter((run) => isIn(ACTIVE_STEP_STATUSES, run.status));
     const next = active[Math.floor(random() * active.length)];
     if (!next) break;
     const roll = random();
@@ -975,18 +979,18 @@ function simulate(
     }
     for (const finished of decision.finishForEach) {
       const stepItems = runs.filter((r) => r.step_id === finished.step_id && r.item_index >= 0);
-      expect(stepItems.every((r) => TERMINAL_STEP_STATUSES.has(r.status))).toBe(true);
+      expect(stepItems.every((r) => isIn(TERMINAL_STEP_STATUSES, r.status))).toBe(true);
       expect(finished.failed).toBe(stepItems.some((r) => r.status === 'failed'));
       ownRun(finished.step_id).status = finished.failed ? 'failed' : 'completed';
       changed = true;
     }
 
     // Concurrency limits hold after every applied decision.
-    const activeOwn = runs.filter((r) => r.item_index < 0 && ACTIVE_STEP_STATUSES.has(r.status));
+    const activeOwn = runs.filter((r) => r.item_index < 0 && isIn(ACTIVE_STEP_STATUSES, r.status));
     if (maxConcurrency !== undefined) expect(activeOwn.length).toBeLessThanOrEqual(maxConcurrency);
     for (const s of definition.steps) {
       const activeItems = runs.filter(
-        (r) => r.step_id === s.id && r.item_index >= 0 && ACTIVE_STEP_STATUSES.has(r.status),
+        (r) => r.step_id === s.id && r.item_index >= 0 && isIn(ACTIVE_STEP_STATUSES, r.status),
       );
       expect(activeItems.length).toBeLessThanOrEqual(s.for_each_concurrency);
     }
@@ -1004,7 +1008,8 @@ function simulate(
     // Idle: something must be in flight, else the execution would hang.
     const working = runs.filter(
       (r) =>
-        ACTIVE_STEP_STATUSES.has(r.status) && !(r.item_index < 0 && byId.get(r.step_id)?.for_each),
+        isIn(ACTIVE_STEP_STATUSES, r.status) &&
+        !(r.item_index < 0 && byId.get(r.step_id)?.for_each),
     );
     expect(working.length, 'scheduler stalled').toBeGreaterThan(0);
     const allWaiting = working.every((r) => r.status === 'waiting');
@@ -1055,7 +1060,7 @@ describe('schedule: random workflows', () => {
       expect(result.outcome, `seed ${seed}`).toEqual({ kind: 'iteration_done' });
       for (const s of definition.steps) {
         const final = result.final.get(s.id) as StepStatus;
-        expect(TERMINAL_STEP_STATUSES.has(final), `seed ${seed} ${s.id}`).toBe(true);
+        expect(isIn(TERMINAL_STEP_STATUSES, final), `seed ${seed} ${s.id}`).toBe(true);
         if (final === 'failed') expect(s.continue_on_error, `seed ${seed}`).toBe(true);
         if (result.propagated.has(s.id)) {
           expect(s.implicit_dependencies, `seed ${seed}`).toBe(false);

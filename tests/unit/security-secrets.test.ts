@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveTemplates } from '../../src/core/expressions.js';
+import { resolveTemplates } from '../../src/engine/expressions.js';
 import { httpStep } from '../../src/engine/steps/http.js';
 import { type ExpressionContext, StepFailure } from '../../src/engine/steps/types.js';
 

@@ -3,7 +3,8 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { redactSecrets, resolveTemplates, secretBindings } from '../../src/core/expressions.js';
+import { roleAtLeast, strongestRole } from '../../src/domain/roles.js';
+import { redactSecrets, resolveTemplates, secretBindings } from '../../src/engine/expressions.js';
 import type { ExpressionContext } from '../../src/engine/steps/types.js';
 import { loggerOptions } from '../../src/logger.js';
 import { rateLimitSettings } from '../../src/plugins/security.js';
@@ -27,7 +28,6 @@ import {
   ROUTE_POLICIES,
   routeShape,
 } from '../../src/security/policy.js';
-import { roleAtLeast, strongestRole } from '../../src/security/roles.js';
 
 const base: AuthSettingsInput = { NODE_ENV: 'development', AUTH_DISABLED: false };
 const rsaPem = generateKeyPairSync('rsa', { modulusLength: 2048 })

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import type { StepInput, WorkflowType } from '../../src/core/workflow-definition.js';
-import { stepInputSchema } from '../../src/core/workflow-definition.js';
 import {
   deriveStepId,
   findCycles,
   validateWorkflow,
   type WorkflowDraft,
 } from '../../src/core/workflow-validator.js';
+import type { StepInput, WorkflowType } from '../../src/domain/workflow-definition.js';
+import { stepInputSchema } from '../../src/domain/workflow-definition.js';
 import { ValidationFailedError } from '../../src/errors.js';
 
 const limits = loadConfig({});

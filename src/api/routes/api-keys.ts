@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ROLES } from '../../domain/roles.js';
 import { ApiKeyNotFoundError } from '../../errors.js';
-import { ROLES } from '../../security/roles.js';
 import { problemResponse } from '../schemas.js';
 
 /** API key management (admin only, per src/security/policy.ts). Thin: parse, call, reply. */

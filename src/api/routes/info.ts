@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { WORKFLOW_TYPES } from '../../core/workflow-definition.js';
+import { WORKFLOW_TYPES } from '../../domain/workflow-definition.js';
 import { builtInStepHandlers } from '../../engine/steps/registry.js';
 import { SERVICE_NAME, SERVICE_VERSION } from '../../project.js';
 import { AUTH_MODES } from '../../security/auth-settings.js';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { EXECUTION_STATUSES } from '../../store/execution-store.js';
+import { EXECUTION_STATUSES } from '../../domain/statuses.js';
 import { problemResponse } from '../schemas.js';
 
 const timestamp = z.string().describe('ISO 8601 timestamp (UTC)');

@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { WORKFLOW_STATUSES } from '../../domain/statuses.js';
 import {
-  WORKFLOW_STATUSES,
   workflowCreateSchema,
   workflowTypeSchema,
   workflowUpdateSchema,
-} from '../../core/workflow-definition.js';
+} from '../../domain/workflow-definition.js';
 import { problemResponse, workflowPageSchema, workflowViewSchema } from '../schemas.js';
 
 /** Workflow definitions CRUD: parse, call the manager, shape the reply. */

@@ -1,6 +1,6 @@
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import { redactSecrets } from '../../core/expressions.js';
+import { redactSecrets } from '../expressions.js';
 import { canonicalIp, checkDestination, createGuardedLookup, SsrfBlockedError } from './ssrf.js';
 import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } from './types.js';
 

@@ -1,4 +1,4 @@
-import { ExpressionError, evaluateExpression } from '../../core/expressions.js';
+import { ExpressionError, evaluateExpression } from '../expressions.js';
 import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } from './types.js';
 
 /**

@@ -1,3 +1,4 @@
+import { FINISHED_EXECUTION_STATUSES, isIn } from '../domain/statuses.js';
 import type { DescribedOutboxRow } from '../store/event-outbox-store.js';
 
 /**
@@ -5,8 +6,6 @@ import type { DescribedOutboxRow } from '../store/event-outbox-store.js';
  * change of the execution or of one of its step runs (written by Postgres triggers into the
  * outbox, so no transition escapes), published in commit order per run after the commit.
  */
-
-export const TERMINAL_EXECUTION_STATUSES = ['completed', 'failed', 'cancelled', 'timed_out'];
 
 /** A step run changed: `type` is `step.<status>`, or `step.retrying` for a scheduled retry. */
 export interface StepChangeEvent {
@@ -107,5 +106,5 @@ export function eventFromOutbox(row: DescribedOutboxRow): ExecutionEvent {
 
 /** Whether the event ends the execution's stream. */
 export function isTerminalEvent(event: ExecutionEvent): boolean {
-  return event.kind === 'execution' && TERMINAL_EXECUTION_STATUSES.includes(event.status);
+  return event.kind === 'execution' && isIn(FINISHED_EXECUTION_STATUSES, event.status);
 }

@@ -1,7 +1,8 @@
+import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import * as store from '../store/execution-store.js';
-import { type Effects, type ExecutionLinks, noEffects } from './effects.js';
-import type { StateManager } from './state-manager.js';
+import { type Effects, type ExecutionLinks, noEffects } from './state/effects.js';
+import type { StateManager } from './state/state-manager.js';
 
 /**
  * Parent and child executions (subworkflow steps). The child's end resumes the parent's
@@ -19,10 +20,10 @@ export class SubworkflowLinks implements ExecutionLinks {
     return withTransaction(this.pool, async (tx) => {
       const child = await store.getExecution(tx, childExecutionId);
       if (!child?.parent_execution_id || child.parent_run_id === null) return noEffects();
-      if (store.UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return noEffects();
+      if (UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return noEffects();
       const parent = await store.lockExecution(tx, child.parent_execution_id);
       const run = parent ? await store.lockChildWait(tx, child.parent_run_id, child.id) : null;
-      if (!parent || !run || !store.UNFINISHED_EXECUTION_STATUSES.includes(parent.status)) {
+      if (!parent || !run || !UNFINISHED_EXECUTION_STATUSES.includes(parent.status)) {
         return noEffects();
       }
       return this.state.resolveWait(
@@ -51,7 +52,7 @@ export class SubworkflowLinks implements ExecutionLinks {
     for (const childId of await store.listUnfinishedChildren(this.pool, parentExecutionId)) {
       await withTransaction(this.pool, async (tx) => {
         const child = await store.lockExecution(tx, childId);
-        if (!child || !store.UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return;
+        if (!child || !UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return;
         await this.state.finish(
           tx,
           child,

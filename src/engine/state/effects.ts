@@ -1,4 +1,4 @@
-import type { ExecutionRow, StepJob, StepRunRow } from '../store/execution-store.js';
+import type { ExecutionRow, StepJob, StepRunRow } from '../../domain/execution.js';
 
 /**
  * What a committed state change asks the outside world to do. State changes are computed in

@@ -1,5 +1,5 @@
 import jsonata from 'jsonata';
-import type { ExpressionContext } from '../engine/steps/types.js';
+import type { ExpressionContext } from './steps/types.js';
 
 /**
  * JSONata helpers shared by the workflow validator and the engine (DESIGN.md section 3):

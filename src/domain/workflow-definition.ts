@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { WORKFLOW_STATUSES } from './statuses.js';
 
 /**
  * The shape of workflows as users write them (request schemas, also the OpenAPI source) and
@@ -13,8 +14,6 @@ export const WORKFLOW_TYPES = [
   'loop',
 ] as const;
 export type WorkflowType = (typeof WORKFLOW_TYPES)[number];
-export const WORKFLOW_STATUSES = ['draft', 'active', 'paused', 'archived'] as const;
-export type WorkflowStatus = (typeof WORKFLOW_STATUSES)[number];
 
 /** `event` is accepted as an alias of `event_driven` (DESIGN.md section 3). */
 export const workflowTypeSchema = z

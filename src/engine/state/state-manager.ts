@@ -1,23 +1,30 @@
-import { retryDelayMs } from '../engine/retry-policy.js';
-import { predictCompletion, schedule, sinkSteps } from '../engine/scheduler.js';
-import type { ExpressionContext, WaitRequest } from '../engine/steps/types.js';
-import {
-  DependencyUnavailableError,
-  WorkflowNotFoundError,
-  WorkflowNotRunnableError,
-} from '../errors.js';
-import type { Log } from '../logger.js';
-import type { Pool, Queryable } from '../store/db.js';
-import * as eventStore from '../store/event-store.js';
 import type {
   ClaimedRun,
   ExecutionRow,
   RunSnapshot,
   StepErrorRecord,
   StepRunRow,
-} from '../store/execution-store.js';
-import * as store from '../store/execution-store.js';
-import { remember } from './bounded-cache.js';
+} from '../../domain/execution.js';
+import {
+  ADVANCING_EXECUTION_STATUSES,
+  isIn,
+  UNFINISHED_STEP_STATUSES,
+} from '../../domain/statuses.js';
+import type { StepDefinition, WorkflowDefinition } from '../../domain/workflow-definition.js';
+import {
+  DependencyUnavailableError,
+  WorkflowNotFoundError,
+  WorkflowNotRunnableError,
+} from '../../errors.js';
+import { remember } from '../../lib/bounded-cache.js';
+import type { Log } from '../../logger.js';
+import type { Pool, Queryable } from '../../store/db.js';
+import * as eventStore from '../../store/event-store.js';
+import * as store from '../../store/execution-store.js';
+import { evaluateCondition, evaluateExpression } from '../expressions.js';
+import { retryDelayMs } from '../retry-policy.js';
+import { predictCompletion, schedule, sinkSteps } from '../scheduler.js';
+import type { ExpressionContext, WaitRequest } from '../steps/types.js';
 import { type Effects, jobFor, mergeEffects, noEffects, queueJobs } from './effects.js';
 import {
   firstIteration,
@@ -27,15 +34,7 @@ import {
   type Started,
   type StartRequest,
 } from './execution-start.js';
-import { evaluateCondition, evaluateExpression } from './expressions.js';
-import {
-  claimedExecution,
-  claimedRun,
-  expressionContext,
-  UNFINISHED_RUN_STATUSES,
-  withChanges,
-} from './iteration-runs.js';
-import type { StepDefinition, WorkflowDefinition } from './workflow-definition.js';
+import { claimedExecution, claimedRun, expressionContext, withChanges } from './iteration-runs.js';
 
 /** Bound on scheduler passes per transaction: every pass changes at least one run, so this
  * only trips on a bug, and then fails loudly instead of spinning. */
@@ -112,12 +111,6 @@ export interface AttemptReport {
   inline?: InlineSlot | undefined;
 }
 
-/** Statuses of an execution that the scheduler advances and attempts may be recorded in. */
-const ADVANCING_EXECUTION_STATUSES: readonly ExecutionRow['status'][] = [
-  'running',
-  'waiting',
-  'paused',
-];
 /** Locks an execution that attempts may still be recorded in; null if it is not one. */
 async function lockAdvancing(tx: Queryable, executionId: string): Promise<ExecutionRow | null> {
   const execution = await store.lockExecution(tx, executionId);
@@ -527,7 +520,7 @@ export class StateManager {
     effects: Effects,
     runs?: readonly StepRunRow[],
   ): Promise<ExecutionRow> {
-    const unfinished = runs?.some((run) => UNFINISHED_RUN_STATUSES.has(run.status)) ?? true;
+    const unfinished = runs?.some((run) => isIn(UNFINISHED_STEP_STATUSES, run.status)) ?? true;
     const stopped = unfinished
       ? await store.cancelUnfinishedRuns(tx, execution.id, `execution ${outcome.status}`)
       : 0;

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { hasChanges, schedule } from '../engine/scheduler.js';
-import type { ExecutionRow, NewExecution, StepRunRow } from '../store/execution-store.js';
+import type { ExecutionRow, StepRunRow } from '../../domain/execution.js';
+import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
+import type { NewExecution } from '../../store/execution-store.js';
+import { hasChanges, schedule } from '../scheduler.js';
 import type { Effects } from './effects.js';
-import type { WorkflowDefinition } from './workflow-definition.js';
 
 /** How executions start (StateManager.start), the parts that need no database. */
 

@@ -1,24 +1,11 @@
-import type { ExpressionContext } from '../engine/steps/types.js';
-import type {
-  ClaimedRun,
-  ExecutionRow,
-  RunSnapshot,
-  StepRunRow,
-} from '../store/execution-store.js';
+import type { ClaimedRun, ExecutionRow, RunSnapshot, StepRunRow } from '../../domain/execution.js';
+import type { ExpressionContext } from '../steps/types.js';
 
 /**
  * The runs of an execution's iteration as the engine holds them in memory between reading
  * and writing them: what expressions see of them, how changes merge in, how a run claimed for
  * a worker carries them.
  */
-
-/** Statuses of a run that has not ended. */
-export const UNFINISHED_RUN_STATUSES: ReadonlySet<StepRunRow['status']> = new Set([
-  'pending',
-  'queued',
-  'running',
-  'waiting',
-]);
 
 /** What expressions see of an execution besides its runs. */
 export type ExecutionIdentity = Pick<

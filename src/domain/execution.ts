@@ -1,0 +1,92 @@
+import type { ExecutionStatus, StepStatus } from './statuses.js';
+
+/**
+ * Executions and their step runs as the engine, the stores and the views share them. See
+ * docs/ARCHITECTURE.md, "Domain".
+ */
+
+export interface ExecutionRow {
+  id: string;
+  workflow_id: string;
+  status: ExecutionStatus;
+  input_data: unknown;
+  output_data: unknown;
+  step_results: Record<string, unknown>;
+  started_at: Date | null;
+  completed_at: Date | null;
+  error: string | null;
+  error_details: unknown;
+  duration_seconds: number | null;
+  created_at: Date;
+  updated_at: Date;
+  workflow_version: number;
+  idempotency_key: string | null;
+  current_iteration: number;
+  deadline_at: Date | null;
+  parent_execution_id: string | null;
+  parent_run_id: number | null;
+  trigger: Record<string, unknown> | null;
+}
+
+export interface StepRunRow {
+  id: number;
+  execution_id: string;
+  step_id: string;
+  iteration: number;
+  item_index: number;
+  status: StepStatus;
+  attempt: number;
+  first_attempt: number;
+  lease_id: string | null;
+  item: unknown;
+  item_count: number | null;
+  output: unknown;
+  error: StepErrorRecord | null;
+  wait_reason: string | null;
+  wait_kind: 'task' | 'event' | 'child' | null;
+  wait_spec: unknown;
+  worker_id: string | null;
+  heartbeat_at: Date | null;
+  wake_at: Date | null;
+  deadline_at: Date | null;
+  queued_at: Date | null;
+  started_at: Date | null;
+  completed_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** How a failed attempt is recorded on its run. */
+export interface StepErrorRecord {
+  message: string;
+  type: string;
+  retryable: boolean;
+  attempt: number;
+  details?: unknown;
+}
+
+/** A run of an iteration as a worker saw it: what scheduling and expressions read. */
+export type RunSnapshot = Pick<StepRunRow, 'id' | 'step_id' | 'item_index' | 'status' | 'output'>;
+
+/** A run claimed by a worker, with what its expressions may read. */
+export interface ClaimedRun extends StepRunRow {
+  workflow_id: string;
+  workflow_version: number;
+  input_data: unknown;
+  /** Every run of the run's iteration, this one included, as of the claim, by id. */
+  iteration_runs: RunSnapshot[];
+}
+
+/** A BullMQ job the engine must add once the transaction that made it due has committed. */
+export interface StepJob {
+  runId: number;
+  attempt: number;
+  executionId: string;
+  workflowId: string;
+  workflowVersion: number;
+  stepId: string;
+  /** Absent: run now. */
+  runAt?: Date;
+  /** A wake-up of a sleeping run (delay step), distinct from the attempt's first job. */
+  wake?: boolean;
+}
