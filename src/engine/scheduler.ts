@@ -82,7 +82,11 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
   const own = ownStatuses(runs);
   const items = new Map<string, RunState[]>();
   for (const run of runs) {
-    if (run.item_index >= 0) items.set(run.step_id, [...(items.get(run.step_id) ?? []), run]);
+    if (run.item_index < 0) continue;
+    // Appended in place: copying the list per item made one call quadratic in the items.
+    const list = items.get(run.step_id);
+    if (list) list.push(run);
+    else items.set(run.step_id, [run]);
   }
   const continueOnError = new Map(
     definition.steps.map((step) => [step.id, step.continue_on_error]),
