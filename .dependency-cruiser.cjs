@@ -240,8 +240,11 @@ module.exports = {
 
   options: {
     // The dashboard under src/ui is static browser code, served as files.
-    exclude: { path: ['^src/ui/', '\\.d\\.ts$'] },
+    exclude: { path: '^src/ui/' },
     doNotFollow: { path: 'node_modules' },
+    // Worktrees may link node_modules to a shared install: keep `node_modules/...` paths, which
+    // the package rules above match, instead of the link's target.
+    preserveSymlinks: true,
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
     // node-pg-migrate (and other ESM-only packages) resolve through the "import" condition.
