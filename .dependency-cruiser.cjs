@@ -169,9 +169,9 @@ module.exports = {
       to: { path: under(...KERNEL, 'config', 'domain') },
     },
     {
-      comment: 'config derives the auth settings from the environment',
+      comment: 'config parses settings whose meaning security defines (auth, trusted proxies)',
       from: { path: '^src/config\\.ts$' },
-      to: { path: '^src/security/auth-settings\\.ts$' },
+      to: { path: '^src/security/' },
     },
     {
       comment: 'store',
