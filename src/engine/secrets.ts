@@ -57,14 +57,17 @@ const HTML_ESCAPES: Record<string, string> = {
  */
 export function secretForms(value: string): string[] {
   const json = JSON.stringify(value).slice(1, -1);
+  const escapeUnicode = (text: string, upper: boolean): string =>
+    text.replace(/[^\x20-\x7e]/g, (char) => {
+      const hex = char.charCodeAt(0).toString(16).padStart(4, '0');
+      return `\\u${upper ? hex.toUpperCase() : hex}`;
+    });
+  const jsonForms = [json, escapeUnicode(json, false), escapeUnicode(json, true)].flatMap(
+    (form) => [form, form.replaceAll('/', '\\/')],
+  );
   const forms = new Set([
     value,
-    json,
-    json.replaceAll('/', '\\/'),
-    json.replace(
-      /[^\x20-\x7e]/g,
-      (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
-    ),
+    ...jsonForms,
     encodeURIComponent(value),
     encodeURIComponent(value).replaceAll('%20', '+'),
     encodeURI(value),
