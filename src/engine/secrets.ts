@@ -72,6 +72,7 @@ export function secretForms(value: string): string[] {
     encodeURIComponent(value).replaceAll('%20', '+'),
     encodeURI(value),
     value.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char] ?? char),
+    value.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`),
   ]);
   return [...forms]
     .filter((form) => form.length >= MIN_REDACTED_SECRET_LENGTH)
@@ -96,6 +97,25 @@ export function redactSecrets(text: string, env: NodeJS.ProcessEnv = process.env
   return result;
 }
 
+/** How a shortened text ends (the http step's body snippets). */
+const ELLIPSIS = '…';
+
+/**
+ * A text cut short may end in the first characters of a secret; those are a secret's prefix
+ * all the same (and a good head start at guessing the rest), so they go too.
+ */
+function scrubCutTail(text: string, forms: readonly string[]): string {
+  const body = text.slice(0, -ELLIPSIS.length);
+  for (const form of forms) {
+    for (let length = form.length - 1; length >= MIN_REDACTED_SECRET_LENGTH; length--) {
+      if (body.endsWith(form.slice(0, length))) {
+        return `${body.slice(0, -length)}${PLACEHOLDER}${ELLIPSIS}`;
+      }
+    }
+  }
+  return text;
+}
+
 function isPlainRecord(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false;
   const prototype: unknown = Object.getPrototypeOf(value);
@@ -115,7 +135,7 @@ export function scrubSecrets<T>(value: T, secrets: Iterable<string>): T {
     for (const form of forms) {
       if (result.includes(form)) result = result.replaceAll(form, PLACEHOLDER);
     }
-    return result;
+    return result.endsWith(ELLIPSIS) ? scrubCutTail(result, forms) : result;
   };
   const visit = (item: unknown): unknown => {
     if (typeof item === 'string') return scrubText(item);

@@ -39,3 +39,13 @@ describe('scrubSecrets', () => {
     expect(scrubSecrets({ n: '42 apples' }, ['42'])).toEqual({ n: '42 apples' });
   });
 });
+
+describe('scrubSecrets on a text cut short', () => {
+  it('removes the start of a secret at the cut', () => {
+    const cut = `HTTP 404: {"authorization":"Bearer sk-live-12…`;
+    expect(scrubSecrets(cut, ['sk-live-123456'])).toBe(
+      'HTTP 404: {"authorization":"Bearer [secret]…',
+    );
+    expect(scrubSecrets('ends with sk…', ['sk-live-123456'])).toBe('ends with sk…');
+  });
+});
