@@ -213,8 +213,9 @@ function checkStep(step: StepInput, index: number, limits: WorkflowLimits): Fiel
 }
 
 /**
- * Checks a workflow against docs/ARCHITECTURE.md ("Workflow definitions") and returns the definition the engine runs.
- * Throws ValidationFailedError listing every problem found, so a caller fixes all at once.
+ * Checks a workflow against docs/ARCHITECTURE.md ("Workflow definitions") and returns the
+ * definition the engine runs. Throws ValidationFailedError listing every problem found, so a
+ * caller fixes all at once.
  */
 export function validateWorkflow(draft: WorkflowDraft, limits: WorkflowLimits): WorkflowDefinition {
   const problems: FieldProblem[] = [];
