@@ -70,7 +70,8 @@ export function secretBindings(
 ): Record<string, unknown> {
   return {
     secret: secretFunction({
-      allowed: stepHandlerFor(stepType).allowsSecrets,
+      // Unknown types are external tasks, whose config goes to another worker: no secrets.
+      allowed: getStepHandler(stepType)?.allowsSecrets ?? false,
       refusal: () =>
         `$secret() is only available in the config of ${typesAllowingSecrets().join(', ')} steps, whose output never includes their config`,
       env,
