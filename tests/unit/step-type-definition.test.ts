@@ -201,3 +201,26 @@ describe('a step type declared in one file', () => {
     expect(seen.length).toBe(calls);
   });
 });
+
+describe('the built-in types, declared the same way', () => {
+  it('have their config rules enforced with the field path', () => {
+    expect(problemsOf(draftWith('transform', {}))).toEqual([
+      { path: 'steps[0].config.expression', message: 'is required for a transform step' },
+    ]);
+    expect(
+      problemsOf(draftWith('http', { url: 'ftp://x.test/', expected_status: [200, 7] })),
+    ).toEqual([
+      { path: 'steps[0].config.url', message: 'must be an http: or https: URL' },
+      { path: 'steps[0].config.expected_status[1]', message: 'must be an HTTP status code' },
+    ]);
+    expect(problemsOf(draftWith('delay', { seconds: 1, until: '2030-01-01T00:00:00Z' }))).toEqual([
+      { path: 'steps[0].config', message: 'set exactly one of `seconds` and `until`' },
+    ]);
+    expect(problemsOf(draftWith('wait_for_event', { event: 'paid', match: '(' }))).toEqual([
+      { path: 'steps[0].config.match', message: expect.stringMatching(/^invalid expression: /) },
+    ]);
+    expect(problemsOf(draftWith('http', { url: "{% 'https://x.test/' & input.id %}" }))).toEqual(
+      [],
+    );
+  });
+});
