@@ -8,7 +8,10 @@ import {
   type WorkflowType,
 } from '../domain/workflow-definition.js';
 import { parseSchedule } from '../engine/cron-schedule.js';
-import { checkExpression, findTemplateProblems } from '../engine/expressions.js';
+import { checkExpression } from '../engine/expressions.js';
+import { getStepHandler } from '../engine/steps/registry.js';
+import type { StepTypeDefinition } from '../engine/steps/types.js';
+import { childPath, findTemplateProblems, isTemplate } from '../engine/templates.js';
 import { type FieldProblem, ValidationFailedError } from '../errors.js';
 
 export type WorkflowLimits = Pick<
@@ -148,11 +151,39 @@ function checkWorkflowConfig(type: WorkflowType, config: Record<string, unknown>
   return problems;
 }
 
-/** Step-type specific fields that hold plain JSONata source rather than `{% %}` templates. */
-const PLAIN_EXPRESSION_FIELDS: Record<string, string[]> = {
-  transform: ['expression'],
-  wait_for_event: ['match'],
-};
+/** Whether the value at `path` in `config`, or one of its parents, is a `{% %}` template. */
+function underTemplate(config: unknown, path: readonly PropertyKey[]): boolean {
+  let value = config;
+  for (const key of path) {
+    if (typeof value === 'string' && isTemplate(value)) return true;
+    if (typeof value !== 'object' || value === null || typeof key === 'symbol') return false;
+    value = (value as Record<string | number, unknown>)[key];
+  }
+  return typeof value === 'string' && isTemplate(value);
+}
+
+/**
+ * The step type's own rules for its config (its configSchema). A template may stand for any
+ * value, known only when the step runs, so nothing at or under one is judged here; the
+ * handler checks the resolved config again.
+ */
+function configProblems(
+  definition: StepTypeDefinition | undefined,
+  config: Record<string, unknown>,
+  at: string,
+): FieldProblem[] {
+  const parsed = definition?.configSchema?.safeParse(config);
+  if (!parsed || parsed.success) return [];
+  return parsed.error.issues
+    .filter((issue) => !underTemplate(config, issue.path))
+    .map((issue) => ({
+      path: issue.path.reduce<string>(
+        (path, key) => childPath(path, typeof key === 'number' ? key : String(key)),
+        `${at}.config`,
+      ),
+      message: issue.message,
+    }));
+}
 
 function checkStep(step: StepInput, index: number, limits: WorkflowLimits): FieldProblem[] {
   const at = `steps[${index}]`;
@@ -171,19 +202,20 @@ function checkStep(step: StepInput, index: number, limits: WorkflowLimits): Fiel
   }
   problems.push(...expressionProblem(`${at}.condition`, step.condition));
   problems.push(...expressionProblem(`${at}.for_each`, step.for_each));
-  for (const field of PLAIN_EXPRESSION_FIELDS[step.step_type] ?? []) {
+  // Unknown types are external tasks: their config belongs to their worker, so no rules.
+  const definition = getStepHandler(step.step_type);
+  for (const field of definition?.expressionFields ?? []) {
     problems.push(...expressionProblem(`${at}.config.${field}`, step.config[field]));
   }
-  if (step.step_type === 'transform' && step.config.expression === undefined) {
-    problems.push({ path: `${at}.config.expression`, message: 'is required for a transform step' });
-  }
+  problems.push(...configProblems(definition, step.config, at));
   problems.push(...findTemplateProblems(step.config, `${at}.config`));
   return problems;
 }
 
 /**
- * Checks a workflow against DESIGN.md section 3 and returns the definition the engine runs.
- * Throws ValidationFailedError listing every problem found, so a caller fixes all at once.
+ * Checks a workflow against docs/ARCHITECTURE.md ("Workflow definitions") and returns the
+ * definition the engine runs. Throws ValidationFailedError listing every problem found, so a
+ * caller fixes all at once.
  */
 export function validateWorkflow(draft: WorkflowDraft, limits: WorkflowLimits): WorkflowDefinition {
   const problems: FieldProblem[] = [];

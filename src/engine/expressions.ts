@@ -2,27 +2,15 @@ import jsonata from 'jsonata';
 import type { ExpressionContext } from './steps/types.js';
 
 /**
- * JSONata helpers shared by the workflow validator and the engine (DESIGN.md section 3):
- * compile with a bounded cache, evaluate under a time and depth limit, and resolve the
- * `{% ... %}` templates found in step config.
+ * JSONata helpers shared by the workflow validator and the engine (docs/ARCHITECTURE.md,
+ * "Expressions"): compile with a bounded cache and evaluate under a time and depth limit.
+ * The `{% ... %}` templates of step config are resolved in templates.ts.
  */
 
 export interface EvaluateOptions {
   timeoutMs: number;
   /** Extra variables, visible to the expression as `$name`. */
   bindings?: Record<string, unknown>;
-}
-
-export interface ResolveOptions extends EvaluateOptions {
-  /** Path of `value` itself, prefixed to the path of a failing field (e.g. `config`). */
-  basePath?: string;
-  /** The step type whose config this is: provides `$secret()` (see secretBindings). */
-  stepType?: string;
-}
-
-export interface TemplateProblem {
-  path: string;
-  message: string;
 }
 
 /** An expression that does not parse, fails, or exceeds its time or depth limit. */
@@ -54,7 +42,6 @@ const CACHE_LIMIT = 1000;
  * fits; a non-terminating recursive function hits it long before memory becomes a problem.
  */
 const MAX_DEPTH = 2000;
-const TEMPLATE = /^\{%([\s\S]*)%\}$/;
 
 /*
  * The guard hooks are installed once per compiled expression, but their state must belong to
@@ -147,7 +134,7 @@ function asFailure(error: unknown): JsonataFailure {
   return typeof error === 'object' && error !== null ? (error as JsonataFailure) : {};
 }
 
-function messageOf(error: unknown): string {
+export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
   const message = asFailure(error).message;
   return typeof message === 'string' && message.length > 0 ? message : String(error);
@@ -286,158 +273,5 @@ export async function evaluateCondition(
   return truthy(await evaluateRaw(source, context, options));
 }
 
-/** True when the whole string is one `{% ... %}` template. */
-export function isTemplate(value: string): boolean {
-  return TEMPLATE.test(value);
-}
-
-function templateSource(value: string): string | undefined {
-  return TEMPLATE.exec(value)?.[1];
-}
-
-const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
-
-function childPath(base: string, key: string | number): string {
-  if (typeof key === 'number') return `${base}[${key}]`;
-  if (!IDENTIFIER.test(key)) return `${base}[${JSON.stringify(key)}]`;
-  return base === '' ? key : `${base}.${key}`;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/**
- * Replaces every string that is wholly `{% expr %}` with the expression's value, deep inside
- * objects and arrays; other strings are literals. A template yielding nothing drops its
- * object field, or becomes null in an array, as JSON serialisation would.
- */
-export async function resolveTemplates(
-  value: unknown,
-  context: ExpressionContext,
-  options: ResolveOptions,
-): Promise<unknown> {
-  const evaluate =
-    options.stepType === undefined
-      ? options
-      : { ...options, bindings: { ...secretBindings(options.stepType), ...options.bindings } };
-  return resolveAt(value, options.basePath ?? '', context, evaluate);
-}
-
-async function resolveAt(
-  value: unknown,
-  path: string,
-  context: ExpressionContext,
-  options: EvaluateOptions,
-): Promise<unknown> {
-  if (typeof value === 'string') {
-    const source = templateSource(value);
-    if (source === undefined) return value;
-    try {
-      return await evaluateExpression(source, context, options);
-    } catch (error) {
-      const cause = error instanceof ExpressionError ? error : undefined;
-      const where = path === '' ? 'template' : path;
-      throw new ExpressionError(`${where}: ${messageOf(error)}`, {
-        source,
-        ...(cause?.position !== undefined ? { position: cause.position } : {}),
-        ...(cause?.code !== undefined ? { code: cause.code } : {}),
-        path,
-        cause: error,
-      });
-    }
-  }
-  if (Array.isArray(value)) {
-    const resolved: unknown[] = [];
-    for (const [index, item] of value.entries()) {
-      const result = await resolveAt(item, childPath(path, index), context, options);
-      resolved.push(result === undefined ? null : result);
-    }
-    return resolved;
-  }
-  if (isPlainObject(value)) {
-    const entries: [string, unknown][] = [];
-    for (const [key, item] of Object.entries(value)) {
-      const result = await resolveAt(item, childPath(path, key), context, options);
-      if (result !== undefined) entries.push([key, result]);
-    }
-    // fromEntries defines own properties, so a `__proto__` key stays data.
-    return Object.fromEntries(entries);
-  }
-  return value;
-}
-
-/** Lists every `{% %}` template inside `value` that does not parse, with its JSON path. */
-export function findTemplateProblems(value: unknown, basePath: string): TemplateProblem[] {
-  const problems: TemplateProblem[] = [];
-  const visit = (item: unknown, path: string): void => {
-    if (typeof item === 'string') {
-      const source = templateSource(item);
-      if (source === undefined) return;
-      const message = checkExpression(source);
-      if (message !== null) problems.push({ path, message });
-    } else if (Array.isArray(item)) {
-      for (const [index, child] of item.entries()) visit(child, childPath(path, index));
-    } else if (isPlainObject(item)) {
-      for (const [key, child] of Object.entries(item)) visit(child, childPath(path, key));
-    }
-  };
-  visit(value, basePath);
-  return problems;
-}
-
-/**
- * Secrets for step config (README "Security"): `{% $secret('NAME') %}` reads the environment
- * variable `WF_SECRET_NAME`, and only variables with that prefix, so a workflow definition can
- * name a credential without holding it and cannot read the rest of the environment. It works in
- * the config of step types whose output never includes their resolved config (`http`, whose
- * output is the response only); elsewhere (a `noop` would echo it) it fails the step.
- */
-export const SECRET_ENV_PREFIX = 'WF_SECRET_';
-const SECRET_STEP_TYPES: ReadonlySet<string> = new Set(['http']);
-const SECRET_NAME = /^[A-Za-z0-9_]{1,64}$/;
-/** Shorter values would be redacted from unrelated text by coincidence. */
-const MIN_REDACTED_SECRET_LENGTH = 4;
-
-/** The `bindings` of resolveTemplates for a step's config: provides `$secret(name)`. */
-export function secretBindings(
-  stepType: string,
-  env: NodeJS.ProcessEnv = process.env,
-): Record<string, unknown> {
-  return {
-    secret: (name: unknown): string => {
-      if (typeof name !== 'string' || !SECRET_NAME.test(name)) {
-        throw new Error('$secret(name): name must be 1-64 letters, digits or "_"');
-      }
-      if (!SECRET_STEP_TYPES.has(stepType)) {
-        throw new Error(
-          `$secret() is only available in the config of ${[...SECRET_STEP_TYPES].join(', ')} steps, whose output never includes their config`,
-        );
-      }
-      const variable = `${SECRET_ENV_PREFIX}${name.toUpperCase()}`;
-      const value = env[variable];
-      if (value === undefined || value === '') {
-        throw new Error(`$secret('${name}'): the environment variable ${variable} is not set`);
-      }
-      return value;
-    },
-  };
-}
-
-/** Replaces every configured secret value inside `text` with `[secret]` (messages, URLs). */
-export function redactSecrets(text: string, env: NodeJS.ProcessEnv = process.env): string {
-  let result = text;
-  for (const [name, value] of Object.entries(env)) {
-    if (
-      name.startsWith(SECRET_ENV_PREFIX) &&
-      value !== undefined &&
-      value.length >= MIN_REDACTED_SECRET_LENGTH
-    ) {
-      result = result.replaceAll(value, '[secret]');
-      // Inside a URL the value may appear percent-encoded.
-      const encoded = encodeURIComponent(value);
-      if (encoded !== value) result = result.replaceAll(encoded, '[secret]');
-    }
-  }
-  return result;
-}
+// Kept here too, where callers found them before secrets had a file of their own.
+export { redactSecrets, SECRET_ENV_PREFIX } from './secrets.js';

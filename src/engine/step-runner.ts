@@ -1,10 +1,16 @@
 import type { ClaimedRun } from '../domain/execution.js';
 import type { StepDefinition } from '../domain/workflow-definition.js';
-import { resolveTemplates } from './expressions.js';
+import { scrubSecrets } from './secrets.js';
 import { claimedExecution, expressionContext } from './state/iteration-runs.js';
 import type { AttemptResult } from './state/state-manager.js';
 import { stepHandlerFor } from './steps/registry.js';
-import { type ExpressionContext, type StepEnvironment, StepFailure } from './steps/types.js';
+import {
+  type ExpressionContext,
+  type StepEnvironment,
+  StepFailure,
+  type StepOutcome,
+} from './steps/types.js';
+import { resolveTemplates } from './templates.js';
 
 class AttemptTimeout extends Error {
   constructor(seconds: number) {
@@ -19,6 +25,42 @@ export function claimContext(claim: ClaimedRun): ExpressionContext {
     ...expressionContext(claimedExecution(claim), claim.iteration, claim.iteration_runs, claim.id),
     ...(claim.item_index >= 0 ? { item: claim.item, index: claim.item_index } : {}),
   };
+}
+
+function resultOf(outcome: StepOutcome): AttemptResult {
+  switch (outcome.kind) {
+    case 'completed':
+      return { kind: 'completed', output: outcome.output ?? null };
+    case 'sleep':
+      return { kind: 'sleep', until: outcome.until, output: outcome.output };
+    case 'wait':
+      return { kind: 'wait', reason: outcome.reason, wait: outcome.wait };
+    default: {
+      const unknown: never = outcome;
+      throw new Error(`handler returned an unknown outcome: ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+/**
+ * What the attempt records, with every `$secret()` value it obtained replaced by `[secret]`,
+ * whatever echoed it (a server's 404 page quoting the request, a JSONata cast error quoting
+ * its input). Logs, history and stream events are built from the record, so this one place
+ * keeps secrets out of all of them. A wait request is left whole: it is the step's own message
+ * to whoever resumes it (a task's config goes to its worker), not something shown to viewers.
+ */
+function scrubbed(result: AttemptResult, secrets: ReadonlySet<string>): AttemptResult {
+  if (secrets.size === 0) return result;
+  switch (result.kind) {
+    case 'completed':
+      return { ...result, output: scrubSecrets(result.output, secrets) };
+    case 'sleep':
+      return { ...result, output: scrubSecrets(result.output, secrets) };
+    case 'wait':
+      return { ...result, reason: scrubSecrets(result.reason, secrets) };
+    case 'failed':
+      return { ...result, error: scrubSecrets(result.error, secrets) };
+  }
 }
 
 /**
@@ -44,11 +86,13 @@ export async function runAttempt(
   // Removed in finally: Node keeps a combined signal (and all it references) alive while it
   // has a listener, which leaked about 1 KiB per attempt.
   let onAbort: (() => void) | undefined;
+  const secrets = new Set<string>();
   try {
     const config = (await resolveTemplates(step.config, context, {
       timeoutMs: env.expressionTimeoutMs,
       basePath: 'config',
       stepType: step.step_type,
+      obtainedSecrets: secrets,
     })) as Record<string, unknown>;
     const handler = stepHandlerFor(step.step_type);
     // A handler that ignores its signal must still not hold the attempt past its deadline.
@@ -66,25 +110,15 @@ export async function runAttempt(
         signal,
         attempt: claim.attempt,
         env,
+        secrets: [...secrets],
         ...(sleptUntil ? { sleptUntil } : {}),
       }),
       aborted,
     ]);
-    switch (outcome.kind) {
-      case 'completed':
-        return { kind: 'completed', output: outcome.output ?? null };
-      case 'sleep':
-        return { kind: 'sleep', until: outcome.until, output: outcome.output };
-      case 'wait':
-        return { kind: 'wait', reason: outcome.reason, wait: outcome.wait };
-      default: {
-        const unknown: never = outcome;
-        throw new Error(`handler returned an unknown outcome: ${JSON.stringify(unknown)}`);
-      }
-    }
+    return scrubbed(resultOf(outcome), secrets);
   } catch (error) {
     if (stopSignal.aborted) return null;
-    return { kind: 'failed', ...classifyFailure(error, claim.attempt) };
+    return scrubbed({ kind: 'failed', ...classifyFailure(error, claim.attempt) }, secrets);
   } finally {
     clearTimeout(timer);
     if (onAbort) signal.removeEventListener('abort', onAbort);

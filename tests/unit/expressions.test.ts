@@ -5,11 +5,9 @@ import {
   ExpressionError,
   evaluateCondition,
   evaluateExpression,
-  findTemplateProblems,
-  isTemplate,
-  resolveTemplates,
 } from '../../src/engine/expressions.js';
 import type { ExpressionContext } from '../../src/engine/steps/types.js';
+import { findTemplateProblems, isTemplate, resolveTemplates } from '../../src/engine/templates.js';
 
 const context: ExpressionContext = {
   input: {

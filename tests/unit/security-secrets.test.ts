@@ -2,9 +2,9 @@ import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveTemplates } from '../../src/engine/expressions.js';
 import { httpStep } from '../../src/engine/steps/http.js';
 import { type ExpressionContext, StepFailure } from '../../src/engine/steps/types.js';
+import { resolveTemplates } from '../../src/engine/templates.js';
 
 /**
  * `$secret()` end to end through the http step: the credential reaches the server, and

@@ -4,8 +4,10 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { roleAtLeast, strongestRole } from '../../src/domain/roles.js';
-import { redactSecrets, resolveTemplates, secretBindings } from '../../src/engine/expressions.js';
+import { redactSecrets } from '../../src/engine/secrets.js';
+import { secretBindings } from '../../src/engine/steps/registry.js';
 import type { ExpressionContext } from '../../src/engine/steps/types.js';
+import { resolveTemplates } from '../../src/engine/templates.js';
 import { loggerOptions } from '../../src/logger.js';
 import { rateLimitSettings } from '../../src/plugins/security.js';
 import {

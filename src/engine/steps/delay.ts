@@ -1,4 +1,11 @@
-import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } from './types.js';
+import { z } from 'zod';
+import {
+  defineStepType,
+  StepFailure,
+  type StepInvocation,
+  type StepOutcome,
+  type StepTypeDefinition,
+} from './types.js';
 
 /**
  * The `delay` step: a durable timer. It answers `sleep` and the runner re-invokes it at
@@ -7,6 +14,22 @@ import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } 
 
 // An explicit offset is required: a local time would depend on the worker's time zone.
 const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+const configSchema = z
+  .looseObject({
+    seconds: z
+      .number({ error: 'must be a number >= 0' })
+      .min(0, 'must be a number >= 0')
+      .optional(),
+    until: z
+      .string({ error: 'must be an ISO 8601 date-time with an offset' })
+      .regex(ISO_DATE_TIME, 'must be an ISO 8601 date-time with an offset')
+      .optional(),
+  })
+  .refine(
+    (config) => (config.seconds === undefined) !== (config.until === undefined),
+    'set exactly one of `seconds` and `until`',
+  );
 
 function invalidConfig(message: string): StepFailure {
   return new StepFailure(`Invalid delay step config: ${message}`, {
@@ -54,4 +77,9 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   return { kind: 'completed', output };
 }
 
-export const delayStep: StepHandler = { type: 'delay', runsInline: true, run };
+export const delayStep: StepTypeDefinition = defineStepType({
+  type: 'delay',
+  configSchema,
+  runsInline: true,
+  run,
+});

@@ -1,4 +1,4 @@
-import type { StepHandler } from './types.js';
+import { defineStepType, type StepTypeDefinition } from './types.js';
 
 /** How long a claimed task stays with its worker without a heartbeat, unless the step's
  * config sets `lease_seconds`. */
@@ -9,8 +9,9 @@ export const DEFAULT_TASK_LEASE_SECONDS = 60;
  * through the tasks API, heartbeats, and completes or fails it. The run waits, holding no
  * worker, until then or until its timeout ends the attempt (retried per the step's policy).
  */
-export function externalTaskHandler(stepType: string): StepHandler {
-  return {
+export function externalTaskHandler(stepType: string): StepTypeDefinition {
+  // No config schema, no expression fields, no secrets: the config belongs to the worker.
+  return defineStepType({
     type: stepType,
     // Running it only parks the run for the tasks API: as quick as a built-in.
     runsInline: true,
@@ -32,5 +33,5 @@ export function externalTaskHandler(stepType: string): StepHandler {
         },
       };
     },
-  };
+  });
 }

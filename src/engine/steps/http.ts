@@ -1,8 +1,15 @@
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import { redactSecrets } from '../expressions.js';
+import { z } from 'zod';
+import { redactSecrets } from '../secrets.js';
 import { canonicalIp, checkDestination, createGuardedLookup, SsrfBlockedError } from './ssrf.js';
-import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } from './types.js';
+import {
+  defineStepType,
+  StepFailure,
+  type StepInvocation,
+  type StepOutcome,
+  type StepTypeDefinition,
+} from './types.js';
 
 /**
  * The `http` step: one request with method/headers/body, redirects followed by hand so every
@@ -16,6 +23,36 @@ const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Headers that carry credentials for one origin; a redirect elsewhere must not forward them. */
 const ORIGIN_BOUND_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
+
+/**
+ * The config as written, checked when a workflow is saved; parseConfig checks the resolved
+ * config again at run time, since templates may stand for any of these fields.
+ */
+const configSchema = z.looseObject({
+  url: z.string({ error: 'must be a non-empty string' }).refine((url) => {
+    const parsed = URL.canParse(url) ? new URL(url) : undefined;
+    return parsed?.protocol === 'http:' || parsed?.protocol === 'https:';
+  }, 'must be an http: or https: URL'),
+  method: z.string().regex(METHOD, 'must be an HTTP method name').optional(),
+  headers: z
+    .record(
+      z.string(),
+      z.union([z.string(), z.number(), z.boolean(), z.null()], { error: 'must be a string' }),
+      { error: 'must be an object of strings' },
+    )
+    .optional(),
+  timeout_ms: z.number({ error: 'must be a positive number' }).positive().optional(),
+  expected_status: z
+    .array(
+      z
+        .number({ error: 'must be an HTTP status code' })
+        .int('must be an HTTP status code')
+        .min(100, 'must be an HTTP status code')
+        .max(599, 'must be an HTTP status code'),
+      { error: 'must be a list of HTTP status codes' },
+    )
+    .optional(),
+});
 
 interface HttpStepConfig {
   url: URL;
@@ -266,7 +303,7 @@ function readBody(response: IncomingMessage, context: HopContext, url: URL): Pro
   });
 }
 
-function nextHop(hop: Hop, status: number, location: string): Hop {
+function nextHop(hop: Hop, status: number, location: string, secrets: readonly string[]): Hop {
   let url: URL;
   try {
     url = new URL(location, hop.url);
@@ -288,6 +325,10 @@ function nextHop(hop: Hop, status: number, location: string): Hop {
   }
   if (url.origin !== hop.url.origin) {
     for (const name of ORIGIN_BOUND_HEADERS) delete headers[name];
+    // A credential may travel in any header (`x-api-token`), and it belongs to one origin too.
+    for (const [name, value] of Object.entries(headers)) {
+      if (secrets.some((secret) => value.includes(secret))) delete headers[name];
+    }
   }
   return { url, method, headers, body };
 }
@@ -365,7 +406,7 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
             },
           );
         }
-        hop = nextHop(hop, response.statusCode ?? 0, location);
+        hop = nextHop(hop, response.statusCode ?? 0, location, invocation.secrets ?? []);
         continue;
       }
       bytes = await readBody(response, context, hop.url);
@@ -389,5 +430,12 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   }
 }
 
-// Network-bound: each call goes through the queue, so calls spread over every worker process.
-export const httpStep: StepHandler = { type: 'http', runsInline: false, run };
+export const httpStep: StepTypeDefinition = defineStepType({
+  type: 'http',
+  configSchema,
+  // Its output is the response only, never the config, so a credential in it stays unseen.
+  allowsSecrets: true,
+  // Network-bound: each call goes through the queue, so calls spread over every worker process.
+  runsInline: false,
+  run,
+});

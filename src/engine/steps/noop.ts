@@ -1,4 +1,9 @@
-import type { StepHandler, StepInvocation, StepOutcome } from './types.js';
+import {
+  defineStepType,
+  type StepInvocation,
+  type StepOutcome,
+  type StepTypeDefinition,
+} from './types.js';
 
 /** The `noop` step: passes its resolved config through, or its input when it has none. */
 async function run(invocation: StepInvocation): Promise<StepOutcome> {
@@ -9,4 +14,5 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   };
 }
 
-export const noopStep: StepHandler = { type: 'noop', runsInline: true, run };
+// Any config is fine; it becomes the output, which is why `$secret()` is not allowed in it.
+export const noopStep: StepTypeDefinition = defineStepType({ type: 'noop', runsInline: true, run });

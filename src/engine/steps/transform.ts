@@ -1,5 +1,20 @@
+import { z } from 'zod';
 import { ExpressionError, evaluateExpression } from '../expressions.js';
-import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } from './types.js';
+import {
+  defineStepType,
+  StepFailure,
+  type StepInvocation,
+  type StepOutcome,
+  type StepTypeDefinition,
+} from './types.js';
+
+// Only presence here: the validator checks `expression` as an expression field.
+const configSchema = z.looseObject({
+  expression: z.custom<unknown>(
+    (expression) => expression !== undefined,
+    'is required for a transform step',
+  ),
+});
 
 /**
  * The `transform` step: evaluates `config.expression`, plain JSONata source (not a `{% %}`
@@ -30,4 +45,10 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   }
 }
 
-export const transformStep: StepHandler = { type: 'transform', runsInline: true, run };
+export const transformStep: StepTypeDefinition = defineStepType({
+  type: 'transform',
+  configSchema,
+  expressionFields: ['expression'],
+  runsInline: true,
+  run,
+});

@@ -1,10 +1,12 @@
+import type { z } from 'zod';
+
 /**
  * The contract between the step runner and the built-in step types (one file per type).
  * A handler gets its config with every `{% %}` expression already resolved, does its work,
  * and either returns a result or throws a StepFailure that says whether a retry can help.
  */
 
-/** What expressions see: DESIGN.md section 3. */
+/** What expressions see: docs/ARCHITECTURE.md, "Expressions". */
 export interface ExpressionContext {
   input: unknown;
   steps: Record<string, { output: unknown; status: string }>;
@@ -39,6 +41,12 @@ export interface StepInvocation {
   signal: AbortSignal;
   attempt: number;
   env: StepEnvironment;
+  /**
+   * Every value `$secret()` gave while resolving `config` (possibly empty): what the handler
+   * must keep to the origin it was meant for (the `http` step drops such headers on a redirect
+   * elsewhere). The runner scrubs these values from whatever the attempt records.
+   */
+  secrets?: readonly string[];
   /** Set when the runner wakes a run that slept: the time it was due, so a relative sleep
    * (`seconds`) is not computed again from now. */
   sleptUntil?: Date;
@@ -68,14 +76,49 @@ export type WaitRequest =
   /** An execution of another workflow; its output becomes this step's output. */
   | { kind: 'child'; workflow_id: string; input: Record<string, unknown> };
 
-export interface StepHandler {
+/**
+ * Everything the service knows about one step type, declared in the type's own file, so a new
+ * type is one file plus one registry line: the validator, the template resolver and the
+ * worker read these fields instead of keeping per-type rules of their own.
+ */
+export interface StepTypeDefinition {
   readonly type: string;
+  /**
+   * The shape of the config as written in the definition, checked when a workflow is saved.
+   * A `{% %}` template may stand where the schema expects any value (it is only known when the
+   * step runs), so problems at or under a template are not reported. Undefined: anything goes
+   * (external tasks, whose config belongs to their worker).
+   */
+  readonly configSchema: z.ZodType | undefined;
+  /** Top-level config fields that hold plain JSONata source, checked for syntax when saved. */
+  readonly expressionFields: readonly string[];
+  /**
+   * Whether `{% $secret('NAME') %}` may appear in the config: only for types whose output never
+   * includes their resolved config (a `noop` would echo it).
+   */
+  readonly allowsSecrets: boolean;
   /**
    * Quick and in-process (no network, bounded by the expression time limit or by parking the
    * run): the worker whose commit makes such a step ready runs it at once, without a job.
    */
   readonly runsInline: boolean;
   run(invocation: StepInvocation): Promise<StepOutcome>;
+}
+
+/** The runtime half of a step type, as the runner and worker use it. */
+export type StepHandler = StepTypeDefinition;
+
+/** Declares a step type; the optional declarations default to the most restrictive choice. */
+export function defineStepType(
+  definition: Pick<StepTypeDefinition, 'type' | 'runsInline' | 'run'> &
+    Partial<Pick<StepTypeDefinition, 'configSchema' | 'expressionFields' | 'allowsSecrets'>>,
+): StepTypeDefinition {
+  return Object.freeze({
+    configSchema: undefined,
+    expressionFields: [],
+    allowsSecrets: false,
+    ...definition,
+  });
 }
 
 /**

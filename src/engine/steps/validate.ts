@@ -1,7 +1,14 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import formatsModule from 'ajv-formats';
-import { StepFailure, type StepHandler, type StepInvocation, type StepOutcome } from './types.js';
+import { z } from 'zod';
+import {
+  defineStepType,
+  StepFailure,
+  type StepInvocation,
+  type StepOutcome,
+  type StepTypeDefinition,
+} from './types.js';
 
 /**
  * The `validate` step: checks `config.data` (or the step input) against `config.schema`.
@@ -30,6 +37,12 @@ interface CachedValidator {
   ajv: Ajv | Ajv2020;
   schema: object | boolean;
 }
+
+const configSchema = z.looseObject({
+  schema: z.union([z.boolean(), z.record(z.string(), z.unknown())], {
+    error: 'must be a JSON Schema object',
+  }),
+});
 
 const validators = new Map<string, CachedValidator>();
 
@@ -109,4 +122,9 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
   });
 }
 
-export const validateStep: StepHandler = { type: 'validate', runsInline: true, run };
+export const validateStep: StepTypeDefinition = defineStepType({
+  type: 'validate',
+  configSchema,
+  runsInline: true,
+  run,
+});

@@ -1,4 +1,12 @@
-import { StepFailure, type StepHandler } from './types.js';
+import { z } from 'zod';
+import { defineStepType, StepFailure, type StepTypeDefinition } from './types.js';
+
+const configSchema = z.looseObject({
+  event: z
+    .string({ error: 'must name the event type to wait for' })
+    .min(1, 'must name the event type to wait for'),
+  correlation_key: z.string({ error: 'must be a string' }).nullable().optional(),
+});
 
 /**
  * Waits for `POST /events` with type `config.event`, optionally only one carrying
@@ -6,8 +14,10 @@ import { StepFailure, type StepHandler } from './types.js';
  * `config.match` (JSONata over `{event, input, steps, ...}`) holds. The event becomes the output.
  * The step's timeout bounds the wait.
  */
-export const waitForEventStep: StepHandler = {
+export const waitForEventStep: StepTypeDefinition = defineStepType({
   type: 'wait_for_event',
+  configSchema,
+  expressionFields: ['match'],
   runsInline: true,
   async run({ config }) {
     const { event, correlation_key: correlationKey, match } = config;
@@ -38,4 +48,4 @@ export const waitForEventStep: StepHandler = {
       },
     };
   },
-};
+});
