@@ -26,7 +26,12 @@ import { enginePlugin } from './plugins/engine.js';
 import { executionsPlugin } from './plugins/executions.js';
 import { infrastructurePlugin } from './plugins/infrastructure.js';
 import { monitoringPlugin } from './plugins/monitoring.js';
-import { SECURITY_SCHEMES, securityPlugin } from './plugins/security.js';
+import { accessPolicyPlugin, SECURITY_SCHEMES } from './plugins/security/access-policy.js';
+import { authenticationPlugin } from './plugins/security/authentication.js';
+import { corsPlugin } from './plugins/security/cors.js';
+import { securityHeadersPlugin } from './plugins/security/headers.js';
+import { inputGuardPlugin } from './plugins/security/input-guard.js';
+import { rateLimitsPlugin } from './plugins/security/rate-limits.js';
 import { workflowsPlugin } from './plugins/workflows.js';
 import { SERVICE_VERSION } from './project.js';
 
@@ -60,8 +65,15 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  // Before any route: it gives every route its access policy and refuses uncovered ones.
-  await app.register(securityPlugin, { config });
+  // Security before any route (docs/ARCHITECTURE.md, "Security"). Headers first, so every
+  // answer (401 and 429 included) carries them; the access policy before every route and
+  // before swagger, as it gives each route its access and refuses uncovered ones.
+  await app.register(securityHeadersPlugin);
+  await app.register(corsPlugin, { config });
+  await app.register(accessPolicyPlugin, { config });
+  await app.register(rateLimitsPlugin, { config });
+  await app.register(authenticationPlugin, { config });
+  await app.register(inputGuardPlugin);
 
   await app.register(swagger, {
     openapi: {

@@ -111,7 +111,7 @@ const envSchema = z.object({
   /** How often committed execution changes are relayed from Postgres to Redis, in milliseconds. */
   EVENT_RELAY_INTERVAL_MS: positiveInt.default(200),
 
-  // Security (DESIGN.md section 7; README "Security"). Cross-field rules: authProblems().
+  // Security (docs/ARCHITECTURE.md, "Security"; README "Security"). Cross-field rules: authProblems().
   /** `none | api-key | jwt | both`; unset: `both` when a JWT key is set, else `none` (open). */
   AUTH_MODE: z.enum(AUTH_MODES).optional(),
   /** Development/test only: run open even when keys are configured. Refused in production. */

@@ -7,7 +7,7 @@ import { roleAtLeast, strongestRole } from '../../src/domain/roles.js';
 import { redactSecrets, resolveTemplates, secretBindings } from '../../src/engine/expressions.js';
 import type { ExpressionContext } from '../../src/engine/steps/types.js';
 import { loggerOptions } from '../../src/logger.js';
-import { rateLimitSettings } from '../../src/plugins/security.js';
+import { rateLimitSettings } from '../../src/plugins/security/rate-limits.js';
 import {
   apiKeyId,
   apiKeyMatches,
