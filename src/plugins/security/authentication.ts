@@ -19,6 +19,7 @@ import {
   jwtCaller,
 } from '../../security/credentials.js';
 import { UNMATCHED_ROUTE_ACCESS } from '../../security/policy.js';
+import { redisVerifiedKeyCache } from '../../security/verified-key-cache.js';
 import { ApiKeyStore } from '../../store/api-key-store.js';
 
 export interface AuthInfo {
@@ -67,15 +68,20 @@ function jwtOptions(config: Config): FastifyJWTOptions {
   };
 }
 
-/** The API key use cases on app.pg, which the infrastructure plugin decorates later. */
-function apiKeyService(app: FastifyInstance): ApiKeyService {
+/**
+ * The API key use cases on app.pg and app.redis, which the infrastructure plugin decorates
+ * later; verified keys are cached in Redis so that valid ones are recognised without a lookup.
+ */
+function apiKeyService(app: FastifyInstance, config: Config): ApiKeyService {
   let store: ApiKeyStore | undefined;
   return new ApiKeyService(
     () => {
       store ??= new ApiKeyStore(app.pg);
       return store;
     },
-    (error) => app.log.warn({ err: error }, 'could not record the API key use'),
+    (error) =>
+      app.log.warn({ err: error }, 'API key bookkeeping failed (last use or verified-key cache)'),
+    redisVerifiedKeyCache(() => app.redis, `${config.REDIS_PREFIX}:apikeys:verified:`),
   );
 }
 
@@ -88,7 +94,7 @@ export const authenticationPlugin = fp<{ config: Config }>(
   async (app, { config }) => {
     const mode = resolveAuthMode(config);
     app.decorate('auth', { mode, open: mode === 'none' });
-    app.decorate('apiKeys', apiKeyService(app));
+    app.decorate('apiKeys', apiKeyService(app, config));
     app.decorateRequest('caller', null);
     if (mode === 'none') {
       app.log.warn(
@@ -136,17 +142,14 @@ export const authenticationPlugin = fp<{ config: Config }>(
       const extracted = extractCredential(request.headers, request.query, queryToken);
       let caller: Caller | null = null;
       if (extracted.kind === 'credential') {
-        // An API key costs a database lookup: an address that has used up its failures is
-        // refused before it, so a guessing client cannot make the service look up without bound.
-        // A JWT is verified in memory, so a valid token from a busy address still passes.
-        if (extracted.credential.kind === 'api-key') {
-          await limits.consume(request, reply, ipKey, false);
-        }
+        // Checked before the address's failure budget is consulted: a valid key (usually from
+        // the verified-key cache) or JWT is never refused because others failed from its address.
         caller = await authenticate(extracted.credential);
         // Consumed here: the route's own (closed) query schema must not see it.
         if (queryToken) delete (request.query as Record<string, unknown>).access_token;
       }
       if (caller === null) {
+        // Only failures count against the address: past its budget they get 429, not 401.
         await limits.consume(request, reply, ipKey);
         reply.header('www-authenticate', CHALLENGE);
         throw new UnauthenticatedError();

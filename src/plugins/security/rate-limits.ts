@@ -13,16 +13,8 @@ export interface RateLimitSettings {
 
 /** Counts requests against named budgets: `caller:<kind>:<id>`, `ip:<address>`, `anon:<address>`. */
 export interface RequestRateLimiter {
-  /**
-   * Counts the request against `key` (or, with `increment` false, only reads the counter);
-   * throws RateLimitedError (429, Retry-After) when over.
-   */
-  consume(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    key: string,
-    increment?: boolean,
-  ): Promise<void>;
+  /** Counts the request against `key`; throws RateLimitedError (429, Retry-After) when over. */
+  consume(request: FastifyRequest, reply: FastifyReply, key: string): Promise<void>;
 }
 
 declare module 'fastify' {
@@ -67,14 +59,9 @@ export const rateLimitsPlugin = fp<{ config: Config }>(
     });
     const limiter = app.createRateLimit();
 
-    async function consume(
-      request: FastifyRequest,
-      reply: FastifyReply,
-      key: string,
-      increment = true,
-    ): Promise<void> {
+    async function consume(request: FastifyRequest, reply: FastifyReply, key: string) {
       keys.set(request, key);
-      const state = await limiter(request, { increment });
+      const state = await limiter(request);
       if (state.isAllowed) return;
       const resetSeconds = Math.max(1, state.ttlInSeconds);
       if (state.isExceeded) {
@@ -85,7 +72,7 @@ export const rateLimitsPlugin = fp<{ config: Config }>(
         throw new RateLimitedError(String(resetSeconds));
       }
       // ttl 0: Redis did not answer (skipOnError) and nothing was counted; claim no numbers.
-      if (increment && state.ttl > 0) {
+      if (state.ttl > 0) {
         reply.header('ratelimit-limit', state.max);
         reply.header('ratelimit-remaining', state.remaining);
         reply.header('ratelimit-reset', resetSeconds);
