@@ -34,6 +34,7 @@ import { inputGuardPlugin } from './plugins/security/input-guard.js';
 import { rateLimitsPlugin } from './plugins/security/rate-limits.js';
 import { workflowsPlugin } from './plugins/workflows.js';
 import { SERVICE_VERSION } from './project.js';
+import { trustProxyOption } from './security/trust-proxy.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -46,6 +47,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(config),
     bodyLimit: config.MAX_BODY_BYTES,
+    // Behind an ingress, request.ip (rate limits, failure budgets, logs) is the real client.
+    trustProxy: trustProxyOption(config.TRUST_PROXY),
     // A caller's X-Request-Id is kept when it is a plain token; anything else is replaced,
     // so log lines cannot be forged through it.
     requestIdHeader: false,

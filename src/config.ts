@@ -5,6 +5,7 @@ import {
   JWT_ALGORITHMS,
   normalisePem,
 } from './security/auth-settings.js';
+import { parseTrustProxy, type TrustProxy } from './security/trust-proxy.js';
 
 /**
  * Every setting of the service, read once from the environment at start.
@@ -135,6 +136,16 @@ const envSchema = z.object({
   RATE_LIMIT_WINDOW_MS: positiveInt.default(60_000),
   /** Unauthenticated or failed requests per client IP per window; default 100 (test: 1000000). */
   RATE_LIMIT_IP_MAX: positiveInt.optional(),
+  /** Peers trusted to name the client in X-Forwarded-For (src/security/trust-proxy.ts). */
+  TRUST_PROXY: z
+    .string()
+    .transform((value, context): TrustProxy => {
+      const parsed = parseTrustProxy(value);
+      if (parsed.ok) return parsed.value;
+      context.addIssue({ code: 'custom', message: parsed.problem });
+      return z.NEVER;
+    })
+    .default(false),
   /** Comma-separated browser origins allowed by CORS (e.g. https://ops.example.com); empty: off. */
   CORS_ORIGINS: commaList
     .pipe(
