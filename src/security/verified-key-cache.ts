@@ -24,6 +24,8 @@ export interface VerifiedKeyCache {
  */
 export const VERIFIED_KEY_TTL_MS = 10_000;
 
+const REVOKED = 'revoked';
+
 interface CachedKey {
   hash: string;
   name: string;
@@ -64,14 +66,17 @@ export function redisVerifiedKeyCache(redis: () => Redis, prefix: string): Verif
       const value: CachedKey = { hash: hash.toString('hex'), name: key.name, role: key.role };
       try {
         redis()
-          .set(keyOf(key.id), JSON.stringify(value), 'PX', VERIFIED_KEY_TTL_MS)
+          // NX: never over a revocation's tombstone (a lookup that raced the revocation).
+          .set(keyOf(key.id), JSON.stringify(value), 'PX', VERIFIED_KEY_TTL_MS, 'NX')
           .catch(() => {});
       } catch {
         // No client (yet): the key is simply looked up again next time.
       }
     },
     async evict(id) {
-      await redis().del(keyOf(id));
+      // A tombstone rather than a delete: a verification that read the row just before the
+      // revocation committed cannot put the key back for the rest of the window.
+      await redis().set(keyOf(id), REVOKED, 'PX', VERIFIED_KEY_TTL_MS);
     },
   };
 }
