@@ -26,9 +26,15 @@ import { enginePlugin } from './plugins/engine.js';
 import { executionsPlugin } from './plugins/executions.js';
 import { infrastructurePlugin } from './plugins/infrastructure.js';
 import { monitoringPlugin } from './plugins/monitoring.js';
-import { SECURITY_SCHEMES, securityPlugin } from './plugins/security.js';
+import { accessPolicyPlugin, SECURITY_SCHEMES } from './plugins/security/access-policy.js';
+import { authenticationPlugin } from './plugins/security/authentication.js';
+import { corsPlugin } from './plugins/security/cors.js';
+import { securityHeadersPlugin } from './plugins/security/headers.js';
+import { inputGuardPlugin } from './plugins/security/input-guard.js';
+import { rateLimitsPlugin } from './plugins/security/rate-limits.js';
 import { workflowsPlugin } from './plugins/workflows.js';
 import { SERVICE_VERSION } from './project.js';
+import { trustProxyOption } from './security/trust-proxy.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -41,6 +47,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(config),
     bodyLimit: config.MAX_BODY_BYTES,
+    // Behind an ingress, request.ip (rate limits, failure budgets, logs) is the real client.
+    trustProxy: trustProxyOption(config.TRUST_PROXY),
     // A caller's X-Request-Id is kept when it is a plain token; anything else is replaced,
     // so log lines cannot be forged through it.
     requestIdHeader: false,
@@ -60,8 +68,15 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  // Before any route: it gives every route its access policy and refuses uncovered ones.
-  await app.register(securityPlugin, { config });
+  // Security before any route (docs/ARCHITECTURE.md, "Security"). Headers first, so every
+  // answer (401 and 429 included) carries them; the access policy before every route and
+  // before swagger, as it gives each route its access and refuses uncovered ones.
+  await app.register(securityHeadersPlugin);
+  await app.register(corsPlugin, { config });
+  await app.register(accessPolicyPlugin, { config });
+  await app.register(rateLimitsPlugin, { config });
+  await app.register(authenticationPlugin, { config });
+  await app.register(inputGuardPlugin);
 
   await app.register(swagger, {
     openapi: {

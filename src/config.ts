@@ -5,6 +5,7 @@ import {
   JWT_ALGORITHMS,
   normalisePem,
 } from './security/auth-settings.js';
+import { parseTrustProxy, type TrustProxy } from './security/trust-proxy.js';
 
 /**
  * Every setting of the service, read once from the environment at start.
@@ -111,7 +112,7 @@ const envSchema = z.object({
   /** How often committed execution changes are relayed from Postgres to Redis, in milliseconds. */
   EVENT_RELAY_INTERVAL_MS: positiveInt.default(200),
 
-  // Security (DESIGN.md section 7; README "Security"). Cross-field rules: authProblems().
+  // Security (docs/ARCHITECTURE.md, "Security"; README "Security"). Cross-field rules: authProblems().
   /** `none | api-key | jwt | both`; unset: `both` when a JWT key is set, else `none` (open). */
   AUTH_MODE: z.enum(AUTH_MODES).optional(),
   /** Development/test only: run open even when keys are configured. Refused in production. */
@@ -135,6 +136,16 @@ const envSchema = z.object({
   RATE_LIMIT_WINDOW_MS: positiveInt.default(60_000),
   /** Unauthenticated or failed requests per client IP per window; default 100 (test: 1000000). */
   RATE_LIMIT_IP_MAX: positiveInt.optional(),
+  /** Peers trusted to name the client in X-Forwarded-For (src/security/trust-proxy.ts). */
+  TRUST_PROXY: z
+    .string()
+    .transform((value, context): TrustProxy => {
+      const parsed = parseTrustProxy(value);
+      if (parsed.ok) return parsed.value;
+      context.addIssue({ code: 'custom', message: parsed.problem });
+      return z.NEVER;
+    })
+    .default(false),
   /** Comma-separated browser origins allowed by CORS (e.g. https://ops.example.com); empty: off. */
   CORS_ORIGINS: commaList
     .pipe(

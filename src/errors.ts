@@ -66,7 +66,7 @@ export const InvalidCursorError = createError(
   400,
 );
 
-// Security (src/plugins/security.ts). One 401 for every authentication failure, so a caller
+// Security (src/plugins/security/). One 401 for every authentication failure, so a caller
 // cannot tell an unknown key from a revoked or expired one, or a forged token from an old one.
 export const UnauthenticatedError = createError(
   'WF_ERR_UNAUTHENTICATED',

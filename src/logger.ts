@@ -11,7 +11,7 @@ const REDACTED_PATHS = [
   '*.password',
   '*.secret',
   '*.token',
-  // Credentials of the security layer (src/plugins/security.ts).
+  // Credentials of the security layer (src/plugins/security/).
   'req.headers["proxy-authorization"]',
   'req.query.access_token',
   'query.access_token',

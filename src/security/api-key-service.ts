@@ -1,7 +1,8 @@
 import type { Role } from '../domain/roles.js';
 import { ValidationFailedError } from '../errors.js';
 import type { ApiKeyPage, ApiKeyStore, ApiKeyView } from '../store/api-key-store.js';
-import { apiKeyId, apiKeyMatches, generateApiKey } from './api-key-format.js';
+import { apiKeyId, apiKeyMatches, generateApiKey, hashApiKey } from './api-key-format.js';
+import type { VerifiedKeyCache } from './verified-key-cache.js';
 
 export interface CreatedApiKey extends ApiKeyView {
   /** The raw key: returned once, never stored. */
@@ -18,7 +19,9 @@ export interface VerifiedApiKey {
 export class ApiKeyService {
   constructor(
     private readonly store: () => ApiKeyStore,
-    private readonly onTouchError: (error: unknown) => void = () => {},
+    private readonly onBookkeepingError: (error: unknown) => void = () => {},
+    /** Verified keys recognised without a lookup; none: every verification looks up. */
+    private readonly cache?: VerifiedKeyCache,
   ) {}
 
   /** Creates a key; `expiresAt` must lie in the future. */
@@ -51,8 +54,11 @@ export class ApiKeyService {
   }
 
   /** False when no key has this id. */
-  revoke(id: string): Promise<boolean> {
-    return this.store().revoke(id);
+  async revoke(id: string): Promise<boolean> {
+    const revoked = await this.store().revoke(id);
+    // Even for an unknown id: nothing may stay cached under it.
+    await this.cache?.evict(id).catch((error: unknown) => this.onBookkeepingError(error));
+    return revoked;
   }
 
   /**
@@ -62,6 +68,9 @@ export class ApiKeyService {
   async verify(key: string): Promise<VerifiedApiKey | null> {
     const id = apiKeyId(key);
     if (id === null) return null;
+    const hash = this.cache === undefined ? null : hashApiKey(key);
+    const cached = hash === null ? null : await this.cache?.get(id, hash);
+    if (cached) return cached;
     const row = await this.store().findCredential(id);
     const matches = apiKeyMatches(key, row?.key_hash ?? null);
     if (!row || !matches || !row.usable) return null;
@@ -69,8 +78,10 @@ export class ApiKeyService {
       // Bookkeeping only: a failed write must not fail an authenticated request.
       await this.store()
         .touch(row.id)
-        .catch((error: unknown) => this.onTouchError(error));
+        .catch((error: unknown) => this.onBookkeepingError(error));
     }
-    return { id: row.id, name: row.name, role: row.role };
+    const verified = { id: row.id, name: row.name, role: row.role };
+    if (hash !== null) this.cache?.set(verified, hash);
+    return verified;
   }
 }

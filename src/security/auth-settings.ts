@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 
 /**
- * How the service authenticates, derived from the environment (DESIGN.md section 7). Kept
+ * How the service authenticates, derived from the environment (docs/ARCHITECTURE.md, "Security"). Kept
  * free of imports from config.ts so that config.ts can validate with it.
  *
  * - `none`: open; every caller acts as admin. Development and test only.

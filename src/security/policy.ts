@@ -2,9 +2,9 @@ import type { Role } from '../domain/roles.js';
 
 /**
  * THE access policy: every route the service serves, by method and Fastify route URL, with the
- * least role that may call it. The security plugin refuses to start when a route is registered
- * that no entry covers, so a route added later cannot be left open by accident: add its entry
- * here. The security tests iterate over this table.
+ * least role that may call it. The access-policy plugin (src/plugins/security/) refuses to
+ * start when a route is registered that no entry covers, so a route added later cannot be left
+ * open by accident: add its entry here. The security tests iterate over this table.
  *
  * - `probe`: no credentials and no rate limit (Kubernetes probes).
  * - `public`: no credentials, rate-limited per client IP (docs, dashboard page and assets).

@@ -3,8 +3,9 @@ import type { Redis } from 'ioredis';
 /**
  * A @fastify/rate-limit store on the service's shared Redis client: fixed windows, one counter
  * per key under `<REDIS_PREFIX>:ratelimit:`, so every process counts against the same budget.
- * The plugin's own Redis store needs its client at registration time, but the security plugin
- * is registered before the infrastructure plugin creates the client; this one finds it lazily.
+ * The plugin's own Redis store needs its client at registration time, but the rate-limits
+ * plugin is registered before the infrastructure plugin creates the client; this one finds it
+ * lazily.
  */
 
 const INCREMENT = `

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { ROLES, type Role, roleAtLeast } from '../../src/domain/roles.js';
-import { securityPlugin } from '../../src/plugins/security.js';
+import { accessPolicyPlugin } from '../../src/plugins/security/access-policy.js';
+import { authenticationPlugin } from '../../src/plugins/security/authentication.js';
+import { rateLimitsPlugin } from '../../src/plugins/security/rate-limits.js';
 import { findPolicy, ROUTE_POLICIES } from '../../src/security/policy.js';
 import { ApiKeyStore } from '../../src/store/api-key-store.js';
 import {
@@ -387,7 +389,9 @@ describe('open mode and body limits', () => {
       },
     });
     const config = loadConfig(testEnvironment(ctx.database, `${ctx.prefix}o`, {}));
-    await app.register(securityPlugin, { config });
+    await app.register(accessPolicyPlugin, { config });
+    await app.register(rateLimitsPlugin, { config });
+    await app.register(authenticationPlugin, { config });
     app.get('/info', async (request) => ({ caller: request.caller, auth: app.auth }));
     await app.ready();
     try {

@@ -9,7 +9,7 @@ import { secretBindings } from '../../src/engine/steps/registry.js';
 import type { ExpressionContext } from '../../src/engine/steps/types.js';
 import { resolveTemplates } from '../../src/engine/templates.js';
 import { loggerOptions } from '../../src/logger.js';
-import { rateLimitSettings } from '../../src/plugins/security.js';
+import { rateLimitSettings } from '../../src/plugins/security/rate-limits.js';
 import {
   apiKeyId,
   apiKeyMatches,
