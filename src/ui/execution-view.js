@@ -1,7 +1,7 @@
 import { api, openExecutionStream } from './api.js';
-import { dagSvg, timelineSvg } from './charts.js';
-import { announce, formatSeconds, h, secondsBetween, statusBadge, timeElement } from './dom.js';
-import { definitionList, errorBox, render, table } from './view.js';
+import { announce, h } from './dom.js';
+import { executionPanels } from './execution-panels.js';
+import { errorBox, render } from './view.js';
 
 /** One execution, live: a snapshot from its event stream, then each change as it happens. */
 
@@ -20,109 +20,8 @@ export function executionView(id) {
   let stream = null;
   let closed = false;
 
-  const ownRuns = () => {
-    // The latest iteration's own run of each step (for_each items aside).
-    const latest = new Map();
-    for (const run of runs.values()) {
-      if (run.item_index !== null && run.item_index !== undefined) continue;
-      const current = latest.get(run.step_id);
-      if (!current || (run.iteration ?? 0) >= (current.iteration ?? 0))
-        latest.set(run.step_id, run);
-    }
-    return latest;
-  };
-
   const draw = () => {
-    if (!state) return;
-    const { execution, workflow } = state;
-    const own = ownRuns();
-    const steps = workflow.steps.map((step) => ({ ...step, run: own.get(step.id) }));
-    const rows = [...runs.values()].map((run) => {
-      const step = workflow.steps.find((candidate) => candidate.id === run.step_id);
-      const label = `${step?.name ?? run.step_id}${run.item_index !== null && run.item_index !== undefined ? ` [${run.item_index}]` : ''}${run.iteration ? ` (iteration ${run.iteration})` : ''}`;
-      return { ...run, label, step_type: step?.step_type ?? run.step_type ?? '–' };
-    });
-    const detail = (run) => {
-      if (run.error && typeof run.error === 'object') return run.error.message ?? '';
-      return run.wait_reason ?? '';
-    };
-    content.replaceChildren(
-      h(
-        'p',
-        { class: 'toolbar' },
-        'Status ',
-        statusBadge(execution.status, { id: 'execution-status' }),
-        ' · ',
-        connection,
-      ),
-      definitionList([
-        [
-          'Workflow',
-          h(
-            'a',
-            { href: `#/workflows/${encodeURIComponent(execution.workflow_id)}` },
-            execution.workflow_id,
-          ),
-        ],
-        ['Version', execution.workflow_version],
-        ['Started', timeElement(execution.started_at)],
-        ['Ended', timeElement(execution.completed_at)],
-        [
-          'Duration',
-          formatSeconds(
-            execution.duration_seconds ??
-              secondsBetween(execution.started_at, execution.completed_at),
-          ),
-        ],
-        ['Error', execution.error ?? '–'],
-      ]),
-      h('h2', {}, 'Steps'),
-      h(
-        'figure',
-        { class: 'dag-figure' },
-        dagSvg(workflow.steps, (stepId) => own.get(stepId)?.status ?? 'pending'),
-        h(
-          'figcaption',
-          {},
-          'Steps and their dependencies; the table below has the same, with details.',
-        ),
-      ),
-      table(
-        'Step runs',
-        ['Step', 'Type', 'Status', 'Attempts', 'Started', 'Duration', 'Detail'],
-        rows.map((run) =>
-          h(
-            'tr',
-            { dataset: { stepId: run.step_id } },
-            h('th', { scope: 'row' }, run.label),
-            h('td', {}, run.step_type),
-            h('td', {}, statusBadge(run.status)),
-            h('td', { class: 'number' }, run.attempts ?? run.attempt ?? 0),
-            h('td', {}, timeElement(run.started_at)),
-            h(
-              'td',
-              { class: 'number' },
-              run.started_at
-                ? formatSeconds(secondsBetween(run.started_at, run.completed_at))
-                : '–',
-            ),
-            h('td', {}, detail(run)),
-          ),
-        ),
-        { id: 'step-runs' },
-      ),
-      h('h2', {}, 'Timeline'),
-      h(
-        'figure',
-        {},
-        timelineSvg(
-          steps.filter((step) => step.run).map((step) => ({ label: step.name, ...step.run })),
-          execution.started_at,
-          execution.completed_at,
-        ),
-        h('figcaption', {}, 'When each step ran, from the start of the execution.'),
-      ),
-    );
+    if (state) content.replaceChildren(...executionPanels(state, runs, connection));
   };
 
   const close = (message) => {

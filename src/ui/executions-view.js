@@ -16,19 +16,9 @@ const EXECUTION_STATUSES = [
   'timed_out',
 ];
 
-export async function executionsView(params, signal) {
-  const paint = painter(signal);
-  paint('Executions', h('p', {}, 'Loading…'));
-  const workflowId = params.get('workflow_id') ?? '';
-  const status = params.get('status') ?? '';
-  let workflows = [];
-  try {
-    workflows = (await api('/workflows?limit=100')).items;
-  } catch {
-    // The filter still works with a typed id.
-  }
-  const names = new Map(workflows.map((workflow) => [workflow.id, workflow.name]));
-  const form = h(
+/** The filters; applying them navigates, so the list is a link that can be kept. */
+function filterForm(workflows, workflowId, status) {
+  return h(
     'form',
     {
       class: 'filters',
@@ -64,6 +54,21 @@ export async function executionsView(params, signal) {
     ),
     h('button', { type: 'submit' }, 'Apply'),
   );
+}
+
+export async function executionsView(params, signal) {
+  const paint = painter(signal);
+  paint('Executions', h('p', {}, 'Loading…'));
+  const workflowId = params.get('workflow_id') ?? '';
+  const status = params.get('status') ?? '';
+  let workflows = [];
+  try {
+    workflows = (await api('/workflows?limit=100')).items;
+  } catch {
+    // The filter still works with a typed id.
+  }
+  const names = new Map(workflows.map((workflow) => [workflow.id, workflow.name]));
+  const form = filterForm(workflows, workflowId, status);
   const body = h('tbody', {});
   const more = h('button', { type: 'button', hidden: true }, 'Load more');
   const chart = h('figure', { hidden: true });
