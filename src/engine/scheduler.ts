@@ -4,7 +4,7 @@ import {
   type StepStatus,
   TERMINAL_STEP_STATUSES,
 } from '../domain/statuses.js';
-import type { WorkflowDefinition } from '../domain/workflow-definition.js';
+import type { StepDefinition, WorkflowDefinition } from '../domain/workflow-definition.js';
 
 /**
  * The scheduler: pure functions from an execution's state to decisions. No I/O, no clock, no
@@ -76,10 +76,8 @@ function atWork(definition: WorkflowDefinition): (run: RunState) => boolean {
     !(run.item_index < 0 && forEachSteps.has(run.step_id));
 }
 
-/** Decides what happens next in one iteration of an execution. */
-export function schedule(input: SchedulerInput): SchedulerDecision {
-  const { definition, runs, paused } = input;
-  const own = ownStatuses(runs);
+/** Each for_each step's item runs (item_index >= 0), by step id. */
+function itemsByStep(runs: readonly RunState[]): Map<string, RunState[]> {
   const items = new Map<string, RunState[]>();
   for (const run of runs) {
     if (run.item_index < 0) continue;
@@ -88,6 +86,76 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
     if (list) list.push(run);
     else items.set(run.step_id, [run]);
   }
+  return items;
+}
+
+/**
+ * What a running for_each step does next: finish once every item has ended, else start pending
+ * items (lowest index first) within its item concurrency, unless paused.
+ */
+function scheduleForEach(
+  step: StepDefinition,
+  items: readonly RunState[],
+  paused: boolean,
+): Pick<SchedulerDecision, 'startItems' | 'finishForEach'> {
+  const stepItems = [...items].sort((a, b) => a.item_index - b.item_index);
+  if (
+    stepItems.length > 0 &&
+    stepItems.every((item) => isIn(TERMINAL_STEP_STATUSES, item.status))
+  ) {
+    return {
+      startItems: [],
+      finishForEach: [
+        {
+          step_id: step.id,
+          failed: stepItems.some((item) => item.status === 'failed' || item.status === 'cancelled'),
+        },
+      ],
+    };
+  }
+  const startItems: SchedulerDecision['startItems'] = [];
+  if (paused) return { startItems, finishForEach: [] };
+  let capacity =
+    step.for_each_concurrency -
+    stepItems.filter((item) => isIn(ACTIVE_STEP_STATUSES, item.status)).length;
+  for (const item of stepItems) {
+    if (capacity <= 0) break;
+    if (item.status === 'pending') {
+      startItems.push({ step_id: step.id, item_index: item.item_index });
+      capacity -= 1;
+    }
+  }
+  return { startItems, finishForEach: [] };
+}
+
+/**
+ * The iteration's outcome once the step decisions are made: done when nothing changes and every
+ * step has ended; waiting when nothing changes, nothing is at work and something waits.
+ */
+function decideOutcome(
+  input: SchedulerInput,
+  own: ReadonlyMap<string, StepStatus>,
+  decision: SchedulerDecision,
+): SchedulerOutcome {
+  const { definition, runs } = input;
+  if (hasChanges(decision)) return { kind: 'running' };
+  const stepStatuses = definition.steps.map((step) => own.get(step.id));
+  if (
+    stepStatuses.every((status) => status !== undefined && isIn(TERMINAL_STEP_STATUSES, status))
+  ) {
+    return { kind: 'iteration_done' };
+  }
+  if (!runs.some(atWork(definition)) && runs.some((run) => run.status === 'waiting')) {
+    return { kind: 'waiting' };
+  }
+  return { kind: 'running' };
+}
+
+/** Decides what happens next in one iteration of an execution. */
+export function schedule(input: SchedulerInput): SchedulerDecision {
+  const { definition, paused } = input;
+  const own = ownStatuses(input.runs);
+  const items = itemsByStep(input.runs);
   const continueOnError = new Map(
     definition.steps.map((step) => [step.id, step.continue_on_error]),
   );
@@ -114,27 +182,9 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
   for (const step of definition.steps) {
     const status = own.get(step.id);
     if (status === 'running' && step.for_each !== null) {
-      const stepItems = (items.get(step.id) ?? []).sort((a, b) => a.item_index - b.item_index);
-      if (
-        stepItems.length > 0 &&
-        stepItems.every((item) => isIn(TERMINAL_STEP_STATUSES, item.status))
-      ) {
-        decision.finishForEach.push({
-          step_id: step.id,
-          failed: stepItems.some((item) => item.status === 'failed' || item.status === 'cancelled'),
-        });
-      } else if (!paused) {
-        let capacity =
-          step.for_each_concurrency -
-          stepItems.filter((item) => isIn(ACTIVE_STEP_STATUSES, item.status)).length;
-        for (const item of stepItems) {
-          if (capacity <= 0) break;
-          if (item.status === 'pending') {
-            decision.startItems.push({ step_id: step.id, item_index: item.item_index });
-            capacity -= 1;
-          }
-        }
-      }
+      const next = scheduleForEach(step, items.get(step.id) ?? [], paused);
+      decision.startItems.push(...next.startItems);
+      decision.finishForEach.push(...next.finishForEach);
       continue;
     }
     if (status !== 'pending') continue;
@@ -155,20 +205,7 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
     }
   }
 
-  const changes = hasChanges(decision);
-  const stepStatuses = definition.steps.map((step) => own.get(step.id));
-  if (
-    !changes &&
-    stepStatuses.every((status) => status !== undefined && isIn(TERMINAL_STEP_STATUSES, status))
-  ) {
-    decision.outcome = { kind: 'iteration_done' };
-  } else if (
-    !changes &&
-    !runs.some(atWork(definition)) &&
-    runs.some((run) => run.status === 'waiting')
-  ) {
-    decision.outcome = { kind: 'waiting' };
-  }
+  decision.outcome = decideOutcome(input, own, decision);
   return decision;
 }
 

@@ -28,6 +28,132 @@ function secondsBetween(from: string | null, to: string | null): number | null {
   return Number.isFinite(seconds) && seconds >= 0 ? seconds : null;
 }
 
+type Registers = Registry[];
+
+/** One counter per execution outcome, keyed by the status that ends in it. */
+function executionCounters(registers: Registers): Record<string, Counter<'workflow_type'>> {
+  const executionCounter = (outcome: string, help: string) =>
+    new Counter({
+      name: `workflow_executions_${outcome}_total`,
+      help,
+      labelNames: ['workflow_type'],
+      registers,
+    });
+  return {
+    started: executionCounter('started', 'Executions started, by workflow type'),
+    completed: executionCounter('completed', 'Executions that completed, by workflow type'),
+    failed: executionCounter('failed', 'Executions that failed, by workflow type'),
+    cancelled: executionCounter('cancelled', 'Executions cancelled, by workflow type'),
+    timed_out: executionCounter('timed_out', 'Executions that timed out, by workflow type'),
+  };
+}
+
+function stepMetrics(registers: Registers) {
+  return {
+    stepDuration: new Histogram({
+      name: 'workflow_step_duration_seconds',
+      help: 'Duration of finished step runs (first start to end, retries included), by step type and outcome',
+      labelNames: ['step_type', 'status'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
+      registers,
+    }),
+    stepAttempts: new Counter({
+      name: 'workflow_step_attempts_total',
+      help: 'Step attempts started by a worker, by step type',
+      labelNames: ['step_type'],
+      registers,
+    }),
+    stepRetries: new Counter({
+      name: 'workflow_step_retries_total',
+      help: 'Failed step attempts scheduled for a retry, by step type',
+      labelNames: ['step_type'],
+      registers,
+    }),
+    stepTransitions: new Counter({
+      name: 'workflow_step_transitions_total',
+      help: 'Step run status changes, by step type and new status',
+      labelNames: ['step_type', 'status'],
+      registers,
+    }),
+  };
+}
+
+function sweepMetrics(registers: Registers) {
+  return {
+    sweeps: new Counter({
+      name: 'workflow_recovery_sweeps_total',
+      help: 'Recovery sweep passes run by this process; leader="false" when another process held the sweep lock',
+      labelNames: ['leader'],
+      registers,
+    }),
+    sweepActions: new Counter({
+      name: 'workflow_recovery_sweep_actions_total',
+      help: 'What recovery sweeps did: timed_out_executions, expired_attempts, requeued, advanced',
+      labelNames: ['action'],
+      registers,
+    }),
+  };
+}
+
+function relayMetrics(registers: Registers) {
+  return {
+    eventsRelayed: new Counter({
+      name: 'workflow_execution_events_relayed_total',
+      help: 'Execution changes this process relayed from the Postgres outbox to Redis',
+      registers,
+    }),
+    streamClients: new Gauge({
+      name: 'workflow_execution_stream_clients',
+      help: 'Clients connected to GET /executions/{id}/stream on this process',
+      registers,
+    }),
+  };
+}
+
+/** The queue gauges, read on scrape. */
+function queueGauges(queueDepth: () => Promise<QueueDepth[]>, registers: Registers): void {
+  let probe: { at: number; result: Promise<QueueDepth[]> } | undefined;
+  // Both queue gauges are collected on each scrape; one Redis round trip serves both.
+  const read = (): Promise<QueueDepth[]> => {
+    if (!probe || Date.now() - probe.at > 1000) {
+      const timeout = new Promise<QueueDepth[]>((resolve) =>
+        setTimeout(() => resolve([]), QUEUE_PROBE_TIMEOUT_MS).unref(),
+      );
+      probe = {
+        at: Date.now(),
+        result: Promise.race([queueDepth().catch(() => []), timeout]),
+      };
+    }
+    return probe.result;
+  };
+  new Gauge({
+    name: 'workflow_queue_jobs',
+    help: 'Jobs in each BullMQ queue by state, read on scrape',
+    labelNames: ['queue', 'state'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const queue of await read()) {
+        for (const state of QUEUE_STATES) {
+          this.set({ queue: queue.name, state }, queue.counts[state] ?? 0);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'workflow_workers_online',
+    help: 'Workers connected to each BullMQ queue (all processes), read on scrape',
+    labelNames: ['queue'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const queue of await read()) {
+        if (queue.workers !== null) this.set({ queue: queue.name }, queue.workers);
+      }
+    },
+  });
+}
+
 /**
  * The Prometheus metrics of one service instance, in a registry of its own (never the global
  * default), so several apps in one process do not collide.
@@ -54,6 +180,7 @@ export class ServiceMetrics {
     if (options.defaultLabels) this.registry.setDefaultLabels(options.defaultLabels);
     collectDefaultMetrics({ register: this.registry });
 
+    // Created in this order so the exposition lists the families as it always has.
     this.httpDuration = new Histogram({
       name: 'http_request_duration_seconds',
       help: 'HTTP request duration by method, route pattern and status code',
@@ -61,113 +188,17 @@ export class ServiceMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
-
-    const executionCounter = (outcome: string, help: string) =>
-      new Counter({
-        name: `workflow_executions_${outcome}_total`,
-        help,
-        labelNames: ['workflow_type'],
-        registers,
-      });
-    this.executionCounters = {
-      started: executionCounter('started', 'Executions started, by workflow type'),
-      completed: executionCounter('completed', 'Executions that completed, by workflow type'),
-      failed: executionCounter('failed', 'Executions that failed, by workflow type'),
-      cancelled: executionCounter('cancelled', 'Executions cancelled, by workflow type'),
-      timed_out: executionCounter('timed_out', 'Executions that timed out, by workflow type'),
-    };
-
-    this.stepDuration = new Histogram({
-      name: 'workflow_step_duration_seconds',
-      help: 'Duration of finished step runs (first start to end, retries included), by step type and outcome',
-      labelNames: ['step_type', 'status'],
-      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
-      registers,
-    });
-    this.stepAttempts = new Counter({
-      name: 'workflow_step_attempts_total',
-      help: 'Step attempts started by a worker, by step type',
-      labelNames: ['step_type'],
-      registers,
-    });
-    this.stepRetries = new Counter({
-      name: 'workflow_step_retries_total',
-      help: 'Failed step attempts scheduled for a retry, by step type',
-      labelNames: ['step_type'],
-      registers,
-    });
-    this.stepTransitions = new Counter({
-      name: 'workflow_step_transitions_total',
-      help: 'Step run status changes, by step type and new status',
-      labelNames: ['step_type', 'status'],
-      registers,
-    });
-    this.sweeps = new Counter({
-      name: 'workflow_recovery_sweeps_total',
-      help: 'Recovery sweep passes run by this process; leader="false" when another process held the sweep lock',
-      labelNames: ['leader'],
-      registers,
-    });
-    this.sweepActions = new Counter({
-      name: 'workflow_recovery_sweep_actions_total',
-      help: 'What recovery sweeps did: timed_out_executions, expired_attempts, requeued, advanced',
-      labelNames: ['action'],
-      registers,
-    });
-    this.eventsRelayed = new Counter({
-      name: 'workflow_execution_events_relayed_total',
-      help: 'Execution changes this process relayed from the Postgres outbox to Redis',
-      registers,
-    });
-    this.streamClients = new Gauge({
-      name: 'workflow_execution_stream_clients',
-      help: 'Clients connected to GET /executions/{id}/stream on this process',
-      registers,
-    });
-
-    const { queueDepth } = options;
-    if (queueDepth) {
-      let probe: { at: number; result: Promise<QueueDepth[]> } | undefined;
-      // Both queue gauges are collected on each scrape; one Redis round trip serves both.
-      const read = (): Promise<QueueDepth[]> => {
-        if (!probe || Date.now() - probe.at > 1000) {
-          const timeout = new Promise<QueueDepth[]>((resolve) =>
-            setTimeout(() => resolve([]), QUEUE_PROBE_TIMEOUT_MS).unref(),
-          );
-          probe = {
-            at: Date.now(),
-            result: Promise.race([queueDepth().catch(() => []), timeout]),
-          };
-        }
-        return probe.result;
-      };
-      new Gauge({
-        name: 'workflow_queue_jobs',
-        help: 'Jobs in each BullMQ queue by state, read on scrape',
-        labelNames: ['queue', 'state'],
-        registers,
-        async collect() {
-          this.reset();
-          for (const queue of await read()) {
-            for (const state of QUEUE_STATES) {
-              this.set({ queue: queue.name, state }, queue.counts[state] ?? 0);
-            }
-          }
-        },
-      });
-      new Gauge({
-        name: 'workflow_workers_online',
-        help: 'Workers connected to each BullMQ queue (all processes), read on scrape',
-        labelNames: ['queue'],
-        registers,
-        async collect() {
-          this.reset();
-          for (const queue of await read()) {
-            if (queue.workers !== null) this.set({ queue: queue.name }, queue.workers);
-          }
-        },
-      });
-    }
+    this.executionCounters = executionCounters(registers);
+    ({
+      stepDuration: this.stepDuration,
+      stepAttempts: this.stepAttempts,
+      stepRetries: this.stepRetries,
+      stepTransitions: this.stepTransitions,
+    } = stepMetrics(registers));
+    ({ sweeps: this.sweeps, sweepActions: this.sweepActions } = sweepMetrics(registers));
+    ({ eventsRelayed: this.eventsRelayed, streamClients: this.streamClients } =
+      relayMetrics(registers));
+    if (options.queueDepth) queueGauges(options.queueDepth, registers);
   }
 
   /** Records one HTTP request; `route` is the route pattern, never the raw URL. */

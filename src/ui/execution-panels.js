@@ -1,0 +1,129 @@
+import { dagSvg, timelineSvg } from './charts.js';
+import { formatSeconds, h, secondsBetween, statusBadge, timeElement } from './dom.js';
+import { definitionList, table } from './view.js';
+
+/**
+ * What the execution view shows, drawn from its state alone: the live view redraws all of it
+ * on each change, so these functions keep no state of their own.
+ */
+
+const hasItem = (run) => run.item_index !== null && run.item_index !== undefined;
+
+/** The latest iteration's own run of each step (for_each items aside), by step id. */
+function latestOwnRuns(runs) {
+  const latest = new Map();
+  for (const run of runs.values()) {
+    if (hasItem(run)) continue;
+    const current = latest.get(run.step_id);
+    if (!current || (run.iteration ?? 0) >= (current.iteration ?? 0)) latest.set(run.step_id, run);
+  }
+  return latest;
+}
+
+function summary(execution, connection) {
+  return [
+    h(
+      'p',
+      { class: 'toolbar' },
+      'Status ',
+      statusBadge(execution.status, { id: 'execution-status' }),
+      ' · ',
+      connection,
+    ),
+    definitionList([
+      [
+        'Workflow',
+        h(
+          'a',
+          { href: `#/workflows/${encodeURIComponent(execution.workflow_id)}` },
+          execution.workflow_id,
+        ),
+      ],
+      ['Version', execution.workflow_version],
+      ['Started', timeElement(execution.started_at)],
+      ['Ended', timeElement(execution.completed_at)],
+      [
+        'Duration',
+        formatSeconds(
+          execution.duration_seconds ??
+            secondsBetween(execution.started_at, execution.completed_at),
+        ),
+      ],
+      ['Error', execution.error ?? '–'],
+    ]),
+  ];
+}
+
+function detail(run) {
+  if (run.error && typeof run.error === 'object') return run.error.message ?? '';
+  return run.wait_reason ?? '';
+}
+
+/** Every run (items and iterations included), one table row each. */
+function stepRunsTable(workflow, runs) {
+  const rows = [...runs.values()].map((run) => {
+    const step = workflow.steps.find((candidate) => candidate.id === run.step_id);
+    const label = `${step?.name ?? run.step_id}${hasItem(run) ? ` [${run.item_index}]` : ''}${run.iteration ? ` (iteration ${run.iteration})` : ''}`;
+    return { ...run, label, step_type: step?.step_type ?? run.step_type ?? '–' };
+  });
+  return table(
+    'Step runs',
+    ['Step', 'Type', 'Status', 'Attempts', 'Started', 'Duration', 'Detail'],
+    rows.map((run) =>
+      h(
+        'tr',
+        { dataset: { stepId: run.step_id } },
+        h('th', { scope: 'row' }, run.label),
+        h('td', {}, run.step_type),
+        h('td', {}, statusBadge(run.status)),
+        h('td', { class: 'number' }, run.attempts ?? run.attempt ?? 0),
+        h('td', {}, timeElement(run.started_at)),
+        h(
+          'td',
+          { class: 'number' },
+          run.started_at ? formatSeconds(secondsBetween(run.started_at, run.completed_at)) : '–',
+        ),
+        h('td', {}, detail(run)),
+      ),
+    ),
+    { id: 'step-runs' },
+  );
+}
+
+/**
+ * The execution's panels: summary, step graph, step runs and timeline.
+ * @param {{ execution: any, workflow: any }} state the stream's snapshot, kept up to date
+ * @param {Map<string, any>} runs every step run, by run key
+ * @param {Node} connection the stream's connection status (kept across redraws)
+ */
+export function executionPanels(state, runs, connection) {
+  const { execution, workflow } = state;
+  const own = latestOwnRuns(runs);
+  const steps = workflow.steps.map((step) => ({ ...step, run: own.get(step.id) }));
+  return [
+    ...summary(execution, connection),
+    h('h2', {}, 'Steps'),
+    h(
+      'figure',
+      { class: 'dag-figure' },
+      dagSvg(workflow.steps, (stepId) => own.get(stepId)?.status ?? 'pending'),
+      h(
+        'figcaption',
+        {},
+        'Steps and their dependencies; the table below has the same, with details.',
+      ),
+    ),
+    stepRunsTable(workflow, runs),
+    h('h2', {}, 'Timeline'),
+    h(
+      'figure',
+      {},
+      timelineSvg(
+        steps.filter((step) => step.run).map((step) => ({ label: step.name, ...step.run })),
+        execution.started_at,
+        execution.completed_at,
+      ),
+      h('figcaption', {}, 'When each step ran, from the start of the execution.'),
+    ),
+  ];
+}
