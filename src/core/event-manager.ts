@@ -7,7 +7,9 @@ import { decodeCursor, toPage } from '../store/cursor.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import type { EventRow } from '../store/event-store.js';
 import * as eventStore from '../store/event-store.js';
-import * as store from '../store/execution-store.js';
+import * as executions from '../store/executions.js';
+import * as stepRuns from '../store/step-runs.js';
+import * as sweep from '../store/sweep-queries.js';
 
 export interface EventView {
   id: string;
@@ -118,9 +120,9 @@ export class EventManager {
     )) {
       const effects = noEffects();
       await withTransaction(pool, async (tx) => {
-        const execution = await store.lockExecution(tx, candidate.execution_id);
+        const execution = await executions.lockExecution(tx, candidate.execution_id);
         const run = execution
-          ? await store.lockEventWait(tx, candidate.id, candidate.attempt)
+          ? await sweep.lockEventWait(tx, candidate.id, candidate.attempt)
           : null;
         if (!execution || !run || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
         // Only events at least as new as the run: an earlier loop iteration's are not for it.
@@ -130,7 +132,11 @@ export class EventManager {
           correlation_key: string | null;
           match: string | null;
         };
-        const runs = await store.loadIterationRuns(tx, execution.id, execution.current_iteration);
+        const runs = await stepRuns.loadIterationRuns(
+          tx,
+          execution.id,
+          execution.current_iteration,
+        );
         if (!(await state.eventMatches(wait.match, execution, runs, event))) return;
         await eventStore.appendResumedStep(tx, event.id, {
           execution_id: execution.id,

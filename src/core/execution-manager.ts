@@ -19,7 +19,8 @@ import {
   withTransaction,
   withTransactionThen,
 } from '../store/db.js';
-import * as store from '../store/execution-store.js';
+import * as executions from '../store/executions.js';
+import * as stepRuns from '../store/step-runs.js';
 
 /** One run of a step as GET /executions/{id} shows it. */
 export interface StepRunView {
@@ -173,14 +174,14 @@ export class ExecutionManager {
           return { outcome: started, execution: await this.settledView(settled, client) };
         }
         const fresh = started.created
-          ? await store.getExecution(client, started.row.id)
+          ? await executions.getExecution(client, started.row.id)
           : started.row;
         return { outcome: started, execution: await this.view(fresh ?? started.row, client) };
       },
     ).catch(async (error: unknown) => {
       // Two concurrent first uses of a key: the loser's transaction aborts on the unique index.
       if (idempotencyKey && isPgError(error, SqlState.UNIQUE_VIOLATION)) {
-        const existing = await store.findByIdempotencyKey(pool, workflowId, idempotencyKey);
+        const existing = await executions.findByIdempotencyKey(pool, workflowId, idempotencyKey);
         if (existing) {
           const outcome = { row: existing, created: false, effects: noEffects() };
           return { outcome, execution: await this.view(existing) };
@@ -194,7 +195,7 @@ export class ExecutionManager {
 
   /** One execution with every step run. */
   async get(id: string): Promise<ExecutionView> {
-    const row = await store.getExecution(this.options.pool, id);
+    const row = await executions.getExecution(this.options.pool, id);
     if (!row) throw new ExecutionNotFoundError(id);
     return this.view(row);
   }
@@ -218,7 +219,7 @@ export class ExecutionManager {
   ): Promise<ExecutionView> {
     const [definition, allRuns] = await Promise.all([
       this.options.state.definition(db, row.workflow_id, row.workflow_version),
-      runs ?? store.listStepRuns(db, row.id),
+      runs ?? stepRuns.listStepRuns(db, row.id),
     ]);
     return { ...executionView(row), steps: stepRunViews(definition, allRuns) };
   }
@@ -227,7 +228,7 @@ export class ExecutionManager {
   async list(
     query: ExecutionListQuery,
   ): Promise<{ items: ExecutionView[]; next_cursor: string | null }> {
-    const rows = await store.listExecutions(this.options.pool, {
+    const rows = await executions.listExecutions(this.options.pool, {
       workflowId: query.workflow_id,
       status: query.status,
       createdAfter: query.created_after ? new Date(query.created_after) : undefined,
@@ -272,8 +273,8 @@ export class ExecutionManager {
           'only a failed or timed-out execution can be retried',
         );
       }
-      await store.reopenExecution(tx, execution);
-      const reopened = await store.lockExecution(tx, id);
+      await executions.reopenExecution(tx, execution);
+      const reopened = await executions.lockExecution(tx, id);
       if (reopened) await this.options.state.advance(tx, reopened, effects);
       effects.changedWorkflows.push(execution.workflow_id);
     });
@@ -289,7 +290,7 @@ export class ExecutionManager {
           'only a running or waiting execution can be paused',
         );
       }
-      await store.setExecutionStatus(tx, id, 'paused');
+      await executions.setExecutionStatus(tx, id, 'paused');
     });
   }
 
@@ -303,9 +304,9 @@ export class ExecutionManager {
           'only a paused execution can be resumed',
         );
       }
-      await store.setExecutionStatus(tx, id, 'running');
+      await executions.setExecutionStatus(tx, id, 'running');
       const resumed = { ...execution, status: 'running' as const };
-      for (const run of await store.listHeldRuns(tx, id)) {
+      for (const run of await stepRuns.listHeldRuns(tx, id)) {
         effects.jobs.push({
           ...jobFor(resumed, run.id, run.step_id, run.attempt),
           ...(run.wake_at ? { runAt: run.wake_at } : {}),
@@ -323,7 +324,7 @@ export class ExecutionManager {
   ): Promise<ExecutionView> {
     const effects = noEffects();
     await withTransaction(this.options.pool, async (tx) => {
-      const execution = await store.lockExecution(tx, id);
+      const execution = await executions.lockExecution(tx, id);
       if (!execution) throw new ExecutionNotFoundError(id);
       await change(tx, execution, effects);
     });

@@ -1,7 +1,7 @@
 import type { WorkflowType } from '../domain/workflow-definition.js';
 import type { StateManager } from '../engine/state/state-manager.js';
 import type { Pool } from '../store/db.js';
-import { getExecution } from '../store/execution-store.js';
+import { getExecution } from '../store/executions.js';
 import type { ExecutionManager, ExecutionView } from './execution-manager.js';
 
 /** A step of the pinned definition as a graph node: what a dashboard draws. */

@@ -11,10 +11,10 @@ import {
   toWorkflowView,
   type WorkflowListQuery,
   type WorkflowPage,
-  type WorkflowStore,
   type WorkflowView,
   type WorkflowWrite,
-} from '../store/workflow-store.js';
+} from '../store/workflow-rows.js';
+import type { WorkflowStore } from '../store/workflow-store.js';
 import { validateWorkflow, type WorkflowDraft, type WorkflowLimits } from './workflow-validator.js';
 
 export type {
@@ -23,7 +23,7 @@ export type {
   WorkflowPage,
   WorkflowSummary,
   WorkflowView,
-} from '../store/workflow-store.js';
+} from '../store/workflow-rows.js';
 
 /**
  * Nesting allowed in user JSON (config, metadata). Far beyond real configurations, and it

@@ -28,7 +28,12 @@ export interface ExecutionRow {
   trigger: Record<string, unknown> | null;
 }
 
-export interface StepRunRow {
+/**
+ * A run's columns apart from its wait. StepRunRow adds the wait, typed by its kind: parkRun
+ * writes wait_kind and wait_spec together and every new attempt clears both, so a row never
+ * holds one without the other.
+ */
+export interface StepRunFields {
   id: number;
   execution_id: string;
   step_id: string;
@@ -43,8 +48,6 @@ export interface StepRunRow {
   output: unknown;
   error: StepErrorRecord | null;
   wait_reason: string | null;
-  wait_kind: 'task' | 'event' | 'child' | null;
-  wait_spec: unknown;
   worker_id: string | null;
   heartbeat_at: Date | null;
   wake_at: Date | null;
@@ -55,6 +58,47 @@ export interface StepRunRow {
   created_at: Date;
   updated_at: Date;
 }
+
+/** What an external worker needs to run a task: stored when the run starts waiting. */
+export interface TaskWaitSpec {
+  step_type: string;
+  agent_id: string | null;
+  config: Record<string, unknown>;
+  input: unknown;
+  lease_seconds: number;
+}
+
+/** The event a run waits for: its type, correlation key (if any) and match expression. */
+export interface EventWaitSpec {
+  event: string;
+  correlation_key: string | null;
+  match: string | null;
+}
+
+/** The sub-workflow execution a run waits for. */
+export interface ChildWaitSpec {
+  workflow_id: string;
+  execution_id: string;
+}
+
+/** A run's wait as its two columns hold it: `wait_kind` tells which spec `wait_spec` is. */
+export type RunWait =
+  | { wait_kind: null; wait_spec: null }
+  | { wait_kind: 'task'; wait_spec: TaskWaitSpec }
+  | { wait_kind: 'event'; wait_spec: EventWaitSpec }
+  | { wait_kind: 'child'; wait_spec: ChildWaitSpec };
+
+export type WaitKind = NonNullable<RunWait['wait_kind']>;
+
+/** A wait as parkRun records it: the kind and its spec. */
+export type ParkedWait = {
+  [K in WaitKind]: { kind: K; spec: Extract<RunWait, { wait_kind: K }>['wait_spec'] };
+}[WaitKind];
+
+export type StepRunRow = StepRunFields & RunWait;
+
+/** A run that waits (or, for a claimed task, waited) for a party of kind K. */
+export type WaitingRun<K extends WaitKind> = StepRunFields & Extract<RunWait, { wait_kind: K }>;
 
 /** How a failed attempt is recorded on its run. */
 export interface StepErrorRecord {
@@ -69,13 +113,13 @@ export interface StepErrorRecord {
 export type RunSnapshot = Pick<StepRunRow, 'id' | 'step_id' | 'item_index' | 'status' | 'output'>;
 
 /** A run claimed by a worker, with what its expressions may read. */
-export interface ClaimedRun extends StepRunRow {
+export type ClaimedRun = StepRunRow & {
   workflow_id: string;
   workflow_version: number;
   input_data: unknown;
   /** Every run of the run's iteration, this one included, as of the claim, by id. */
   iteration_runs: RunSnapshot[];
-}
+};
 
 /** A BullMQ job the engine must add once the transaction that made it due has committed. */
 export interface StepJob {

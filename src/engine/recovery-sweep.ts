@@ -3,7 +3,8 @@ import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import * as eventStore from '../store/event-store.js';
-import * as store from '../store/execution-store.js';
+import * as executions from '../store/executions.js';
+import * as sweep from '../store/sweep-queries.js';
 import * as taskStore from '../store/task-store.js';
 import { foldCounterDeltas } from '../store/workflow-counter-store.js';
 import {
@@ -107,9 +108,9 @@ export class RecoverySweep {
     const { pool, state, queue, staleAfterMs } = this.options;
     const effects = noEffects();
 
-    for (const executionId of await store.findOverdueExecutions(pool, BATCH)) {
+    for (const executionId of await sweep.findOverdueExecutions(pool, BATCH)) {
       await withTransaction(pool, async (tx) => {
-        const execution = await store.lockExecution(tx, executionId);
+        const execution = await executions.lockExecution(tx, executionId);
         if (!execution || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
         await state.finish(
           tx,
@@ -121,7 +122,7 @@ export class RecoverySweep {
       });
     }
 
-    for (const run of await store.findOverdueRuns(pool, DEADLINE_GRACE_MS, BATCH)) {
+    for (const run of await sweep.findOverdueRuns(pool, DEADLINE_GRACE_MS, BATCH)) {
       const result = await state.recordAttempt(
         run.id,
         run.execution_id,
@@ -167,11 +168,11 @@ export class RecoverySweep {
     }
 
     // An event stored by a process that died before resuming its waiting runs.
-    for (const idle of await store.findIdleEventWaits(pool, staleAfterMs, BATCH)) {
+    for (const idle of await sweep.findIdleEventWaits(pool, staleAfterMs, BATCH)) {
       await withTransaction(pool, async (tx) => {
         // Lock order as when a run starts waiting: execution, run, then the event type.
-        const execution = await store.lockExecution(tx, idle.execution_id);
-        const run = execution ? await store.lockEventWait(tx, idle.id, idle.attempt) : null;
+        const execution = await executions.lockExecution(tx, idle.execution_id);
+        const run = execution ? await sweep.lockEventWait(tx, idle.id, idle.attempt) : null;
         if (!execution || !run || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
         const wait = run.wait_spec as {
           event: string;
@@ -182,19 +183,19 @@ export class RecoverySweep {
         if (await state.takeBufferedEvent(tx, execution, run, wait, run.created_at, effects)) {
           report.advanced += 1;
         } else {
-          await store.touchRuns(tx, [run.id]);
+          await sweep.touchRuns(tx, [run.id]);
         }
       });
     }
 
     // Sub-workflow follow-ups that a crash cut short after their commit.
-    for (const { child_id: childId } of await store.findEndedChildWaits(pool, BATCH)) {
+    for (const { child_id: childId } of await sweep.findEndedChildWaits(pool, BATCH)) {
       mergeEffects(effects, await this.options.links.childEnded(childId));
       report.advanced += 1;
     }
-    for (const childId of await store.findOrphanedChildren(pool, BATCH)) {
+    for (const childId of await sweep.findOrphanedChildren(pool, BATCH)) {
       await withTransaction(pool, async (tx) => {
-        const child = await store.lockExecution(tx, childId);
+        const child = await executions.lockExecution(tx, childId);
         if (!child || !UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return;
         await state.finish(
           tx,
@@ -206,9 +207,9 @@ export class RecoverySweep {
       });
     }
 
-    const queued = await store.findStaleQueuedRuns(pool, staleAfterMs, BATCH);
+    const queued = await sweep.findStaleQueuedRuns(pool, staleAfterMs, BATCH);
     const stuck = [];
-    for (const run of await store.findStaleActiveRuns(pool, staleAfterMs, BATCH)) {
+    for (const run of await sweep.findStaleActiveRuns(pool, staleAfterMs, BATCH)) {
       const wake = run.status === 'waiting';
       const live =
         (await queue.hasJob({ runId: run.id, attempt: run.attempt, wake })) ||
@@ -232,19 +233,19 @@ export class RecoverySweep {
         ...(wake ? { wake } : {}),
       });
     }
-    await store.touchRuns(
+    await sweep.touchRuns(
       pool,
       [...queued, ...stuck].map((run) => run.id),
     );
     report.requeued += queued.length + stuck.length;
 
-    for (const executionId of await store.findIdleExecutions(pool, staleAfterMs, BATCH)) {
+    for (const executionId of await sweep.findIdleExecutions(pool, staleAfterMs, BATCH)) {
       const before = effects.jobs.length;
       await withTransaction(pool, async (tx) => {
-        const execution = await store.lockExecution(tx, executionId);
+        const execution = await executions.lockExecution(tx, executionId);
         if (!execution) return;
         await state.advance(tx, execution, effects);
-        await store.touchExecution(tx, executionId);
+        await sweep.touchExecution(tx, executionId);
       });
       if (effects.jobs.length > before) report.advanced += 1;
     }

@@ -5,7 +5,7 @@ import type { StepDefinition } from '../domain/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
-import { claimRun } from '../store/execution-store.js';
+import { claimRun } from '../store/step-runs.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import type { EffectSink } from './state/effects.js';
 import type { InlineSlot, StateManager } from './state/state-manager.js';

@@ -1,6 +1,7 @@
 import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import { type Pool, withTransaction } from '../store/db.js';
-import * as store from '../store/execution-store.js';
+import * as executions from '../store/executions.js';
+import * as sweep from '../store/sweep-queries.js';
 import { type Effects, type ExecutionLinks, noEffects } from './state/effects.js';
 import type { StateManager } from './state/state-manager.js';
 
@@ -18,11 +19,11 @@ export class SubworkflowLinks implements ExecutionLinks {
 
   async childEnded(childExecutionId: string): Promise<Effects> {
     return withTransaction(this.pool, async (tx) => {
-      const child = await store.getExecution(tx, childExecutionId);
+      const child = await executions.getExecution(tx, childExecutionId);
       if (!child?.parent_execution_id || child.parent_run_id === null) return noEffects();
       if (UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return noEffects();
-      const parent = await store.lockExecution(tx, child.parent_execution_id);
-      const run = parent ? await store.lockChildWait(tx, child.parent_run_id, child.id) : null;
+      const parent = await executions.lockExecution(tx, child.parent_execution_id);
+      const run = parent ? await sweep.lockChildWait(tx, child.parent_run_id, child.id) : null;
       if (!parent || !run || !UNFINISHED_EXECUTION_STATUSES.includes(parent.status)) {
         return noEffects();
       }
@@ -49,9 +50,9 @@ export class SubworkflowLinks implements ExecutionLinks {
 
   async cancelChildren(parentExecutionId: string): Promise<Effects> {
     const effects = noEffects();
-    for (const childId of await store.listUnfinishedChildren(this.pool, parentExecutionId)) {
+    for (const childId of await executions.listUnfinishedChildren(this.pool, parentExecutionId)) {
       await withTransaction(this.pool, async (tx) => {
-        const child = await store.lockExecution(tx, childId);
+        const child = await executions.lockExecution(tx, childId);
         if (!child || !UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return;
         await this.state.finish(
           tx,

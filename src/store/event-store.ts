@@ -1,5 +1,6 @@
-import type { StepRunRow } from '../domain/execution.js';
+import type { WaitingRun } from '../domain/execution.js';
 import type { Queryable } from './db.js';
+import { RUNNING_EXECUTION_STATUSES } from './sql-statuses.js';
 
 /** SQL for events (POST /events) and for the runs that wait for them. */
 
@@ -65,7 +66,7 @@ export async function findTriggeredWorkflows(
 }
 
 /** A run waiting for an event, with what its match expression may read. */
-export type WaitingEventRun = StepRunRow & {
+export type WaitingEventRun = WaitingRun<'event'> & {
   workflow_id: string;
   workflow_version: number;
   input_data: unknown;
@@ -82,9 +83,9 @@ export async function findWaitingEventRuns(
        FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
       WHERE s.status = 'waiting' AND s.wait_kind = 'event' AND s.wait_spec->>'event' = $1
         AND (s.wait_spec->>'correlation_key' IS NULL OR s.wait_spec->>'correlation_key' = $2)
-        AND e.status IN ('running', 'waiting')
+        AND e.status = ANY($3::text[])
       ORDER BY s.id`,
-    [type, correlationKey],
+    [type, correlationKey, RUNNING_EXECUTION_STATUSES],
   );
   return rows;
 }

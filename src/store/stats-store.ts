@@ -1,4 +1,6 @@
+import { FINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import type { Queryable } from './db.js';
+import { SQL_UNFINISHED_EXECUTIONS } from './sql-statuses.js';
 import { endedCounts, readCounters, readEndedTotals } from './workflow-counter-store.js';
 
 /**
@@ -7,9 +9,9 @@ import { endedCounts, readCounters, readEndedTotals } from './workflow-counter-s
  * not with the whole history.
  */
 
-const ENDED = `('completed', 'failed', 'cancelled', 'timed_out')`;
-/** Unfinished executions are counted row by row, from their own small partial index. */
-const UNFINISHED = `('pending', 'running', 'waiting', 'paused')`;
+/** Unfinished executions are counted row by row, from their own small partial index, which
+ * the predicate must spell as the index does. */
+const UNFINISHED = SQL_UNFINISHED_EXECUTIONS;
 
 export interface WorkflowHead {
   id: string;
@@ -112,9 +114,9 @@ export async function workflowWindowAggregate(
      ), durations AS (
        SELECT count(*)::int AS executions,
               percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds)
-                FILTER (WHERE status IN ${ENDED})::float8 AS p50,
+                FILTER (WHERE status = ANY($3::text[]))::float8 AS p50,
               percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds)
-                FILTER (WHERE status IN ${ENDED})::float8 AS p95
+                FILTER (WHERE status = ANY($3::text[]))::float8 AS p95
          FROM recent
      ), steps AS (
        SELECT s.step_id,
@@ -133,7 +135,7 @@ export async function workflowWindowAggregate(
         GROUP BY s.step_id
      )
      SELECT d.executions, d.p50, d.p95, s.* FROM durations d LEFT JOIN steps s ON true`,
-    [workflowId, window],
+    [workflowId, window, FINISHED_EXECUTION_STATUSES],
   );
   const first = rows[0];
   return {

@@ -1,18 +1,14 @@
-import type { StepRunRow } from '../domain/execution.js';
+import type { TaskWaitSpec, WaitingRun } from '../domain/execution.js';
 import type { Queryable } from './db.js';
+import { RUNNING_EXECUTION_STATUSES } from './sql-statuses.js';
 
 /** SQL for external tasks: waiting runs that other services' workers claim and complete. */
 
 /** What an external worker needs, stored when the run starts waiting (wait_spec). */
-export interface TaskSpec {
-  step_type: string;
-  agent_id: string | null;
-  config: Record<string, unknown>;
-  input: unknown;
-  lease_seconds: number;
-}
+export type TaskSpec = TaskWaitSpec;
 
-export type ClaimedTask = StepRunRow & { wait_spec: TaskSpec };
+/** A task's run: waiting for a worker, or running once one claimed it. */
+export type ClaimedTask = WaitingRun<'task'>;
 
 /**
  * Claims up to `max` open tasks for a worker. SKIP LOCKED lets many pollers claim at once
@@ -31,7 +27,7 @@ export async function claimTasks(
   const { rows } = await db.query<ClaimedTask>(
     `WITH candidates AS (
        SELECT s.id FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
-        WHERE s.status = 'waiting' AND s.wait_kind = 'task' AND e.status IN ('running', 'waiting')
+        WHERE s.status = 'waiting' AND s.wait_kind = 'task' AND e.status = ANY($5::text[])
           AND ($1::text[] IS NULL OR s.wait_spec->>'step_type' = ANY($1::text[]))
           AND ($2::text IS NULL OR s.wait_spec->>'agent_id' = $2)
         ORDER BY s.updated_at, s.id
@@ -48,7 +44,7 @@ export async function claimTasks(
        SELECT lease_id, id, attempt, $4::text FROM claimed
      )
      SELECT * FROM claimed ORDER BY updated_at, id`,
-    [request.stepTypes, request.agentId, request.max, request.workerId],
+    [request.stepTypes, request.agentId, request.max, request.workerId, RUNNING_EXECUTION_STATUSES],
   );
   if (rows.length > 0) {
     await db.query(
@@ -74,14 +70,14 @@ export async function findTaskToken(
 }
 
 /** Extends a claimed task's lease; false when the token is no longer the current one. */
-export async function heartbeatTask(db: Queryable, token: string): Promise<StepRunRow | null> {
-  const { rows } = await db.query<StepRunRow>(
+export async function heartbeatTask(db: Queryable, token: string): Promise<ClaimedTask | null> {
+  const { rows } = await db.query<ClaimedTask>(
     `UPDATE step_executions s SET heartbeat_at = now(), updated_at = now()
        FROM workflow_executions e
       WHERE s.lease_id = $1 AND s.status = 'running' AND s.wait_kind = 'task'
-        AND e.id = s.execution_id AND e.status IN ('running', 'waiting')
+        AND e.id = s.execution_id AND e.status = ANY($2::text[])
       RETURNING s.*`,
-    [token],
+    [token, RUNNING_EXECUTION_STATUSES],
   );
   return rows[0] ?? null;
 }

@@ -1,4 +1,5 @@
 import type { Queryable } from './db.js';
+import { FAILURE_COUNTED_STATUSES } from './sql-statuses.js';
 
 /**
  * SQL of the workflows' execution counters (the seed's execution_count, success_count,
@@ -85,9 +86,14 @@ export async function uncountEnded(
   await db.query(
     `INSERT INTO workflow_counter_deltas
        (workflow_id, ended, completed, failed, cancelled, timed_out, duration_seconds)
-     VALUES ($1, -1, -($2 = 'completed')::int, -($2 IN ('failed', 'timed_out'))::int,
+     VALUES ($1, -1, -($2 = 'completed')::int, -($2 = ANY($4::text[]))::int,
              -($2 = 'cancelled')::int, -($2 = 'timed_out')::int, -$3::numeric)`,
-    [execution.workflow_id, execution.status, execution.duration_seconds ?? 0],
+    [
+      execution.workflow_id,
+      execution.status,
+      execution.duration_seconds ?? 0,
+      FAILURE_COUNTED_STATUSES,
+    ],
   );
 }
 

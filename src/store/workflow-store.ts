@@ -1,190 +1,31 @@
 import { randomUUID } from 'node:crypto';
-import { UNFINISHED_EXECUTION_STATUSES, type WorkflowStatus } from '../domain/statuses.js';
-import type {
-  StepDefinition,
-  WorkflowDefinition,
-  WorkflowType,
-} from '../domain/workflow-definition.js';
+import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
+import type { StepDefinition, WorkflowDefinition } from '../domain/workflow-definition.js';
 import { ValidationFailedError, WorkflowBusyError } from '../errors.js';
 import { decodeCursor, toPage } from './cursor.js';
 import { isPgError, type Pool, type PoolClient, type Queryable, withTransaction } from './db.js';
-import { COUNTER_COLUMNS, UNFOLDED_DELTAS } from './workflow-counter-store.js';
+import { loadDefinition } from './executions.js';
+import { UNFOLDED_DELTAS } from './workflow-counter-store.js';
+import {
+  COLUMNS,
+  CURSOR_TIMESTAMP,
+  type RawWorkflowRow,
+  type StoredWorkflow,
+  toRow,
+  type WorkflowListQuery,
+  type WorkflowPage,
+  type WorkflowRow,
+  type WorkflowWrite,
+} from './workflow-rows.js';
 
 /**
  * All SQL for workflow definitions: `workflows`, `workflow_steps` and `workflow_versions`.
  * Every state change runs in one transaction; every value travels as a query parameter.
  */
 
-/** The seed's `workflows` columns plus `version`, as the API shows them (ISO timestamps). */
-export interface WorkflowRow {
-  id: string;
-  name: string;
-  description: string | null;
-  workflow_type: WorkflowType;
-  status: WorkflowStatus;
-  config: Record<string, unknown>;
-  metadata: Record<string, unknown>;
-  tags: string[];
-  created_at: string;
-  updated_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  execution_count: number;
-  success_count: number;
-  failure_count: number;
-  average_duration_seconds: number;
-  version: number;
-}
-
-/** A workflow with its normalised step definitions, in definition order. */
-export interface StoredWorkflow extends WorkflowRow {
-  steps: StepDefinition[];
-}
-
-/** A step as the API shows it: the user's fields with defaults applied. */
-export interface StepView {
-  id: string;
-  name: string;
-  step_type: string;
-  agent_id: string | null;
-  config: Record<string, unknown>;
-  /** As declared (resolved to ids); [] when none were declared. */
-  dependencies: string[];
-  condition: string | null;
-  for_each: string | null;
-  for_each_concurrency: number;
-  timeout_seconds: number;
-  retry_count: number;
-  retry_backoff: StepDefinition['retry_backoff'];
-  continue_on_error: boolean;
-}
-
-/** What GET /workflows/{id} returns, and what the cache holds. */
-export interface WorkflowView extends WorkflowRow {
-  steps: StepView[];
-}
-
-/** A list item: the row without its steps, which would make pages heavy. */
-export interface WorkflowSummary extends WorkflowRow {
-  steps_count: number;
-}
-
-/** The fields a create or update writes, with the validated definition. */
-export interface WorkflowWrite {
-  name: string;
-  description: string | null;
-  workflow_type: WorkflowType;
-  status: WorkflowStatus;
-  config: Record<string, unknown>;
-  metadata: Record<string, unknown>;
-  tags: string[];
-  definition: WorkflowDefinition;
-}
-
-export interface WorkflowListQuery {
-  status?: WorkflowStatus | undefined;
-  workflow_type?: WorkflowType | undefined;
-  /** The workflow carries every one of these tags. */
-  tags?: string[] | undefined;
-  /** Case-insensitive substring of the name. */
-  search?: string | undefined;
-  limit: number;
-  cursor?: string | undefined;
-}
-
-export interface WorkflowPage {
-  items: WorkflowSummary[];
-  next_cursor: string | null;
-}
-
 // Postgres refuses U+0000 in text (22021) and in jsonb (22P05): the request is at fault.
 const CHARACTER_NOT_IN_REPERTOIRE = '22021';
 const UNTRANSLATABLE_CHARACTER = '22P05';
-
-/** Select from `workflows w ${UNFOLDED_DELTAS}`: the counters include unfolded deltas. */
-const COLUMNS = `
-  w.id, w.name, w.description, w.workflow_type, coalesce(w.status, 'draft') AS status,
-  coalesce(w.config, '{}'::jsonb) AS config, coalesce(w.metadata, '{}'::jsonb) AS metadata,
-  coalesce(w.tags, '{}'::text[]) AS tags, w.created_at, w.updated_at, w.version,
-  ${COUNTER_COLUMNS}`;
-
-/**
- * The cursor needs created_at with its full microsecond precision: a JS Date keeps only
- * milliseconds, and rows inserted in one transaction share created_at, so a truncated value
- * would skip or repeat rows at page boundaries.
- */
-const CURSOR_TIMESTAMP = `to_char(w.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
-
-interface RawWorkflowRow {
-  id: string;
-  name: string;
-  description: string | null;
-  workflow_type: string;
-  status: string;
-  config: Record<string, unknown>;
-  metadata: Record<string, unknown>;
-  tags: string[];
-  created_at: Date;
-  updated_at: Date;
-  started_at: Date | null;
-  completed_at: Date | null;
-  execution_count: number;
-  success_count: number;
-  failure_count: number;
-  average_duration_seconds: number;
-  version: number;
-}
-
-function iso(value: Date | null): string | null {
-  return value === null ? null : value.toISOString();
-}
-
-function toRow(raw: RawWorkflowRow): WorkflowRow {
-  return {
-    id: raw.id,
-    name: raw.name,
-    description: raw.description,
-    workflow_type: raw.workflow_type as WorkflowType,
-    status: raw.status as WorkflowStatus,
-    config: raw.config,
-    metadata: raw.metadata,
-    tags: raw.tags,
-    created_at: raw.created_at.toISOString(),
-    updated_at: raw.updated_at.toISOString(),
-    started_at: iso(raw.started_at),
-    completed_at: iso(raw.completed_at),
-    execution_count: raw.execution_count,
-    success_count: raw.success_count,
-    failure_count: raw.failure_count,
-    average_duration_seconds: raw.average_duration_seconds,
-    version: raw.version,
-  };
-}
-
-/** Shapes a stored step definition for the API. */
-export function toStepView(step: StepDefinition): StepView {
-  return {
-    id: step.id,
-    name: step.name,
-    step_type: step.step_type,
-    agent_id: step.agent_id,
-    config: step.config,
-    dependencies: step.dependencies ?? [],
-    condition: step.condition,
-    for_each: step.for_each,
-    for_each_concurrency: step.for_each_concurrency,
-    timeout_seconds: step.timeout_seconds,
-    retry_count: step.retry_count,
-    retry_backoff: step.retry_backoff,
-    continue_on_error: step.continue_on_error,
-  };
-}
-
-/** Shapes a stored workflow for the API. */
-export function toWorkflowView(workflow: StoredWorkflow): WorkflowView {
-  const { steps, ...row } = workflow;
-  return { ...row, steps: steps.map(toStepView) };
-}
 
 function newWorkflowId(): string {
   return `wf_${randomUUID().replaceAll('-', '')}`;
@@ -364,11 +205,7 @@ export class WorkflowStore {
   /** The definition a version pinned, or null when the workflow or version does not exist. */
   async getDefinition(id: string, version: number): Promise<WorkflowDefinition | null> {
     if (!isLookupableId(id)) return null;
-    const { rows } = await this.pool.query<{ definition: WorkflowDefinition }>(
-      'SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2',
-      [id, version],
-    );
-    return rows[0]?.definition ?? null;
+    return loadDefinition(this.pool, id, version);
   }
 
   private async readRow(

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ExecutionRow, StepRunRow } from '../../domain/execution.js';
 import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
-import type { NewExecution } from '../../store/execution-store.js';
+import type { NewExecution } from '../../store/executions.js';
 import { hasChanges, schedule } from '../scheduler.js';
 import type { Effects } from './effects.js';
 

@@ -20,7 +20,9 @@ import { remember } from '../../lib/bounded-cache.js';
 import type { Log } from '../../logger.js';
 import type { Pool, Queryable } from '../../store/db.js';
 import * as eventStore from '../../store/event-store.js';
-import * as store from '../../store/execution-store.js';
+import * as executions from '../../store/executions.js';
+import * as completions from '../../store/run-completions.js';
+import * as stepRuns from '../../store/step-runs.js';
 import { evaluateCondition, evaluateExpression } from '../expressions.js';
 import { retryDelayMs } from '../retry-policy.js';
 import { predictCompletion, schedule, sinkSteps } from '../scheduler.js';
@@ -113,7 +115,7 @@ export interface AttemptReport {
 
 /** Locks an execution that attempts may still be recorded in; null if it is not one. */
 async function lockAdvancing(tx: Queryable, executionId: string): Promise<ExecutionRow | null> {
-  const execution = await store.lockExecution(tx, executionId);
+  const execution = await executions.lockExecution(tx, executionId);
   return execution && ADVANCING_EXECUTION_STATUSES.includes(execution.status) ? execution : null;
 }
 
@@ -138,7 +140,7 @@ export class StateManager {
     const key = `${workflowId}@${version}`;
     const cached = this.definitions.get(key);
     if (cached) return cached;
-    const definition = await store.loadDefinition(db, workflowId, version);
+    const definition = await executions.loadDefinition(db, workflowId, version);
     if (!definition) throw new Error(`workflow version ${key} is missing`);
     remember(this.definitions, key, definition, CACHE_SIZE);
     return definition;
@@ -155,7 +157,7 @@ export class StateManager {
     effects: Effects = noEffects(),
     attemptsLeft = MAX_START_ATTEMPTS,
   ): Promise<Started> {
-    const head = await store.findWorkflowHead(tx, request.workflowId);
+    const head = await executions.findWorkflowHead(tx, request.workflowId);
     if (!head) throw new WorkflowNotFoundError(request.workflowId);
     remember(this.heads, request.workflowId, head.version, CACHE_SIZE);
     const earlier = await this.replayed(tx, request, effects);
@@ -166,7 +168,7 @@ export class StateManager {
     }
     const definition = await this.definition(tx, request.workflowId, head.version);
     const first = firstIteration(definition);
-    const inserted = await store.insertExecution(
+    const inserted = await executions.insertExecution(
       tx,
       newExecution(request, head.version, definition),
       { runnable },
@@ -200,7 +202,7 @@ export class StateManager {
     effects: Effects,
   ): Promise<Started | null> {
     if (!request.idempotencyKey) return null;
-    const existing = await store.findByIdempotencyKey(
+    const existing = await executions.findByIdempotencyKey(
       tx,
       request.workflowId,
       request.idempotencyKey,
@@ -220,7 +222,7 @@ export class StateManager {
     const definition = await this.definition(db, request.workflowId, version);
     const first = firstIteration(definition);
     if (!first.settled) return null;
-    const inserted = await store.insertExecution(
+    const inserted = await executions.insertExecution(
       db,
       newExecution(request, version, definition),
       { runnable: runnableStatuses(request) },
@@ -255,7 +257,7 @@ export class StateManager {
     const byId = new Map(definition.steps.map((step) => [step.id, step]));
     let current = execution;
     let runs =
-      known.runs ?? (await store.loadIterationRuns(tx, current.id, current.current_iteration));
+      known.runs ?? (await stepRuns.loadIterationRuns(tx, current.id, current.current_iteration));
     if (runs.length === 0 && definition.steps.length > 0) {
       runs = await this.insertIteration(tx, current, definition, effects);
     }
@@ -293,7 +295,7 @@ export class StateManager {
 
       if (decision.skip.length > 0) {
         changed.push(
-          ...(await store.skipRuns(
+          ...(await stepRuns.skipRuns(
             tx,
             decision.skip.map((id) => ownRun(id).id),
             'every dependency was skipped',
@@ -310,7 +312,7 @@ export class StateManager {
             !(await evaluateCondition(step.condition, context, timeout))
           ) {
             changed.push(
-              ...(await store.skipRuns(
+              ...(await stepRuns.skipRuns(
                 tx,
                 [run.id],
                 `condition is false: ${step.condition}`.slice(0, 500),
@@ -322,15 +324,15 @@ export class StateManager {
             const items = await evaluateExpression(step.for_each, context, timeout);
             const list = items === undefined ? [] : Array.isArray(items) ? items : [items];
             if (list.length === 0) {
-              finished(await store.finishRun(tx, run.id, { status: 'completed', output: [] }));
+              finished(await stepRuns.finishRun(tx, run.id, { status: 'completed', output: [] }));
             } else {
-              changed.push(...(await store.expandForEach(tx, run, list)));
+              changed.push(...(await stepRuns.expandForEach(tx, run, list)));
             }
             continue;
           }
         } catch (error) {
           finished(
-            await store.finishRun(tx, run.id, {
+            await stepRuns.finishRun(tx, run.id, {
               status: 'failed',
               error: {
                 message: error instanceof Error ? error.message : String(error),
@@ -357,7 +359,7 @@ export class StateManager {
             : undefined;
         if (inline && taken) {
           const step = byId.get(taken.step_id) as StepDefinition;
-          claimedInline = await store.claimRunInline(
+          claimedInline = await stepRuns.claimRunInline(
             tx,
             taken.id,
             inline.leaseId,
@@ -365,7 +367,7 @@ export class StateManager {
           );
           finished(claimedInline);
         }
-        const queued = await store.queueRuns(
+        const queued = await stepRuns.queueRuns(
           tx,
           toQueue.filter((run) => run !== taken).map((run) => run.id),
         );
@@ -384,7 +386,7 @@ export class StateManager {
             (run) => run.status === 'failed' || run.status === 'cancelled',
           );
           finished(
-            await store.finishRun(tx, parent.id, {
+            await stepRuns.finishRun(tx, parent.id, {
               status: 'failed',
               error: {
                 message: `item ${failedItem?.item_index} failed: ${failedItem?.error?.message ?? failedItem?.status}`,
@@ -397,7 +399,9 @@ export class StateManager {
           );
         } else {
           const outputs = items.map((run) => (run.status === 'completed' ? run.output : null));
-          finished(await store.finishRun(tx, parent.id, { status: 'completed', output: outputs }));
+          finished(
+            await stepRuns.finishRun(tx, parent.id, { status: 'completed', output: outputs }),
+          );
         }
       }
 
@@ -430,7 +434,7 @@ export class StateManager {
             return effects;
           }
           if (again) {
-            await store.startIteration(tx, current.id, done);
+            await executions.startIteration(tx, current.id, done);
             current = { ...current, current_iteration: done };
             runs = await this.insertIteration(tx, current, definition, effects);
             continue;
@@ -463,7 +467,7 @@ export class StateManager {
             : decision.outcome.kind === 'waiting'
               ? 'waiting'
               : 'running';
-        if (status !== current.status) await store.setExecutionStatus(tx, current.id, status);
+        if (status !== current.status) await executions.setExecutionStatus(tx, current.id, status);
         if (inline && claimedInline) inline.claimed = claimedRun(current, claimedInline, runs);
         known.settled = { execution: { ...current, status }, runs };
         return effects;
@@ -481,7 +485,7 @@ export class StateManager {
     effects: Effects,
   ): Promise<StepRunRow[]> {
     const first = firstIteration(definition, execution.status === 'paused');
-    const runs = await store.insertIterationRuns(
+    const runs = await stepRuns.insertIterationRuns(
       tx,
       execution.id,
       execution.current_iteration,
@@ -516,15 +520,15 @@ export class StateManager {
   async finish(
     tx: Queryable,
     execution: ExecutionRow,
-    outcome: Parameters<typeof store.finishExecution>[2],
+    outcome: Parameters<typeof executions.finishExecution>[2],
     effects: Effects,
     runs?: readonly StepRunRow[],
   ): Promise<ExecutionRow> {
     const unfinished = runs?.some((run) => isIn(UNFINISHED_STEP_STATUSES, run.status)) ?? true;
     const stopped = unfinished
-      ? await store.cancelUnfinishedRuns(tx, execution.id, `execution ${outcome.status}`)
+      ? await stepRuns.cancelUnfinishedRuns(tx, execution.id, `execution ${outcome.status}`)
       : 0;
-    const finished = await store.finishExecution(tx, execution, outcome);
+    const finished = await executions.finishExecution(tx, execution, outcome);
     if (stopped > 0) effects.abortExecutions.push(execution.id);
     this.ended(finished, effects);
     return finished;
@@ -620,14 +624,14 @@ export class StateManager {
           definition,
           expressionContext(claimedExecution(claim), claim.iteration, completed),
         );
-        const finished = await store.completeAndFinish(pool, { ...predicted, output });
+        const finished = await completions.completeAndFinish(pool, { ...predicted, output });
         if (!finished) return null;
         const effects = noEffects();
         this.ended(finished, effects);
         return effects;
       }
       case 'quiet': {
-        const done = await store.completeQuietly(pool, {
+        const done = await completions.completeQuietly(pool, {
           ...predicted,
           blockers: outcome.blockers.map((id) => runOf(id).id),
           active: outcome.active.map((id) => runOf(id).id),
@@ -637,7 +641,7 @@ export class StateManager {
       case 'successor': {
         const step = definition.steps.find((candidate) => candidate.id === outcome.stepId);
         if (!inline || !step || !inline.accepts(step)) return null;
-        const rows = await store.completeAndClaim(pool, {
+        const rows = await completions.completeAndClaim(pool, {
           ...predicted,
           blockers: outcome.blockers.map((id) => runOf(id).id),
           next: {
@@ -669,7 +673,7 @@ export class StateManager {
     const { executionId, output, report } = completion;
     const execution = await lockAdvancing(tx, executionId);
     if (!execution) return null;
-    const runs = await store.completeLeasedRunReadingIteration(
+    const runs = await completions.completeLeasedRunReadingIteration(
       tx,
       execution,
       completion.runId,
@@ -694,13 +698,13 @@ export class StateManager {
     const claimedInline = report !== undefined && report.claim.started_at === null;
     const run =
       'leaseId' in fence
-        ? await store.lockLeasedRun(
+        ? await stepRuns.lockLeasedRun(
             tx,
             runId,
             fence.leaseId,
             claimedInline ? report.startedAt : undefined,
           )
-        : await store.lockRunAttempt(tx, runId, fence.attempt);
+        : await stepRuns.lockRunAttempt(tx, runId, fence.attempt);
     if (!run) return null;
     return this.applyAttempt(tx, execution, run, result, report?.inline);
   }
@@ -722,7 +726,7 @@ export class StateManager {
     switch (wait.kind) {
       case 'task': {
         const { kind, ...spec } = wait;
-        await store.parkRun(tx, run.id, {
+        await stepRuns.parkRun(tx, run.id, {
           reason: result.reason,
           wakeAt: null,
           wait: { kind, spec },
@@ -737,7 +741,7 @@ export class StateManager {
         );
         if (await this.takeBufferedEvent(tx, execution, run, wait, since, effects)) return effects;
         const { kind, ...spec } = wait;
-        await store.parkRun(tx, run.id, {
+        await stepRuns.parkRun(tx, run.id, {
           reason: result.reason,
           wakeAt: null,
           wait: { kind, spec },
@@ -784,7 +788,7 @@ export class StateManager {
             effects,
           );
         }
-        await store.parkRun(tx, run.id, {
+        await stepRuns.parkRun(tx, run.id, {
           reason: `waiting for sub-workflow execution ${child.id}`,
           wakeAt: null,
           wait: { kind: 'child', spec: { workflow_id: wait.workflow_id, execution_id: child.id } },
@@ -808,7 +812,7 @@ export class StateManager {
   ): Promise<boolean> {
     const recent = await eventStore.findRecentEvents(tx, wait.event, wait.correlation_key, since);
     if (recent.length === 0) return false;
-    const runs = await store.loadIterationRuns(tx, execution.id, execution.current_iteration);
+    const runs = await stepRuns.loadIterationRuns(tx, execution.id, execution.current_iteration);
     for (const event of recent) {
       if (await this.eventMatches(wait.match, execution, runs, event)) {
         await eventStore.appendResumedStep(tx, event.id, {
@@ -875,10 +879,10 @@ export class StateManager {
     const effects = noEffects();
     switch (result.kind) {
       case 'completed':
-        await store.completeLeasedRun(tx, run.id, result.output);
+        await completions.completeLeasedRun(tx, run.id, result.output);
         return this.advance(tx, execution, effects, { inline });
       case 'sleep':
-        await store.parkRun(tx, run.id, {
+        await stepRuns.parkRun(tx, run.id, {
           reason: `sleeping until ${result.until.toISOString()}`,
           wakeAt: result.until,
           output: result.output,
@@ -902,11 +906,11 @@ export class StateManager {
         if (step && result.error.retryable && attemptsMade <= step.retry_count) {
           const delay = result.retryAfterMs ?? retryDelayMs(step.retry_backoff, attemptsMade);
           const runAt = new Date(Date.now() + delay);
-          const { attempt } = await store.scheduleRetry(tx, run.id, result.error, runAt);
+          const { attempt } = await stepRuns.scheduleRetry(tx, run.id, result.error, runAt);
           effects.jobs.push({ ...jobFor(execution, run.id, run.step_id, attempt), runAt });
           return effects;
         }
-        await store.failRun(tx, run.id, result.error);
+        await stepRuns.failRun(tx, run.id, result.error);
         return this.advance(tx, execution, effects, { inline });
       }
     }
