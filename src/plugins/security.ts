@@ -4,7 +4,6 @@ import fastifyJwt from '@fastify/jwt';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
-import { problemResponse } from '../api/schemas.js';
 import type { Config } from '../config.js';
 import { roleAtLeast } from '../domain/roles.js';
 import {
@@ -14,6 +13,7 @@ import {
   UnauthenticatedError,
   ValidationFailedError,
 } from '../errors.js';
+import { problemResponse } from '../schemas/problem.js';
 import { ApiKeyService } from '../security/api-key-service.js';
 import {
   type AuthMode,

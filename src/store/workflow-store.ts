@@ -6,67 +6,27 @@ import type {
   WorkflowType,
 } from '../domain/workflow-definition.js';
 import { ValidationFailedError, WorkflowBusyError } from '../errors.js';
+import type { StepView, WorkflowPage, WorkflowRow, WorkflowView } from '../schemas/workflows.js';
 import { decodeCursor, toPage } from './cursor.js';
 import { isPgError, type Pool, type PoolClient, type Queryable, withTransaction } from './db.js';
 import { COUNTER_COLUMNS, UNFOLDED_DELTAS } from './workflow-counter-store.js';
+
+export type {
+  StepView,
+  WorkflowPage,
+  WorkflowRow,
+  WorkflowSummary,
+  WorkflowView,
+} from '../schemas/workflows.js';
 
 /**
  * All SQL for workflow definitions: `workflows`, `workflow_steps` and `workflow_versions`.
  * Every state change runs in one transaction; every value travels as a query parameter.
  */
 
-/** The seed's `workflows` columns plus `version`, as the API shows them (ISO timestamps). */
-export interface WorkflowRow {
-  id: string;
-  name: string;
-  description: string | null;
-  workflow_type: WorkflowType;
-  status: WorkflowStatus;
-  config: Record<string, unknown>;
-  metadata: Record<string, unknown>;
-  tags: string[];
-  created_at: string;
-  updated_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  execution_count: number;
-  success_count: number;
-  failure_count: number;
-  average_duration_seconds: number;
-  version: number;
-}
-
 /** A workflow with its normalised step definitions, in definition order. */
 export interface StoredWorkflow extends WorkflowRow {
   steps: StepDefinition[];
-}
-
-/** A step as the API shows it: the user's fields with defaults applied. */
-export interface StepView {
-  id: string;
-  name: string;
-  step_type: string;
-  agent_id: string | null;
-  config: Record<string, unknown>;
-  /** As declared (resolved to ids); [] when none were declared. */
-  dependencies: string[];
-  condition: string | null;
-  for_each: string | null;
-  for_each_concurrency: number;
-  timeout_seconds: number;
-  retry_count: number;
-  retry_backoff: StepDefinition['retry_backoff'];
-  continue_on_error: boolean;
-}
-
-/** What GET /workflows/{id} returns, and what the cache holds. */
-export interface WorkflowView extends WorkflowRow {
-  steps: StepView[];
-}
-
-/** A list item: the row without its steps, which would make pages heavy. */
-export interface WorkflowSummary extends WorkflowRow {
-  steps_count: number;
 }
 
 /** The fields a create or update writes, with the validated definition. */
@@ -90,11 +50,6 @@ export interface WorkflowListQuery {
   search?: string | undefined;
   limit: number;
   cursor?: string | undefined;
-}
-
-export interface WorkflowPage {
-  items: WorkflowSummary[];
-  next_cursor: string | null;
 }
 
 // Postgres refuses U+0000 in text (22021) and in jsonb (22P05): the request is at fault.

@@ -38,6 +38,7 @@ export const infoRoutes: FastifyPluginAsyncZod = async (app) => {
     '/info',
     {
       schema: {
+        operationId: 'getServiceInfo',
         tags: ['service'],
         summary: 'Service information: version, role, limits and capabilities',
         response: { 200: infoSchema },
