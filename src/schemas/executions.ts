@@ -80,13 +80,17 @@ export const executeHeadersSchema = z.object({
   'idempotency-key': z.string().min(1).max(255).optional(),
 });
 
-/** No body, an empty body and `{}` all mean "no input". */
+/**
+ * No body, an empty body and `{}` all mean "no input". Fastify validates a missing body as
+ * null, hence nullable.
+ */
 export const executeBodySchema = z
   .object({
     input_data: jsonObject.default({}).describe('Input the steps read as `input`'),
   })
   .strict()
   .default({ input_data: {} })
+  .nullable()
   .meta({
     example: { input_data: { source_file: 'data.csv', processing_rules: 'rules.json' } },
   });

@@ -62,10 +62,12 @@ export const heartbeatResponseSchema = z.object({
   lease_expires_at: z.string(),
 });
 
+/** No body means no output; Fastify validates a missing body as null, hence nullable. */
 export const completeBodySchema = z
   .object({ output: z.unknown().optional() })
   .strict()
   .default({})
+  .nullable()
   .meta({ example: { output: { valid: true, rows: 1200 } } });
 
 export const failBodySchema = z
