@@ -92,6 +92,8 @@ describe('JSON nesting depth (MAX_JSON_DEPTH)', () => {
       `{"input_data":{"x":${nested(65)}}}`,
     );
     expectProblem(refused, 400);
+    const info = await ctx.app.inject({ method: 'GET', url: '/info' });
+    expect(info.json().limits.max_json_depth).toBe(64);
   });
 });
 
