@@ -82,7 +82,7 @@ module.exports = {
       from: { path: '^src/store/' },
       to: {
         path: '^src/',
-        pathNot: [under('store', 'domain', 'lib', 'errors', 'project', 'config')],
+        pathNot: [under('store', 'domain', 'schemas', 'lib', 'errors', 'project', 'config')],
       },
     },
     {
@@ -178,6 +178,11 @@ module.exports = {
       comment: 'store',
       from: { path: '^src/store/' },
       to: { path: under('domain', 'lib', 'errors', 'project') },
+    },
+    {
+      comment: 'store: rows have the shapes the API shows, defined once in schemas (types only)',
+      from: { path: '^src/store/' },
+      to: { path: '^src/schemas/', dependencyTypes: ['type-only'] },
     },
     {
       comment: 'store: the settings types',

@@ -8,6 +8,7 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import { useJsonBodyParser } from './api/json-body.js';
 import { registerProblemDetails, sendFrameworkProblem } from './api/problem-details.js';
 import { apiKeyRoutes } from './api/routes/api-keys.js';
 import { eventRoutes } from './api/routes/events.js';
@@ -65,6 +66,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerProblemDetails(app);
+  // Empty JSON bodies are no body; nesting is bounded before parsing (src/api/json-body.ts).
+  useJsonBodyParser(app, config.MAX_JSON_DEPTH);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });

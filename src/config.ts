@@ -85,6 +85,9 @@ const envSchema = z.object({
   MAX_INPUT_BYTES: positiveInt.default(1024 * 1024),
   /** Room for a workflow with 1 MB of config, 1 MB of metadata and its steps. */
   MAX_BODY_BYTES: positiveInt.default(4 * 1024 * 1024),
+  /** Levels a value in a JSON body may nest below the field holding it, checked on the raw
+   * text before parsing (deeper bodies would exhaust the stack of recursive code). */
+  MAX_JSON_DEPTH: positiveInt.max(10_000).default(64),
 
   HTTP_STEP_ALLOWED_HOSTS: z
     .string()

@@ -1,17 +1,17 @@
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { type FieldProblem, RouteNotFoundError, ValidationFailedError } from '../errors.js';
+import type { ProblemDetails } from '../schemas/problem.js';
 
-/** RFC 9457 problem details, the body of every error response. */
-export interface ProblemDetails {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  instance?: string;
-  code: string;
-  request_id: string;
-  errors?: FieldProblem[];
+/**
+ * Longest text a problem repeats from a request. Messages can quote what was sent (an
+ * unknown key, a path); a problem must stay small whatever the request held.
+ */
+const MAX_DETAIL = 2000;
+const MAX_FIELD_TEXT = 300;
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (truncated)`;
 }
 
 /**
@@ -88,11 +88,18 @@ export function sendProblem(
     type: problemType(code),
     title: TITLES[status] ?? 'Error',
     status,
-    detail,
-    instance: reply.request.url,
+    detail: clip(detail, MAX_DETAIL),
+    instance: clip(reply.request.url, MAX_DETAIL),
     code,
     request_id: String(reply.request.id),
-    ...(errors ? { errors } : {}),
+    ...(errors
+      ? {
+          errors: errors.slice(0, 1000).map((problem) => ({
+            path: clip(problem.path, MAX_FIELD_TEXT),
+            message: clip(problem.message, MAX_FIELD_TEXT),
+          })),
+        }
+      : {}),
   };
   return reply.code(status).type('application/problem+json').send(body);
 }
@@ -107,6 +114,15 @@ export function sendFrameworkProblem(
   reply: FastifyReply,
 ): void {
   void sendProblem(reply, error.statusCode ?? 400, error.code, error.message);
+}
+
+/** A 413's detail: the limit, and the field it is about when the route names one. */
+function tooLarge(request: FastifyRequest): string {
+  const { bodyLimit, config } = request.routeOptions;
+  const field = config.bodyField;
+  return field
+    ? `The request body is larger than ${bodyLimit} bytes, this route's limit: ${field} may be at most MAX_INPUT_BYTES as JSON`
+    : `The request body is larger than ${bodyLimit} bytes (MAX_BODY_BYTES)`;
 }
 
 /** The one place where errors become HTTP responses. */
@@ -132,6 +148,9 @@ export function registerProblemDetails(app: FastifyInstance): void {
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       const code = error.code ?? 'WF_ERR_BAD_REQUEST';
+      if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        return sendProblem(reply, 413, error.code, tooLarge(request));
+      }
       if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) {
         return sendProblem(
           reply,

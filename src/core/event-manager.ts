@@ -3,6 +3,7 @@ import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import { evaluateCondition } from '../engine/expressions.js';
 import { type EffectSink, noEffects } from '../engine/state/effects.js';
 import { eventOutput, type StateManager } from '../engine/state/state-manager.js';
+import type { EventView } from '../schemas/events.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import type { EventRow } from '../store/event-store.js';
@@ -11,17 +12,7 @@ import * as executions from '../store/executions.js';
 import * as stepRuns from '../store/step-runs.js';
 import * as sweep from '../store/sweep-queries.js';
 
-export interface EventView {
-  id: string;
-  type: string;
-  data: Record<string, unknown>;
-  correlation_key: string | null;
-  received_at: string;
-  /** Executions this event started (event_driven workflows whose trigger matched). */
-  started_executions: string[];
-  /** Waiting wait_for_event steps this event resumed. */
-  resumed_steps: Array<{ execution_id: string; step_id: string }>;
-}
+export type { EventView } from '../schemas/events.js';
 
 export interface EventListQuery {
   type?: string | undefined;

@@ -1,15 +1,11 @@
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
-import {
-  type ExecutionStatus,
-  type StepStatus,
-  UNFINISHED_EXECUTION_STATUSES,
-} from '../domain/statuses.js';
-import type { WorkflowDefinition } from '../domain/workflow-definition.js';
+import { type ExecutionStatus, UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import { type EffectSink, type Effects, jobFor, noEffects } from '../engine/state/effects.js';
 import type { Started } from '../engine/state/execution-start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
 import { ExecutionNotFoundError, ExecutionStateError, ValidationFailedError } from '../errors.js';
+import type { ExecutionView } from '../schemas/executions.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import {
   isPgError,
@@ -21,45 +17,9 @@ import {
 } from '../store/db.js';
 import * as executions from '../store/executions.js';
 import * as stepRuns from '../store/step-runs.js';
+import { executionView, stepRunViews } from './execution-views.js';
 
-/** One run of a step as GET /executions/{id} shows it. */
-export interface StepRunView {
-  step_id: string;
-  name: string;
-  step_type: string;
-  status: StepStatus;
-  attempts: number;
-  output: unknown;
-  error: unknown;
-  started_at: string | null;
-  completed_at: string | null;
-  iteration: number;
-  item_index: number | null;
-  /** Why the run is not moving: waiting for what, skipped why, retrying when. */
-  wait_reason: string | null;
-  next_attempt_at: string | null;
-}
-
-export interface ExecutionView {
-  id: string;
-  workflow_id: string;
-  workflow_version: number;
-  status: ExecutionStatus;
-  input_data: unknown;
-  output_data: unknown;
-  step_results: Record<string, unknown>;
-  error: string | null;
-  error_details: unknown;
-  started_at: string | null;
-  completed_at: string | null;
-  duration_seconds: number | null;
-  created_at: string;
-  updated_at: string;
-  current_iteration: number;
-  deadline_at: string | null;
-  idempotency_key: string | null;
-  steps?: StepRunView[];
-}
+export type { ExecutionView, StepRunView } from '../schemas/executions.js';
 
 export interface ExecutionListQuery {
   workflow_id?: string | undefined;
@@ -68,62 +28,6 @@ export interface ExecutionListQuery {
   created_before?: string | undefined;
   limit: number;
   cursor?: string | undefined;
-}
-
-const iso = (value: Date | null): string | null => (value ? value.toISOString() : null);
-
-export function executionView(row: ExecutionRow): ExecutionView {
-  return {
-    id: row.id,
-    workflow_id: row.workflow_id,
-    workflow_version: row.workflow_version,
-    status: row.status,
-    input_data: row.input_data,
-    output_data: row.output_data ?? null,
-    step_results: row.step_results ?? {},
-    error: row.error,
-    error_details: row.error_details ?? null,
-    started_at: iso(row.started_at),
-    completed_at: iso(row.completed_at),
-    duration_seconds: row.duration_seconds,
-    created_at: row.created_at.toISOString(),
-    updated_at: row.updated_at.toISOString(),
-    current_iteration: row.current_iteration,
-    deadline_at: iso(row.deadline_at),
-    idempotency_key: row.idempotency_key,
-  };
-}
-
-/** Step runs in definition order, then loop iteration, then for_each item. */
-export function stepRunViews(
-  definition: WorkflowDefinition,
-  runs: readonly StepRunRow[],
-): StepRunView[] {
-  const position = new Map(definition.steps.map((step, index) => [step.id, index]));
-  const byId = new Map(definition.steps.map((step) => [step.id, step]));
-  return [...runs]
-    .sort(
-      (a, b) =>
-        a.iteration - b.iteration ||
-        (position.get(a.step_id) ?? 0) - (position.get(b.step_id) ?? 0) ||
-        a.item_index - b.item_index,
-    )
-    .map((run) => ({
-      step_id: run.step_id,
-      name: byId.get(run.step_id)?.name ?? run.step_id,
-      step_type: byId.get(run.step_id)?.step_type ?? 'unknown',
-      status: run.status,
-      attempts: run.attempt,
-      output: run.output ?? null,
-      error: run.error ?? null,
-      started_at: iso(run.started_at),
-      completed_at: iso(run.completed_at),
-      iteration: run.iteration,
-      item_index: run.item_index >= 0 ? run.item_index : null,
-      wait_reason: run.wait_reason,
-      next_attempt_at:
-        run.status === 'queued' || run.status === 'waiting' ? iso(run.wake_at) : null,
-    }));
 }
 
 export interface ExecutionManagerOptions {

@@ -1,9 +1,22 @@
 import { EXECUTION_STATUSES, type ExecutionStatus, WORKFLOW_STATUSES } from '../domain/statuses.js';
 import { WORKFLOW_TYPES, type WorkflowDefinition } from '../domain/workflow-definition.js';
 import { WorkflowNotFoundError } from '../errors.js';
+import type {
+  QueueStatsView,
+  StepStatsView,
+  SystemStatsView,
+  WorkflowStatsView,
+} from '../schemas/stats.js';
 import type { Pool } from '../store/db.js';
 import type { StatsCache } from '../store/stats-cache.js';
 import * as store from '../store/stats-store.js';
+
+export type {
+  QueueStatsView,
+  StepStatsView,
+  SystemStatsView,
+  WorkflowStatsView,
+} from '../schemas/stats.js';
 
 /** Depth of one queue and the workers attached to it. */
 export interface QueueDepth {
@@ -11,95 +24,6 @@ export interface QueueDepth {
   counts: Record<string, number>;
   /** Null when Redis could not tell (e.g. CLIENT LIST refused by a managed Redis). */
   workers: number | null;
-}
-
-export interface StepStatsView {
-  step_id: string;
-  name: string;
-  step_type: string | null;
-  /** Runs that started (a for_each step counts once per execution, not per item). */
-  runs: number;
-  completed: number;
-  failures: number;
-  skipped: number;
-  cancelled: number;
-  /** Attempts made, for_each items included. */
-  attempts: number;
-  /** Attempts beyond the first of each run, for_each items included. */
-  retries: number;
-  average_duration_seconds: number | null;
-}
-
-export interface WorkflowStatsView {
-  workflow_id: string;
-  name: string;
-  workflow_type: string;
-  status: string;
-  /** Every execution of the workflow, ended or not. */
-  execution_count: number;
-  /** Executions that ended (what the workflow's own execution_count counts). */
-  finished_count: number;
-  success_count: number;
-  /** Failed and timed-out executions (as the workflow's failure_count). */
-  failure_count: number;
-  cancelled_count: number;
-  timed_out_count: number;
-  /** Executions not ended yet: pending, running, waiting or paused. */
-  running_count: number;
-  executions_by_status: Record<ExecutionStatus, number>;
-  /** success_count / finished_count; null before any execution ended. */
-  success_rate: number | null;
-  average_duration_seconds: number | null;
-  p50_duration_seconds: number | null;
-  p95_duration_seconds: number | null;
-  last_execution_at: string | null;
-  /** How many of the most recent executions the percentiles and per-step figures cover. */
-  window_executions: number;
-  /** When those figures were computed (they are cached a few seconds). */
-  window_generated_at: string;
-  steps: StepStatsView[];
-  generated_at: string;
-}
-
-export interface QueueStatsView {
-  name: string;
-  waiting: number;
-  active: number;
-  delayed: number;
-  failed: number;
-  prioritized: number;
-  paused: number;
-}
-
-export interface SystemStatsView {
-  generated_at: string;
-  workflows: {
-    total: number;
-    by_status: Record<string, number>;
-    by_type: Record<string, number>;
-  };
-  executions: {
-    total: number;
-    by_status: Record<ExecutionStatus, number>;
-    running: number;
-    started_last_hour: number;
-    started_last_day: number;
-    finished_last_hour: number;
-    finished_last_day: number;
-  };
-  throughput: {
-    started_per_minute_last_hour: number;
-    finished_per_minute_last_5_minutes: number;
-    finished_per_minute_last_hour: number;
-  };
-  steps: {
-    finished_last_hour: number;
-    average_queue_latency_seconds: number | null;
-    average_duration_seconds: number | null;
-  };
-  /** Null when Redis could not be asked. */
-  queues: QueueStatsView[] | null;
-  workers_online: number | null;
 }
 
 export interface StatsManagerOptions {

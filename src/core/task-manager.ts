@@ -1,24 +1,11 @@
 import type { EffectSink } from '../engine/state/effects.js';
 import type { StateManager } from '../engine/state/state-manager.js';
 import { TaskNotFoundError, TaskStaleError } from '../errors.js';
+import type { TaskView } from '../schemas/tasks.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import * as taskStore from '../store/task-store.js';
 
-/** A task as an external worker receives it. */
-export interface TaskView {
-  task_token: string;
-  execution_id: string;
-  step_id: string;
-  step_type: string;
-  agent_id: string | null;
-  config: Record<string, unknown>;
-  input: unknown;
-  attempt: number;
-  /** The step's timeout: complete or fail the task before it. */
-  deadline: string | null;
-  /** Heartbeat before this, or the task goes back to the pool. */
-  lease_expires_at: string;
-}
+export type { TaskView } from '../schemas/tasks.js';
 
 export interface PollRequest {
   step_types?: string[] | undefined;

@@ -4,65 +4,26 @@ import type {
   WorkflowDefinition,
   WorkflowType,
 } from '../domain/workflow-definition.js';
+import type {
+  StepView,
+  WorkflowPage,
+  WorkflowRow,
+  WorkflowSummary,
+  WorkflowView,
+} from '../schemas/workflows.js';
 import { COUNTER_COLUMNS } from './workflow-counter-store.js';
+
+// The API's shapes are defined once, in src/schemas; the store returns rows of those shapes.
+export type { StepView, WorkflowPage, WorkflowRow, WorkflowSummary, WorkflowView };
 
 /**
  * Workflows as the store reads and writes them, and as the API shows them: the row types,
  * the columns that read them and their shaping for the API.
  */
 
-/** The seed's `workflows` columns plus `version`, as the API shows them (ISO timestamps). */
-export interface WorkflowRow {
-  id: string;
-  name: string;
-  description: string | null;
-  workflow_type: WorkflowType;
-  status: WorkflowStatus;
-  config: Record<string, unknown>;
-  metadata: Record<string, unknown>;
-  tags: string[];
-  created_at: string;
-  updated_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  execution_count: number;
-  success_count: number;
-  failure_count: number;
-  average_duration_seconds: number;
-  version: number;
-}
-
 /** A workflow with its normalised step definitions, in definition order. */
 export interface StoredWorkflow extends WorkflowRow {
   steps: StepDefinition[];
-}
-
-/** A step as the API shows it: the user's fields with defaults applied. */
-export interface StepView {
-  id: string;
-  name: string;
-  step_type: string;
-  agent_id: string | null;
-  config: Record<string, unknown>;
-  /** As declared (resolved to ids); [] when none were declared. */
-  dependencies: string[];
-  condition: string | null;
-  for_each: string | null;
-  for_each_concurrency: number;
-  timeout_seconds: number;
-  retry_count: number;
-  retry_backoff: StepDefinition['retry_backoff'];
-  continue_on_error: boolean;
-}
-
-/** What GET /workflows/{id} returns, and what the cache holds. */
-export interface WorkflowView extends WorkflowRow {
-  steps: StepView[];
-}
-
-/** A list item: the row without its steps, which would make pages heavy. */
-export interface WorkflowSummary extends WorkflowRow {
-  steps_count: number;
 }
 
 /** The fields a create or update writes, with the validated definition. */
@@ -80,11 +41,6 @@ export interface WorkflowListQuery {
   search?: string | undefined;
   limit: number;
   cursor?: string | undefined;
-}
-
-export interface WorkflowPage {
-  items: WorkflowSummary[];
-  next_cursor: string | null;
 }
 
 /** Select from `workflows w ${UNFOLDED_DELTAS}`: the counters include unfolded deltas. */

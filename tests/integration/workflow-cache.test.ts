@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { workflowViewSchema } from '../../src/api/schemas.js';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import { workflowViewSchema } from '../../src/schemas/workflows.js';
 import { useTestApp } from '../helpers/test-app.js';
 
 const ctx = useTestApp();

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { StreamMessage, StreamSink } from '../../monitoring/execution-stream.js';
-import { problemResponse } from '../schemas.js';
+import { problemResponse } from '../../schemas/problem.js';
 
 const eventId = z
   .string()
@@ -20,6 +20,7 @@ export const executionStreamRoutes: FastifyPluginAsyncZod = async (app) => {
     '/executions/:id/stream',
     {
       schema: {
+        operationId: 'streamExecution',
         tags: ['executions'],
         summary: 'Live step and status changes of an execution (Server-Sent Events)',
         description: [

@@ -43,6 +43,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     '/health',
     {
       schema: {
+        operationId: 'getHealth',
         tags: ['health'],
         summary: 'Basic health check: the process is up',
         response: {
@@ -59,6 +60,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     '/health/live',
     {
       schema: {
+        operationId: 'getLiveness',
         tags: ['health'],
         summary: 'Liveness probe: answers while the event loop runs',
         response: { 200: z.object({ status: z.literal('alive'), uptime_seconds: z.number() }) },
@@ -71,6 +73,7 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     '/health/ready',
     {
       schema: {
+        operationId: 'getReadiness',
         tags: ['health'],
         summary:
           'Readiness probe: Postgres and Redis answer, migrations applied, not shutting down',

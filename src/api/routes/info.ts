@@ -24,6 +24,7 @@ const infoSchema = z.object({
     max_tags: z.number(),
     max_input_bytes: z.number(),
     max_body_bytes: z.number(),
+    max_json_depth: z.number(),
   }),
   auth: z
     .object({
@@ -38,6 +39,7 @@ export const infoRoutes: FastifyPluginAsyncZod = async (app) => {
     '/info',
     {
       schema: {
+        operationId: 'getServiceInfo',
         tags: ['service'],
         summary: 'Service information: version, role, limits and capabilities',
         response: { 200: infoSchema },
@@ -64,6 +66,7 @@ export const infoRoutes: FastifyPluginAsyncZod = async (app) => {
           max_tags: config.MAX_TAGS,
           max_input_bytes: config.MAX_INPUT_BYTES,
           max_body_bytes: config.MAX_BODY_BYTES,
+          max_json_depth: config.MAX_JSON_DEPTH,
         },
         auth: { mode: app.auth.mode, open: app.auth.open },
       };

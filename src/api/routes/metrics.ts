@@ -6,6 +6,7 @@ export const metricsRoutes: FastifyPluginAsyncZod = async (app) => {
     '/metrics',
     {
       schema: {
+        operationId: 'getMetrics',
         tags: ['monitoring'],
         summary: 'Prometheus metrics of this process (text exposition format)',
         description:

@@ -1,38 +1,17 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { z } from 'zod';
-import { problemResponse } from '../schemas.js';
+import { problemResponse } from '../../schemas/problem.js';
+import {
+  completeBodySchema,
+  completedResponseSchema,
+  failBodySchema,
+  failedResponseSchema,
+  heartbeatResponseSchema,
+  pollBodySchema,
+  pollResponseSchema,
+  taskTokenParamsSchema,
+} from '../../schemas/tasks.js';
+import { BODY_ENVELOPE_BYTES, checkFieldSize } from '../json-body.js';
 
-const taskSchema = z
-  .object({
-    task_token: z.string().describe('Unguessable; use it to heartbeat, complete or fail the task'),
-    execution_id: z.string(),
-    step_id: z.string(),
-    step_type: z.string(),
-    agent_id: z.string().nullable(),
-    config: z.record(z.string(), z.unknown()).describe('The step config, expressions resolved'),
-    input: z.unknown().describe("The execution's input_data"),
-    attempt: z.number().int(),
-    deadline: z.string().nullable().describe('The step timeout: finish before it'),
-    lease_expires_at: z
-      .string()
-      .describe('Heartbeat before this or the task goes back to the pool'),
-  })
-  .meta({
-    example: {
-      task_token: '1f0c8f5e-6d1a-4a53-9a53-0a3b5b6c7d8e',
-      execution_id: 'ex_3q2Jd9aQ0bXc1nVt',
-      step_id: 'data_validation',
-      step_type: 'validation',
-      agent_id: null,
-      config: { schema: 'data_schema.json' },
-      input: { source_file: 'data.csv' },
-      attempt: 1,
-      deadline: '2026-11-25T18:05:00.000Z',
-      lease_expires_at: '2026-11-25T18:01:00.000Z',
-    },
-  });
-
-const tokenParams = z.object({ token: z.string().min(1).max(100) }).strict();
 const errors = {
   400: problemResponse('The request is invalid'),
   404: problemResponse('No task was ever issued with this token'),
@@ -44,33 +23,25 @@ const errors = {
 
 /** The tasks API: how other services' workers do the steps of non-built-in types. */
 export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
+  // A task's output (or failure details) becomes a step result, read as input by later steps.
+  const maxOutputBytes = app.config.MAX_INPUT_BYTES;
+  const limited = (field: string) => ({
+    bodyLimit: maxOutputBytes + BODY_ENVELOPE_BYTES,
+    config: { bodyField: field },
+  });
+
   app.post(
     '/tasks/poll',
     {
       schema: {
+        operationId: 'pollTasks',
         tags: ['tasks'],
         summary: 'Claim tasks (long poll)',
         description:
           'Claims up to max_tasks open tasks of the given step types, waiting up to wait_seconds for one. Two pollers never get the same task.',
-        body: z
-          .object({
-            step_types: z.array(z.string().min(1).max(100)).max(100).optional(),
-            agent_id: z.string().min(1).max(255).optional(),
-            worker_id: z.string().min(1).max(255),
-            max_tasks: z.number().int().min(1).max(100).default(1),
-            wait_seconds: z.number().min(0).max(30).default(0),
-          })
-          .strict()
-          .meta({
-            example: {
-              step_types: ['validation'],
-              worker_id: 'validator-1',
-              max_tasks: 1,
-              wait_seconds: 20,
-            },
-          }),
+        body: pollBodySchema,
         response: {
-          200: z.object({ tasks: z.array(taskSchema) }),
+          200: pollResponseSchema,
           400: errors[400],
           503: errors[503],
         },
@@ -88,11 +59,12 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
     '/tasks/:token/heartbeat',
     {
       schema: {
+        operationId: 'heartbeatTask',
         tags: ['tasks'],
         summary: "Extend a claimed task's lease",
-        params: tokenParams,
+        params: taskTokenParamsSchema,
         response: {
-          200: z.object({ task_token: z.string(), lease_expires_at: z.string() }),
+          200: heartbeatResponseSchema,
           404: errors[404],
           409: errors[409],
           503: errors[503],
@@ -105,41 +77,42 @@ export const taskRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/tasks/:token/complete',
     {
+      ...limited('output'),
       schema: {
+        operationId: 'completeTask',
         tags: ['tasks'],
         summary: 'Complete a task with its output',
-        params: tokenParams,
-        body: z
-          .object({ output: z.unknown().optional() })
-          .strict()
-          .default({})
-          .meta({ example: { output: { valid: true, rows: 1200 } } }),
-        response: { 200: z.object({ status: z.literal('completed') }), ...errors },
+        description: '`output` may be at most MAX_INPUT_BYTES as JSON.',
+        params: taskTokenParamsSchema,
+        body: completeBodySchema,
+        response: { 200: completedResponseSchema, ...errors },
       },
     },
-    async (request) => app.tasks.complete(request.params.token, request.body?.output ?? null),
+    async (request) => {
+      const output = request.body?.output;
+      checkFieldSize(output, 'output', maxOutputBytes, 'MAX_INPUT_BYTES');
+      return app.tasks.complete(request.params.token, output ?? null);
+    },
   );
 
   app.post(
     '/tasks/:token/fail',
     {
+      ...limited('details'),
       schema: {
+        operationId: 'failTask',
         tags: ['tasks'],
         summary: 'Fail a task',
         description:
-          "retryable: false fails the step at once; otherwise the step's retry policy applies.",
-        params: tokenParams,
-        body: z
-          .object({
-            error: z.string().min(1).max(10_000),
-            retryable: z.boolean().default(true),
-            details: z.unknown().optional(),
-          })
-          .strict()
-          .meta({ example: { error: 'schema data_schema.json not found', retryable: false } }),
-        response: { 200: z.object({ status: z.literal('failed') }), ...errors },
+          "retryable: false fails the step at once; otherwise the step's retry policy applies. `details` may be at most MAX_INPUT_BYTES as JSON.",
+        params: taskTokenParamsSchema,
+        body: failBodySchema,
+        response: { 200: failedResponseSchema, ...errors },
       },
     },
-    async (request) => app.tasks.fail(request.params.token, request.body),
+    async (request) => {
+      checkFieldSize(request.body.details, 'details', maxOutputBytes, 'MAX_INPUT_BYTES');
+      return app.tasks.fail(request.params.token, request.body);
+    },
   );
 };

@@ -48,7 +48,14 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     '/ui',
-    { schema: { tags: ['monitoring'], summary: 'Dashboard (HTML)', produces: ['text/html'] } },
+    {
+      schema: {
+        operationId: 'getDashboard',
+        tags: ['monitoring'],
+        summary: 'Dashboard (HTML)',
+        produces: ['text/html'],
+      },
+    },
     async (request, reply) => {
       const asset = serve('index.html', request.url);
       return reply
@@ -63,6 +70,7 @@ export const uiRoutes: FastifyPluginAsyncZod = async (app) => {
     '/ui/*',
     {
       schema: {
+        operationId: 'getDashboardAsset',
         tags: ['monitoring'],
         summary: 'Dashboard assets',
         params: z.object({ '*': z.string().max(200) }),

@@ -1,75 +1,16 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { WORKFLOW_STATUSES } from '../../domain/statuses.js';
+import { problemResponse } from '../../schemas/problem.js';
 import {
-  workflowCreateSchema,
-  workflowTypeSchema,
-  workflowUpdateSchema,
-} from '../../domain/workflow-definition.js';
-import { problemResponse, workflowPageSchema, workflowViewSchema } from '../schemas.js';
+  workflowCreateBodySchema,
+  workflowIdParamsSchema,
+  workflowListQuerySchema,
+  workflowPageSchema,
+  workflowUpdateBodySchema,
+  workflowViewSchema,
+} from '../../schemas/workflows.js';
 
 /** Workflow definitions CRUD: parse, call the manager, shape the reply. */
-
-const noNul = (value: string) => !value.includes('\u0000');
-
-const idParamsSchema = z
-  .object({
-    id: z.string().min(1).describe('Workflow id, e.g. wf_3f6d0c9e8b7a4f1e9c2d5b8a7e6f4c3d'),
-  })
-  .strict();
-
-const listQuerySchema = z
-  .object({
-    status: z.enum(WORKFLOW_STATUSES).optional().describe('Only workflows with this status'),
-    workflow_type: workflowTypeSchema.optional(),
-    tag: z
-      .union([
-        z.string().min(1).max(100).refine(noNul),
-        z.array(z.string().min(1).max(100).refine(noNul)),
-      ])
-      .optional()
-      .describe('Only workflows carrying this tag (repeat for all of several tags)'),
-    search: z
-      .string()
-      .max(255)
-      .refine(noNul, 'must not contain U+0000')
-      .optional()
-      .describe('Case-insensitive substring of the name'),
-    limit: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .default(20)
-      .describe('Page size, 1 to 100 (default 20)'),
-    cursor: z.string().max(2048).optional().describe('`next_cursor` of the previous page'),
-  })
-  .strict();
-
-const createExample = {
-  name: 'Data Processing Workflow',
-  workflow_type: 'sequential',
-  description: 'Process data through multiple steps',
-  steps: [
-    { name: 'Data Validation', step_type: 'validation', config: { schema: 'data_schema.json' } },
-    {
-      name: 'Data Transformation',
-      step_type: 'transformation',
-      config: { rules: 'transform_rules.json' },
-    },
-    { name: 'Data Storage', step_type: 'storage', config: { destination: 'database' } },
-  ],
-};
-
-const createBodySchema = workflowCreateSchema
-  .describe('A new workflow; unknown fields are refused')
-  .meta({ example: createExample });
-
-const updateBodySchema = workflowUpdateSchema
-  .describe(
-    'Fields to replace; `steps`, when given, replaces all steps. Unknown fields are refused',
-  )
-  .meta({ example: { status: 'active', tags: ['etl', 'nightly'] } });
 
 const invalid = problemResponse('The request is invalid; `errors` lists every problem');
 const notFound = problemResponse('No workflow has this id');
@@ -84,11 +25,12 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
     '/workflows',
     {
       schema: {
+        operationId: 'listWorkflows',
         tags: ['workflows'],
         summary: 'List workflows',
         description:
           'Newest first, filtered by status, workflow_type, tag and name search; keyset-paginated with `limit` and `cursor`.',
-        querystring: listQuerySchema,
+        querystring: workflowListQuerySchema,
         response: { 200: workflowPageSchema, 400: invalid },
       },
     },
@@ -105,11 +47,12 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
     '/workflows',
     {
       schema: {
+        operationId: 'createWorkflow',
         tags: ['workflows'],
         summary: 'Create a workflow',
         description:
           'Validates the whole definition (limits, step ids, dependencies, cycles, expressions) and stores it as version 1.',
-        body: createBodySchema,
+        body: workflowCreateBodySchema,
         response: {
           201: workflowViewSchema.describe('Created; Location names the new workflow'),
           400: invalid,
@@ -129,9 +72,10 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
     '/workflows/:id',
     {
       schema: {
+        operationId: 'getWorkflow',
         tags: ['workflows'],
         summary: 'Get a workflow with its steps',
-        params: idParamsSchema,
+        params: workflowIdParamsSchema,
         response: { 200: workflowViewSchema, 400: invalid, 404: notFound },
       },
     },
@@ -147,12 +91,13 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
     '/workflows/:id',
     {
       schema: {
+        operationId: 'updateWorkflow',
         tags: ['workflows'],
         summary: 'Update a workflow',
         description:
           'Replaces the given fields, validates the result and stores it as a new version. Running executions keep the version they started with.',
-        params: idParamsSchema,
-        body: updateBodySchema,
+        params: workflowIdParamsSchema,
+        body: workflowUpdateBodySchema,
         response: { 200: workflowViewSchema, 400: invalid, 404: notFound },
       },
     },
@@ -163,11 +108,12 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
     '/workflows/:id',
     {
       schema: {
+        operationId: 'deleteWorkflow',
         tags: ['workflows'],
         summary: 'Delete a workflow',
         description:
           'Deletes the workflow, its versions and its finished executions. Refused (409) while executions are unfinished.',
-        params: idParamsSchema,
+        params: workflowIdParamsSchema,
         response: {
           204: z.null().describe('Deleted'),
           400: invalid,

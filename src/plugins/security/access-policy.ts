@@ -1,7 +1,7 @@
 import type { RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
-import { problemResponse } from '../../api/schemas.js';
 import type { Config } from '../../config.js';
+import { problemResponse } from '../../schemas/problem.js';
 import {
   type Access,
   effectiveAccess,

@@ -1,0 +1,113 @@
+import { z } from 'zod';
+import { EXECUTION_STATUSES, STEP_STATUSES } from '../domain/statuses.js';
+import { jsonObject, pageOf, timestamp } from './common.js';
+
+/** Executions and their step runs as the API shows them, and the requests that drive them. */
+
+export const stepRunViewSchema = z.object({
+  step_id: z.string(),
+  name: z.string(),
+  step_type: z.string(),
+  status: z.enum(STEP_STATUSES),
+  attempts: z.number().int().describe('Attempts made so far'),
+  output: z.unknown(),
+  error: z
+    .unknown()
+    .describe('{message, type, retryable, attempt, details?} of the last failed attempt'),
+  started_at: timestamp.nullable(),
+  completed_at: timestamp.nullable(),
+  iteration: z.number().int().describe('Loop iteration (0 for other workflow types)'),
+  item_index: z.number().int().nullable().describe('for_each item, null for the step itself'),
+  wait_reason: z.string().nullable().describe('Why the run waits, was skipped or will retry'),
+  next_attempt_at: timestamp.nullable(),
+});
+/** One run of a step as GET /executions/{id} shows it. */
+export type StepRunView = z.infer<typeof stepRunViewSchema>;
+
+export const executionViewSchema = z
+  .object({
+    id: z.string(),
+    workflow_id: z.string(),
+    workflow_version: z
+      .number()
+      .int()
+      .describe('The workflow version this execution runs (pinned)'),
+    status: z.enum(EXECUTION_STATUSES),
+    input_data: z.unknown(),
+    output_data: z.unknown(),
+    step_results: z
+      .record(z.string(), z.unknown())
+      .describe('Latest output of each step, by step id'),
+    error: z.string().nullable(),
+    error_details: z.unknown(),
+    started_at: timestamp.nullable(),
+    completed_at: timestamp.nullable(),
+    duration_seconds: z.number().nullable(),
+    created_at: timestamp,
+    updated_at: timestamp,
+    current_iteration: z.number().int(),
+    deadline_at: timestamp.nullable(),
+    idempotency_key: z.string().nullable(),
+    steps: z.array(stepRunViewSchema).optional(),
+  })
+  .meta({
+    example: {
+      id: 'ex_3q2Jd9aQ0bXc1nVt',
+      workflow_id: 'wf_8f14e45fceea167a5a36dedd4bea2543',
+      workflow_version: 1,
+      status: 'running',
+      input_data: { source_file: 'data.csv' },
+      output_data: null,
+      step_results: {},
+      error: null,
+      error_details: null,
+      started_at: '2026-11-25T18:00:00.000Z',
+      completed_at: null,
+      duration_seconds: null,
+      created_at: '2026-11-25T18:00:00.000Z',
+      updated_at: '2026-11-25T18:00:00.000Z',
+      current_iteration: 0,
+      deadline_at: null,
+      idempotency_key: null,
+      steps: [],
+    },
+  });
+export type ExecutionView = z.infer<typeof executionViewSchema>;
+
+export const executionPageSchema = pageOf(executionViewSchema);
+
+export const executeHeadersSchema = z.object({
+  'idempotency-key': z.string().min(1).max(255).optional(),
+});
+
+/**
+ * No body, an empty body and `{}` all mean "no input". Fastify validates a missing body as
+ * null, hence nullable.
+ */
+export const executeBodySchema = z
+  .object({
+    input_data: jsonObject.default({}).describe('Input the steps read as `input`'),
+  })
+  .strict()
+  .default({ input_data: {} })
+  .nullable()
+  .meta({
+    example: { input_data: { source_file: 'data.csv', processing_rules: 'rules.json' } },
+  });
+
+export const executionListQuerySchema = z
+  .object({
+    workflow_id: z.string().min(1).max(255).optional(),
+    status: z.enum(EXECUTION_STATUSES).optional(),
+    created_after: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .describe('Inclusive lower bound on created_at'),
+    created_before: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .describe('Exclusive upper bound on created_at'),
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    cursor: z.string().min(1).max(1000).optional().describe('next_cursor of the previous page'),
+  })
+  .strict();
