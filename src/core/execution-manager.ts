@@ -1,22 +1,17 @@
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
-import {
-  type ExecutionStatus,
-  type StepStatus,
-  UNFINISHED_EXECUTION_STATUSES,
-} from '../domain/statuses.js';
+import type { ExecutionStatus, StepStatus } from '../domain/statuses.js';
 import type { WorkflowDefinition } from '../domain/workflow-definition.js';
-import { type EffectSink, type Effects, jobFor, noEffects } from '../engine/state/effects.js';
-import type { Started } from '../engine/state/execution-start.js';
+import type { EffectSink, Effects } from '../engine/state/effects.js';
+import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
-import { ExecutionNotFoundError, ExecutionStateError, ValidationFailedError } from '../errors.js';
+import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import {
   isPgError,
   type Pool,
   type Queryable,
   SqlState,
-  withTransaction,
   withTransactionThen,
 } from '../store/db.js';
 import * as store from '../store/execution-store.js';
@@ -180,11 +175,8 @@ export class ExecutionManager {
     ).catch(async (error: unknown) => {
       // Two concurrent first uses of a key: the loser's transaction aborts on the unique index.
       if (idempotencyKey && isPgError(error, SqlState.UNIQUE_VIOLATION)) {
-        const existing = await store.findByIdempotencyKey(pool, workflowId, idempotencyKey);
-        if (existing) {
-          const outcome = { row: existing, created: false, effects: noEffects() };
-          return { outcome, execution: await this.view(existing) };
-        }
+        const existing = await state.findStarted(pool, workflowId, idempotencyKey);
+        if (existing) return { outcome: existing, execution: await this.view(existing.row) };
       }
       throw error;
     });
@@ -244,90 +236,31 @@ export class ExecutionManager {
   }
 
   /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
-  async cancel(id: string): Promise<ExecutionView> {
-    return this.transition(id, async (tx, execution, effects) => {
-      if (!UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) {
-        throw new ExecutionStateError(
-          id,
-          execution.status,
-          'only an unfinished execution can be cancelled',
-        );
-      }
-      await this.options.state.finish(
-        tx,
-        execution,
-        { status: 'cancelled', error: 'Cancelled on request' },
-        effects,
-      );
-    });
+  cancel(id: string): Promise<ExecutionView> {
+    return this.act(id, (state) => state.cancel(id));
   }
 
   /** Resumes a failed or timed-out execution from its failed steps, keeping completed results. */
-  async retry(id: string): Promise<ExecutionView> {
-    return this.transition(id, async (tx, execution, effects) => {
-      if (execution.status !== 'failed' && execution.status !== 'timed_out') {
-        throw new ExecutionStateError(
-          id,
-          execution.status,
-          'only a failed or timed-out execution can be retried',
-        );
-      }
-      await store.reopenExecution(tx, execution);
-      const reopened = await store.lockExecution(tx, id);
-      if (reopened) await this.options.state.advance(tx, reopened, effects);
-      effects.changedWorkflows.push(execution.workflow_id);
-    });
+  retry(id: string): Promise<ExecutionView> {
+    return this.act(id, (state) => state.retry(id));
   }
 
   /** Holds an execution: running attempts finish, but no new step starts until resume. */
-  async pause(id: string): Promise<ExecutionView> {
-    return this.transition(id, async (tx, execution) => {
-      if (execution.status !== 'running' && execution.status !== 'waiting') {
-        throw new ExecutionStateError(
-          id,
-          execution.status,
-          'only a running or waiting execution can be paused',
-        );
-      }
-      await store.setExecutionStatus(tx, id, 'paused');
-    });
+  pause(id: string): Promise<ExecutionView> {
+    return this.act(id, (state) => state.pause(id));
   }
 
   /** Lets a paused execution go on: starts what became ready and re-queues what was held. */
-  async resume(id: string): Promise<ExecutionView> {
-    return this.transition(id, async (tx, execution, effects) => {
-      if (execution.status !== 'paused') {
-        throw new ExecutionStateError(
-          id,
-          execution.status,
-          'only a paused execution can be resumed',
-        );
-      }
-      await store.setExecutionStatus(tx, id, 'running');
-      const resumed = { ...execution, status: 'running' as const };
-      for (const run of await store.listHeldRuns(tx, id)) {
-        effects.jobs.push({
-          ...jobFor(resumed, run.id, run.step_id, run.attempt),
-          ...(run.wake_at ? { runAt: run.wake_at } : {}),
-          // A sleeping run needs its wake-up, not a new attempt.
-          ...(run.status === 'waiting' ? { wake: true } : {}),
-        });
-      }
-      await this.options.state.advance(tx, resumed, effects);
-    });
+  resume(id: string): Promise<ExecutionView> {
+    return this.act(id, (state) => state.resume(id));
   }
 
-  private async transition(
+  /** An operator action on the state machine, its effects applied, then the execution. */
+  private async act(
     id: string,
-    change: (tx: Queryable, execution: ExecutionRow, effects: Effects) => Promise<void>,
+    action: (state: StateManager) => Promise<Effects>,
   ): Promise<ExecutionView> {
-    const effects = noEffects();
-    await withTransaction(this.options.pool, async (tx) => {
-      const execution = await store.lockExecution(tx, id);
-      if (!execution) throw new ExecutionNotFoundError(id);
-      await change(tx, execution, effects);
-    });
-    await this.options.effects.apply(effects);
+    await this.options.effects.apply(await action(this.options.state));
     return this.get(id);
   }
 }
