@@ -72,8 +72,15 @@ export async function advance(
   }
   const byId = new Map(definition.steps.map((step) => [step.id, step]));
   const p: Pass = {
-    ...{ m, tx, definition, byId, effects, inline: known.inline },
-    ...{ current: execution, runs, claimedInline: null },
+    m,
+    tx,
+    definition,
+    byId,
+    effects,
+    inline: known.inline,
+    current: execution,
+    runs,
+    claimedInline: null,
   };
   for (let pass = 0; pass < MAX_PASSES; pass += 1) {
     const decision = schedule({ definition, runs: p.runs, paused: p.current.status === 'paused' });
