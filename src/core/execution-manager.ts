@@ -7,13 +7,7 @@ import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
 import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
-import {
-  isPgError,
-  type Pool,
-  type Queryable,
-  SqlState,
-  withTransactionThen,
-} from '../store/db.js';
+import type { Pool, Queryable } from '../store/db.js';
 import * as store from '../store/execution-store.js';
 
 /** One run of a step as GET /executions/{id} shows it. */
@@ -146,42 +140,24 @@ export class ExecutionManager {
         },
       ]);
     }
-    const { pool, state } = this.options;
     const request = { workflowId, input: input ?? {}, idempotencyKey: idempotencyKey ?? null };
-    const atOnce = await state.startAtOnce(pool, request);
-    if (atOnce?.settled) {
-      await this.options.effects.apply(atOnce.effects);
-      return { execution: await this.settledView(atOnce.settled), created: true };
-    }
-    // The answer is read on the transaction's own connection right after COMMIT: once the
-    // execution is committed, the client must get its 202, not a pool timeout.
-    const { outcome, execution } = await withTransactionThen(
-      pool,
-      (tx) => state.start(tx, request),
-      async (client, started) => {
-        const settled = started.settled;
+    const { started, answer } = await this.options.state.startAndAnswer(
+      request,
+      async (db, outcome) => {
+        const settled = outcome.settled;
         if (
           settled &&
           settled.execution.current_iteration === 0 &&
           !settled.runs.some((run) => run.status === 'completed')
         ) {
-          return { outcome: started, execution: await this.settledView(settled, client) };
+          return this.settledView(settled, db);
         }
-        const fresh = started.created
-          ? await store.getExecution(client, started.row.id)
-          : started.row;
-        return { outcome: started, execution: await this.view(fresh ?? started.row, client) };
+        const fresh = outcome.created ? await store.getExecution(db, outcome.row.id) : outcome.row;
+        return this.view(fresh ?? outcome.row, db);
       },
-    ).catch(async (error: unknown) => {
-      // Two concurrent first uses of a key: the loser's transaction aborts on the unique index.
-      if (idempotencyKey && isPgError(error, SqlState.UNIQUE_VIOLATION)) {
-        const existing = await state.findStarted(pool, workflowId, idempotencyKey);
-        if (existing) return { outcome: existing, execution: await this.view(existing.row) };
-      }
-      throw error;
-    });
-    await this.options.effects.apply(outcome.effects);
-    return { execution, created: outcome.created };
+    );
+    await this.options.effects.apply(started.effects);
+    return { execution: answer, created: started.created };
   }
 
   /** One execution with every step run. */

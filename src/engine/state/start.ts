@@ -6,7 +6,7 @@ import {
   WorkflowNotFoundError,
   WorkflowNotRunnableError,
 } from '../../errors.js';
-import type { Queryable } from '../../store/db.js';
+import { isPgError, type Queryable, SqlState, withTransactionThen } from '../../store/db.js';
 import type { NewExecution } from '../../store/execution-store.js';
 import * as store from '../../store/execution-store.js';
 import { type AdvanceOptions, advance } from './advance.js';
@@ -17,7 +17,7 @@ import type { Machine } from './machine.js';
 /**
  * How executions begin: the one way for the API, events, schedules and sub-workflows. The
  * one-statement path (startAtOnce) and the general path (start) share the idempotency lookup
- * (findStarted) and the insert (insertFirst).
+ * (findStarted) and the insert (insertFirst); startAndAnswer is how the API combines them.
  */
 
 /** What starts an execution. */
@@ -161,4 +161,32 @@ export async function startAtOnce(
   const effects = queueJobs(inserted.row, inserted.runs, noEffects());
   const settled = { execution: inserted.row, runs: inserted.runs };
   return { row: inserted.row, created: true, effects, settled };
+}
+
+/**
+ * The API's start: startAtOnce when it applies, else start in a transaction of its own.
+ * `answer` reads the response: after COMMIT on the transaction's own connection, so once the
+ * execution is committed the client gets its answer, not a pool timeout.
+ */
+export async function startAndAnswer<R>(
+  m: Machine,
+  request: StartRequest,
+  answer: (db: Queryable, started: Started) => Promise<R>,
+): Promise<{ started: Started; answer: R }> {
+  const { pool } = m.options;
+  const atOnce = await startAtOnce(m, pool, request);
+  if (atOnce) return { started: atOnce, answer: await answer(pool, atOnce) };
+  try {
+    return await withTransactionThen(
+      pool,
+      (tx) => start(m, tx, request),
+      async (client, started) => ({ started, answer: await answer(client, started) }),
+    );
+  } catch (error) {
+    // Two concurrent first uses of a key: the loser's transaction aborts on the unique index.
+    if (!isPgError(error, SqlState.UNIQUE_VIOLATION)) throw error;
+    const existing = await findStarted(pool, request);
+    if (!existing) throw error;
+    return { started: existing, answer: await answer(pool, existing) };
+  }
 }

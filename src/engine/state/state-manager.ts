@@ -7,7 +7,7 @@ import { type ExecutionOutcome, finish } from './finish.js';
 import { type AttemptFence, type AttemptReport, type AttemptResult, Machine } from './machine.js';
 import { cancel, pause, resume, retry } from './operator-actions.js';
 import { claimAttempt, recordAttempt } from './record-attempt.js';
-import { findStarted, type Started, type StartRequest, start, startAtOnce } from './start.js';
+import { type Started, type StartRequest, start, startAndAnswer } from './start.js';
 import { childEnded, deliverEvent, retakeBufferedEvent } from './waits.js';
 
 export type {
@@ -36,14 +36,12 @@ export class StateManager extends Machine {
     return start(this, tx, request, effects);
   }
 
-  /** start in one statement outside a transaction, when that applies; null otherwise. */
-  startAtOnce(db: Queryable, request: StartRequest): Promise<Started | null> {
-    return startAtOnce(this, db, request);
-  }
-
-  /** The execution an earlier start with this idempotency key made, if any. */
-  findStarted(db: Queryable, workflowId: string, idempotencyKey: string): Promise<Started | null> {
-    return findStarted(db, { workflowId, idempotencyKey });
+  /** The API's start, in a transaction of its own; `answer` reads the response. */
+  startAndAnswer<R>(
+    request: StartRequest,
+    answer: (db: Queryable, started: Started) => Promise<R>,
+  ): Promise<{ started: Started; answer: R }> {
+    return startAndAnswer(this, request, answer);
   }
 
   /** Runs the scheduler to a fixpoint on a locked execution (the sweep's nudge). */
