@@ -9,7 +9,7 @@ import type { WaitRequest } from '../steps/types.js';
 import { advance } from './advance.js';
 import { type Effects, mergeEffects, noEffects } from './effects.js';
 import { expressionContext } from './iteration-runs.js';
-import { lockExecutionIn } from './lock.js';
+import { lockExecutionIn, withLockedExecution } from './lock.js';
 import type { AttemptResult, Machine } from './machine.js';
 import { applyAttempt } from './record-attempt.js';
 import { start } from './start.js';
@@ -128,20 +128,20 @@ export async function deliverEvent(
   candidate: Pick<StepRunRow, 'id' | 'attempt' | 'execution_id'>,
 ): Promise<Effects> {
   const effects = noEffects();
-  await withTransaction(m.options.pool, async (tx) => {
-    const execution = await lockExecutionIn(
-      tx,
-      candidate.execution_id,
-      UNFINISHED_EXECUTION_STATUSES,
-    );
-    const run = execution ? await store.lockEventWait(tx, candidate.id, candidate.attempt) : null;
-    if (!execution || !run) return;
-    // Only events at least as new as the run: an earlier loop iteration's are not for it.
-    if (event.received_at < run.created_at) return;
-    const runs = await store.loadIterationRuns(tx, execution.id, execution.current_iteration);
-    const { match } = run.wait_spec as EventWait;
-    await resumeWithEvent(m, tx, execution, run, match, runs, event, effects);
-  });
+  const { pool } = m.options;
+  await withLockedExecution(
+    pool,
+    candidate.execution_id,
+    UNFINISHED_EXECUTION_STATUSES,
+    async (tx, execution) => {
+      const run = await store.lockEventWait(tx, candidate.id, candidate.attempt);
+      // Only events at least as new as the run: an earlier loop iteration's are not for it.
+      if (!run || event.received_at < run.created_at) return;
+      const runs = await store.loadIterationRuns(tx, execution.id, execution.current_iteration);
+      const { match } = run.wait_spec as EventWait;
+      await resumeWithEvent(m, tx, execution, run, match, runs, event, effects);
+    },
+  );
   return effects;
 }
 
@@ -155,17 +155,24 @@ export async function retakeBufferedEvent(
   idle: Pick<StepRunRow, 'id' | 'attempt' | 'execution_id'>,
   effects: Effects,
 ): Promise<boolean> {
-  return withTransaction(m.options.pool, async (tx) => {
-    // Lock order as when a run starts waiting: execution, run, then the event type.
-    const execution = await lockExecutionIn(tx, idle.execution_id, UNFINISHED_EXECUTION_STATUSES);
-    const run = execution ? await store.lockEventWait(tx, idle.id, idle.attempt) : null;
-    if (!execution || !run) return false;
-    const wait = run.wait_spec as EventWait;
-    await eventStore.lockEventType(tx, wait.event);
-    if (await takeBufferedEvent(m, tx, execution, run, wait, run.created_at, effects)) return true;
-    await store.touchRuns(tx, [run.id]);
-    return false;
-  });
+  // Lock order as when a run starts waiting: execution, run, then the event type.
+  const resumed = await withLockedExecution(
+    m.options.pool,
+    idle.execution_id,
+    UNFINISHED_EXECUTION_STATUSES,
+    async (tx, execution) => {
+      const run = await store.lockEventWait(tx, idle.id, idle.attempt);
+      if (!run) return false;
+      const wait = run.wait_spec as EventWait;
+      await eventStore.lockEventType(tx, wait.event);
+      if (await takeBufferedEvent(m, tx, execution, run, wait, run.created_at, effects)) {
+        return true;
+      }
+      await store.touchRuns(tx, [run.id]);
+      return false;
+    },
+  );
+  return resumed ?? false;
 }
 
 /**
