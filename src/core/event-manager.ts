@@ -1,16 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import { evaluateCondition } from '../engine/expressions.js';
 import { type EffectSink, noEffects } from '../engine/state/effects.js';
-import { eventOutput, type StateManager } from '../engine/state/state-manager.js';
+import type { StateManager } from '../engine/state/state-manager.js';
+import { eventOutput } from '../engine/state/waits.js';
 import type { EventView } from '../schemas/events.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import { type Pool, withTransaction } from '../store/db.js';
 import type { EventRow } from '../store/event-store.js';
 import * as eventStore from '../store/event-store.js';
-import * as executions from '../store/executions.js';
-import * as stepRuns from '../store/step-runs.js';
-import * as sweep from '../store/sweep-queries.js';
 
 export type { EventView } from '../schemas/events.js';
 
@@ -37,11 +34,8 @@ function eventView(row: EventRow): EventView {
 
 /**
  * POST /events: stores the event (once per id), starts the active event_driven workflows it
- * triggers, and resumes the wait_for_event steps it matches.
- *
- * Delivery and waiting never miss each other: storing the event and a run starting to wait
- * both take the event type's lock; the run, when it starts waiting, takes a matching event
- * already stored, and the event, once stored, resumes the runs already waiting.
+ * triggers, and resumes the wait_for_event steps it matches. Storing takes the event type's
+ * lock, as a run starting to wait does, so the two never miss each other (state/waits.ts).
  */
 export class EventManager {
   constructor(
@@ -109,39 +103,7 @@ export class EventManager {
       event.type,
       event.correlation_key,
     )) {
-      const effects = noEffects();
-      await withTransaction(pool, async (tx) => {
-        const execution = await executions.lockExecution(tx, candidate.execution_id);
-        const run = execution
-          ? await sweep.lockEventWait(tx, candidate.id, candidate.attempt)
-          : null;
-        if (!execution || !run || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
-        // Only events at least as new as the run: an earlier loop iteration's are not for it.
-        if (event.received_at < run.created_at) return;
-        const wait = run.wait_spec as {
-          event: string;
-          correlation_key: string | null;
-          match: string | null;
-        };
-        const runs = await stepRuns.loadIterationRuns(
-          tx,
-          execution.id,
-          execution.current_iteration,
-        );
-        if (!(await state.eventMatches(wait.match, execution, runs, event))) return;
-        await eventStore.appendResumedStep(tx, event.id, {
-          execution_id: execution.id,
-          step_id: run.step_id,
-        });
-        await state.resolveWait(
-          tx,
-          execution,
-          run,
-          { kind: 'completed', output: eventOutput(event) },
-          effects,
-        );
-      });
-      await this.options.effects.apply(effects);
+      await this.options.effects.apply(await state.deliverEvent(event, candidate));
     }
   }
 

@@ -1,20 +1,14 @@
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
-import { type ExecutionStatus, UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
-import { type EffectSink, type Effects, jobFor, noEffects } from '../engine/state/effects.js';
-import type { Started } from '../engine/state/execution-start.js';
+import type { ExecutionStatus, StepStatus } from '../domain/statuses.js';
+import type { WorkflowDefinition } from '../domain/workflow-definition.js';
+import type { EffectSink, Effects } from '../engine/state/effects.js';
+import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
-import { ExecutionNotFoundError, ExecutionStateError, ValidationFailedError } from '../errors.js';
+import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
 import type { ExecutionView } from '../schemas/executions.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
-import {
-  isPgError,
-  type Pool,
-  type Queryable,
-  SqlState,
-  withTransaction,
-  withTransactionThen,
-} from '../store/db.js';
+import type { Pool, Queryable } from '../store/db.js';
 import * as executions from '../store/executions.js';
 import * as stepRuns from '../store/step-runs.js';
 import { executionView, stepRunViews } from './execution-views.js';
@@ -29,6 +23,8 @@ export interface ExecutionListQuery {
   limit: number;
   cursor?: string | undefined;
 }
+
+const iso = (value: Date | null): string | null => (value ? value.toISOString() : null);
 
 export interface ExecutionManagerOptions {
   pool: Pool;
@@ -56,45 +52,26 @@ export class ExecutionManager {
         },
       ]);
     }
-    const { pool, state } = this.options;
     const request = { workflowId, input: input ?? {}, idempotencyKey: idempotencyKey ?? null };
-    const atOnce = await state.startAtOnce(pool, request);
-    if (atOnce?.settled) {
-      await this.options.effects.apply(atOnce.effects);
-      return { execution: await this.settledView(atOnce.settled), created: true };
-    }
-    // The answer is read on the transaction's own connection right after COMMIT: once the
-    // execution is committed, the client must get its 202, not a pool timeout.
-    const { outcome, execution } = await withTransactionThen(
-      pool,
-      (tx) => state.start(tx, request),
-      async (client, started) => {
-        const settled = started.settled;
+    const { started, answer } = await this.options.state.startAndAnswer(
+      request,
+      async (db, outcome) => {
+        const settled = outcome.settled;
         if (
           settled &&
           settled.execution.current_iteration === 0 &&
           !settled.runs.some((run) => run.status === 'completed')
         ) {
-          return { outcome: started, execution: await this.settledView(settled, client) };
+          return this.settledView(settled, db);
         }
-        const fresh = started.created
-          ? await executions.getExecution(client, started.row.id)
-          : started.row;
-        return { outcome: started, execution: await this.view(fresh ?? started.row, client) };
+        const fresh = outcome.created
+          ? await executions.getExecution(db, outcome.row.id)
+          : outcome.row;
+        return this.view(fresh ?? outcome.row, db);
       },
-    ).catch(async (error: unknown) => {
-      // Two concurrent first uses of a key: the loser's transaction aborts on the unique index.
-      if (idempotencyKey && isPgError(error, SqlState.UNIQUE_VIOLATION)) {
-        const existing = await executions.findByIdempotencyKey(pool, workflowId, idempotencyKey);
-        if (existing) {
-          const outcome = { row: existing, created: false, effects: noEffects() };
-          return { outcome, execution: await this.view(existing) };
-        }
-      }
-      throw error;
-    });
-    await this.options.effects.apply(outcome.effects);
-    return { execution, created: outcome.created };
+    );
+    await this.options.effects.apply(started.effects);
+    return { execution: answer, created: started.created };
   }
 
   /** One execution with every step run. */
@@ -149,90 +126,31 @@ export class ExecutionManager {
   }
 
   /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
-  async cancel(id: string): Promise<ExecutionView> {
-    return this.transition(id, async (tx, execution, effects) => {
-      if (!UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) {
-        throw new ExecutionStateError(
-          id,
-          execution.status,
-          'only an unfinished execution can be cancelled',
-        );
-      }
-      await this.options.state.finish(
-        tx,
-        execution,
-        { status: 'cancelled', error: 'Cancelled on request' },
-        effects,
-      );
-    });
+  cancel(id: string): Promise<ExecutionView> {
+    return this.act(id, (state) => state.cancel(id));
   }
 
   /** Resumes a failed or timed-out execution from its failed steps, keeping completed results. */
-  async retry(id: string): Promise<ExecutionView> {
-    return this.transition(id, async (tx, execution, effects) => {
-      if (execution.status !== 'failed' && execution.status !== 'timed_out') {
-        throw new ExecutionStateError(
-          id,
-          execution.status,
-          'only a failed or timed-out execution can be retried',
-        );
-      }
-      await executions.reopenExecution(tx, execution);
-      const reopened = await executions.lockExecution(tx, id);
-      if (reopened) await this.options.state.advance(tx, reopened, effects);
-      effects.changedWorkflows.push(execution.workflow_id);
-    });
+  retry(id: string): Promise<ExecutionView> {
+    return this.act(id, (state) => state.retry(id));
   }
 
   /** Holds an execution: running attempts finish, but no new step starts until resume. */
-  async pause(id: string): Promise<ExecutionView> {
-    return this.transition(id, async (tx, execution) => {
-      if (execution.status !== 'running' && execution.status !== 'waiting') {
-        throw new ExecutionStateError(
-          id,
-          execution.status,
-          'only a running or waiting execution can be paused',
-        );
-      }
-      await executions.setExecutionStatus(tx, id, 'paused');
-    });
+  pause(id: string): Promise<ExecutionView> {
+    return this.act(id, (state) => state.pause(id));
   }
 
   /** Lets a paused execution go on: starts what became ready and re-queues what was held. */
-  async resume(id: string): Promise<ExecutionView> {
-    return this.transition(id, async (tx, execution, effects) => {
-      if (execution.status !== 'paused') {
-        throw new ExecutionStateError(
-          id,
-          execution.status,
-          'only a paused execution can be resumed',
-        );
-      }
-      await executions.setExecutionStatus(tx, id, 'running');
-      const resumed = { ...execution, status: 'running' as const };
-      for (const run of await stepRuns.listHeldRuns(tx, id)) {
-        effects.jobs.push({
-          ...jobFor(resumed, run.id, run.step_id, run.attempt),
-          ...(run.wake_at ? { runAt: run.wake_at } : {}),
-          // A sleeping run needs its wake-up, not a new attempt.
-          ...(run.status === 'waiting' ? { wake: true } : {}),
-        });
-      }
-      await this.options.state.advance(tx, resumed, effects);
-    });
+  resume(id: string): Promise<ExecutionView> {
+    return this.act(id, (state) => state.resume(id));
   }
 
-  private async transition(
+  /** An operator action on the state machine, its effects applied, then the execution. */
+  private async act(
     id: string,
-    change: (tx: Queryable, execution: ExecutionRow, effects: Effects) => Promise<void>,
+    action: (state: StateManager) => Promise<Effects>,
   ): Promise<ExecutionView> {
-    const effects = noEffects();
-    await withTransaction(this.options.pool, async (tx) => {
-      const execution = await executions.lockExecution(tx, id);
-      if (!execution) throw new ExecutionNotFoundError(id);
-      await change(tx, execution, effects);
-    });
-    await this.options.effects.apply(effects);
+    await this.options.effects.apply(await action(this.options.state));
     return this.get(id);
   }
 }

@@ -1,5 +1,5 @@
 import type { EffectSink } from '../engine/state/effects.js';
-import type { StateManager } from '../engine/state/state-manager.js';
+import type { AttemptResult, StateManager } from '../engine/state/state-manager.js';
 import { TaskNotFoundError, TaskStaleError } from '../errors.js';
 import type { TaskView } from '../schemas/tasks.js';
 import { type Pool, withTransaction } from '../store/db.js';
@@ -88,7 +88,7 @@ export class TaskManager {
     if (!run) throw await this.whyNot(token);
     return {
       task_token: token,
-      lease_expires_at: leaseExpiry(run.heartbeat_at, run.wait_spec as taskStore.TaskSpec),
+      lease_expires_at: leaseExpiry(run.heartbeat_at, run.wait_spec),
     };
   }
 
@@ -118,10 +118,7 @@ export class TaskManager {
     return { status: 'failed' };
   }
 
-  private async record(
-    token: string,
-    result: Parameters<StateManager['recordAttempt']>[3],
-  ): Promise<void> {
+  private async record(token: string, result: AttemptResult): Promise<void> {
     checkToken(token);
     const known = await taskStore.findTaskToken(this.options.pool, token);
     if (!known) throw new TaskNotFoundError();

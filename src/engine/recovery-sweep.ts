@@ -1,9 +1,7 @@
 import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
-import { type Pool, withTransaction } from '../store/db.js';
-import * as eventStore from '../store/event-store.js';
-import * as executions from '../store/executions.js';
+import type { Pool } from '../store/db.js';
 import * as sweep from '../store/sweep-queries.js';
 import * as taskStore from '../store/task-store.js';
 import { foldCounterDeltas } from '../store/workflow-counter-store.js';
@@ -15,6 +13,7 @@ import {
   mergeEffects,
   noEffects,
 } from './state/effects.js';
+import { ANY_EXECUTION_STATUS, withLockedExecution } from './state/lock.js';
 import type { StateManager } from './state/state-manager.js';
 import type { StepQueue } from './step-queue.js';
 
@@ -105,98 +104,83 @@ export class RecoverySweep {
   }
 
   private async sweep(report: SweepReport): Promise<void> {
-    const { pool, state, queue, staleAfterMs } = this.options;
     const effects = noEffects();
+    await this.timeOutExecutions(effects, report);
+    await this.expireAttempts(effects, report);
+    await this.resumeWaits(effects, report);
+    await this.requeueStale(effects, report);
+    await this.nudgeIdle(effects, report);
+    await this.options.effects.apply(effects);
+    // Workflows' counters: executions count themselves as deltas; the leader folds them.
+    await foldCounterDeltas(this.options.pool);
+  }
 
+  private async timeOutExecutions(effects: Effects, report: SweepReport): Promise<void> {
+    const { pool, state } = this.options;
     for (const executionId of await sweep.findOverdueExecutions(pool, BATCH)) {
-      await withTransaction(pool, async (tx) => {
-        const execution = await executions.lockExecution(tx, executionId);
-        if (!execution || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
-        await state.finish(
-          tx,
-          execution,
-          { status: 'timed_out', error: 'Execution exceeded its timeout' },
-          effects,
-        );
-        report.timedOutExecutions += 1;
-      });
+      await withLockedExecution(
+        pool,
+        executionId,
+        UNFINISHED_EXECUTION_STATUSES,
+        async (tx, execution) => {
+          await state.finish(
+            tx,
+            execution,
+            { status: 'timed_out', error: 'Execution exceeded its timeout' },
+            effects,
+          );
+          report.timedOutExecutions += 1;
+        },
+      );
     }
+  }
 
-    for (const run of await sweep.findOverdueRuns(pool, DEADLINE_GRACE_MS, BATCH)) {
+  /** Attempts past their deadline, and tasks whose worker stopped heartbeating, fail
+   * (retryable), fenced by their attempt like any other result. */
+  private async expireAttempts(effects: Effects, report: SweepReport): Promise<void> {
+    const { pool, state } = this.options;
+    const expire = async (
+      run: { id: number; execution_id: string; attempt: number },
+      message: string,
+      type: string,
+    ) => {
       const result = await state.recordAttempt(
         run.id,
         run.execution_id,
         { attempt: run.attempt },
-        {
-          kind: 'failed',
-          error: {
-            message:
-              run.status === 'waiting'
-                ? `no answer before the step timeout (${run.wait_reason ?? 'waiting'})`
-                : 'attempt exceeded its timeout; its worker did not report back',
-            type: 'timeout',
-            retryable: true,
-            attempt: run.attempt,
-          },
-        },
+        { kind: 'failed', error: { message, type, retryable: true, attempt: run.attempt } },
       );
       if (result) {
         mergeEffects(effects, result);
         report.expiredAttempts += 1;
       }
+    };
+    for (const run of await sweep.findOverdueRuns(pool, DEADLINE_GRACE_MS, BATCH)) {
+      const message =
+        run.status === 'waiting'
+          ? `no answer before the step timeout (${run.wait_reason ?? 'waiting'})`
+          : 'attempt exceeded its timeout; its worker did not report back';
+      await expire(run, message, 'timeout');
     }
-
     for (const task of await taskStore.findExpiredTaskLeases(pool, BATCH)) {
-      const result = await state.recordAttempt(
-        task.id,
-        task.execution_id,
-        { attempt: task.attempt },
-        {
-          kind: 'failed',
-          error: {
-            message: `worker ${task.worker_id ?? 'unknown'} stopped heartbeating; the task goes back to the pool`,
-            type: 'heartbeat_timeout',
-            retryable: true,
-            attempt: task.attempt,
-          },
-        },
-      );
-      if (result) {
-        mergeEffects(effects, result);
-        report.expiredAttempts += 1;
-      }
+      const message = `worker ${task.worker_id ?? 'unknown'} stopped heartbeating; the task goes back to the pool`;
+      await expire(task, message, 'heartbeat_timeout');
     }
+  }
 
+  private async resumeWaits(effects: Effects, report: SweepReport): Promise<void> {
+    const { pool, state, staleAfterMs } = this.options;
     // An event stored by a process that died before resuming its waiting runs.
     for (const idle of await sweep.findIdleEventWaits(pool, staleAfterMs, BATCH)) {
-      await withTransaction(pool, async (tx) => {
-        // Lock order as when a run starts waiting: execution, run, then the event type.
-        const execution = await executions.lockExecution(tx, idle.execution_id);
-        const run = execution ? await sweep.lockEventWait(tx, idle.id, idle.attempt) : null;
-        if (!execution || !run || !UNFINISHED_EXECUTION_STATUSES.includes(execution.status)) return;
-        const wait = run.wait_spec as {
-          event: string;
-          correlation_key: string | null;
-          match: string | null;
-        };
-        await eventStore.lockEventType(tx, wait.event);
-        if (await state.takeBufferedEvent(tx, execution, run, wait, run.created_at, effects)) {
-          report.advanced += 1;
-        } else {
-          await sweep.touchRuns(tx, [run.id]);
-        }
-      });
+      if (await state.retakeBufferedEvent(idle, effects)) report.advanced += 1;
     }
-
     // Sub-workflow follow-ups that a crash cut short after their commit.
     for (const { child_id: childId } of await sweep.findEndedChildWaits(pool, BATCH)) {
       mergeEffects(effects, await this.options.links.childEnded(childId));
       report.advanced += 1;
     }
     for (const childId of await sweep.findOrphanedChildren(pool, BATCH)) {
-      await withTransaction(pool, async (tx) => {
-        const child = await executions.lockExecution(tx, childId);
-        if (!child || !UNFINISHED_EXECUTION_STATUSES.includes(child.status)) return;
+      await withLockedExecution(pool, childId, UNFINISHED_EXECUTION_STATUSES, async (tx, child) => {
         await state.finish(
           tx,
           child,
@@ -206,7 +190,11 @@ export class RecoverySweep {
         report.advanced += 1;
       });
     }
+  }
 
+  /** Runs queued, running or sleeping for long with no job in the queue get their job again. */
+  private async requeueStale(effects: Effects, report: SweepReport): Promise<void> {
+    const { pool, queue, staleAfterMs } = this.options;
     const queued = await sweep.findStaleQueuedRuns(pool, staleAfterMs, BATCH);
     const stuck = [];
     for (const run of await sweep.findStaleActiveRuns(pool, staleAfterMs, BATCH)) {
@@ -238,20 +226,18 @@ export class RecoverySweep {
       [...queued, ...stuck].map((run) => run.id),
     );
     report.requeued += queued.length + stuck.length;
+  }
 
+  /** Executions nothing happened to for long: the scheduler runs on them once more. */
+  private async nudgeIdle(effects: Effects, report: SweepReport): Promise<void> {
+    const { pool, state, staleAfterMs } = this.options;
     for (const executionId of await sweep.findIdleExecutions(pool, staleAfterMs, BATCH)) {
       const before = effects.jobs.length;
-      await withTransaction(pool, async (tx) => {
-        const execution = await executions.lockExecution(tx, executionId);
-        if (!execution) return;
+      await withLockedExecution(pool, executionId, ANY_EXECUTION_STATUS, async (tx, execution) => {
         await state.advance(tx, execution, effects);
         await sweep.touchExecution(tx, executionId);
       });
       if (effects.jobs.length > before) report.advanced += 1;
     }
-
-    await this.options.effects.apply(effects as Effects);
-    // Workflows' counters: executions count themselves as deltas; the leader folds them.
-    await foldCounterDeltas(pool);
   }
 }

@@ -5,7 +5,6 @@ import type { StepDefinition } from '../domain/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
-import { claimRun } from '../store/step-runs.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import type { EffectSink } from './state/effects.js';
 import type { InlineSlot, StateManager } from './state/state-manager.js';
@@ -63,8 +62,7 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
   // reach this attempt, and its broadcast may arrive before the claim returns.
   const stop = options.bus.track(data.executionId);
   try {
-    const first = await claimRun(
-      pool,
+    const first = await state.claimAttempt(
       data.runId,
       data.attempt,
       randomUUID(),

@@ -1,4 +1,6 @@
 import type { ClaimedRun, ExecutionRow, RunSnapshot, StepRunRow } from '../../domain/execution.js';
+import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
+import { hasChanges, schedule } from '../scheduler.js';
 import type { ExpressionContext } from '../steps/types.js';
 
 /**
@@ -84,4 +86,34 @@ export function withChanges<Run extends { id: number }>(
     return row ?? run;
   });
   return [...merged, ...latest.values()].sort((a, b) => a.id - b.id);
+}
+
+/**
+ * How an iteration's runs are inserted: the steps the scheduler starts at once whose start
+ * takes no decision (no condition, no for_each) are inserted queued, as its first pass would
+ * leave them; the rest pending, for that pass. `settled`: that pass has nothing left to do.
+ */
+export function firstIteration(
+  definition: WorkflowDefinition,
+  paused = false,
+): { stepIds: string[]; queued: string[]; settled: boolean } {
+  const pending = definition.steps.map((step) => ({
+    step_id: step.id,
+    item_index: -1,
+    status: 'pending' as StepRunRow['status'],
+  }));
+  const first = schedule({ definition, runs: pending, paused });
+  const queued = definition.steps
+    .filter((step) => first.ready.includes(step.id))
+    .filter((step) => step.condition === null && step.for_each === null)
+    .map((step) => step.id);
+  const started = pending.map((run) =>
+    queued.includes(run.step_id) ? { ...run, status: 'queued' as const } : run,
+  );
+  const next = schedule({ definition, runs: started, paused });
+  return {
+    stepIds: definition.steps.map((step) => step.id),
+    queued,
+    settled: queued.length > 0 && !hasChanges(next) && next.outcome.kind === 'running',
+  };
 }

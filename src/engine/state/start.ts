@@ -1,0 +1,196 @@
+import { randomBytes } from 'node:crypto';
+import type { ExecutionRow, StepRunRow } from '../../domain/execution.js';
+import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
+import {
+  DependencyUnavailableError,
+  WorkflowNotFoundError,
+  WorkflowNotRunnableError,
+} from '../../errors.js';
+import { isPgError, type Queryable, SqlState, withTransactionThen } from '../../store/db.js';
+import type { NewExecution } from '../../store/executions.js';
+import * as executions from '../../store/executions.js';
+import { type AdvanceOptions, advance } from './advance.js';
+import { type Effects, noEffects, queueJobs } from './effects.js';
+import { firstIteration } from './iteration-runs.js';
+import type { Machine } from './machine.js';
+
+/**
+ * How executions begin: the one way for the API, events, schedules and sub-workflows. The
+ * one-statement path (startAtOnce) and the general path (start) share the idempotency lookup
+ * (findStarted) and the insert (insertFirst); startAndAnswer is how the API combines them.
+ */
+
+/** What starts an execution. */
+export interface StartRequest {
+  workflowId: string;
+  input: unknown;
+  idempotencyKey: string | null;
+  /** Event and schedule starts run only active workflows; the API runs drafts too. */
+  activeOnly?: boolean;
+  parent?: NewExecution['parent'];
+  trigger?: Record<string, unknown>;
+}
+
+export interface Started {
+  row: ExecutionRow;
+  created: boolean;
+  effects: Effects;
+  /** For a new execution still running: its runs as the start left them. */
+  settled?: { execution: ExecutionRow; runs: StepRunRow[] };
+}
+
+/** Starts that find the workflow changed under them read its head again, this often at most. */
+const MAX_START_ATTEMPTS = 3;
+
+function runnableStatuses(request: StartRequest): string[] {
+  return request.activeOnly ? ['active'] : ['draft', 'active'];
+}
+
+function newExecution(
+  request: StartRequest,
+  version: number,
+  definition: WorkflowDefinition,
+): NewExecution {
+  const timeout = definition.config.timeout_seconds;
+  return {
+    id: `ex_${randomBytes(12).toString('base64url')}`,
+    workflowId: request.workflowId,
+    version,
+    input: request.input ?? {},
+    idempotencyKey: request.idempotencyKey,
+    timeoutSeconds: typeof timeout === 'number' ? timeout : null,
+    parent: request.parent,
+    trigger: request.trigger,
+  };
+}
+
+/** The execution an earlier start with the same idempotency key made, if there is one. */
+export async function findStarted(
+  db: Queryable,
+  request: Pick<StartRequest, 'workflowId' | 'idempotencyKey'>,
+  effects: Effects = noEffects(),
+): Promise<Started | null> {
+  if (!request.idempotencyKey) return null;
+  const existing = await executions.findByIdempotencyKey(
+    db,
+    request.workflowId,
+    request.idempotencyKey,
+  );
+  return existing ? { row: existing, created: false, effects } : null;
+}
+
+/** Inserts the execution and its first iteration's runs, if `version` is still the current
+ * one and runnable; null, with nothing written, when the workflow changed. */
+function insertFirst(
+  db: Queryable,
+  request: StartRequest,
+  version: number,
+  definition: WorkflowDefinition,
+  first: ReturnType<typeof firstIteration>,
+) {
+  return executions.insertExecution(
+    db,
+    newExecution(request, version, definition),
+    { runnable: runnableStatuses(request) },
+    first,
+  );
+}
+
+/**
+ * Starts an execution of a workflow's current version inside the caller's transaction. With
+ * an idempotency key already used, returns that execution instead (created: false).
+ */
+export async function start(
+  m: Machine,
+  tx: Queryable,
+  request: StartRequest,
+  effects: Effects = noEffects(),
+  attemptsLeft = MAX_START_ATTEMPTS,
+): Promise<Started> {
+  const head = await executions.findWorkflowHead(tx, request.workflowId);
+  if (!head) throw new WorkflowNotFoundError(request.workflowId);
+  m.sawHead(request.workflowId, head.version);
+  const earlier = await findStarted(tx, request, effects);
+  if (earlier) return earlier;
+  if (!runnableStatuses(request).includes(head.status)) {
+    throw new WorkflowNotRunnableError(request.workflowId, head.status);
+  }
+  const definition = await m.definition(tx, request.workflowId, head.version);
+  const inserted = await insertFirst(
+    tx,
+    request,
+    head.version,
+    definition,
+    firstIteration(definition),
+  );
+  if (!inserted) {
+    // A concurrent start with the same key won the insert: return its execution.
+    const concurrent = await findStarted(tx, request, effects);
+    if (concurrent) return concurrent;
+    // The workflow changed (a new version, another status) since its head was read.
+    if (attemptsLeft <= 1) {
+      throw new DependencyUnavailableError(`Workflow ${request.workflowId}, changing right now,`);
+    }
+    return start(m, tx, request, effects, attemptsLeft - 1);
+  }
+  queueJobs(inserted.row, inserted.runs, effects);
+  const known: AdvanceOptions = { runs: inserted.runs };
+  await advance(m, tx, inserted.row, effects, known);
+  return {
+    row: known.settled?.execution ?? inserted.row,
+    created: true,
+    effects,
+    settled: known.settled,
+  };
+}
+
+/**
+ * start in one statement, outside any transaction, when this process saw the workflow's
+ * current version before and the scheduler's first pass only queues steps: the insert
+ * checks that the version and a runnable status still hold. Null, with nothing written,
+ * when that does not apply: the caller then uses start.
+ */
+export async function startAtOnce(
+  m: Machine,
+  db: Queryable,
+  request: StartRequest,
+): Promise<Started | null> {
+  const version = m.head(request.workflowId);
+  if (version === undefined || request.idempotencyKey) return null;
+  const definition = await m.definition(db, request.workflowId, version);
+  const first = firstIteration(definition);
+  if (!first.settled) return null;
+  const inserted = await insertFirst(db, request, version, definition, first);
+  if (!inserted) return null;
+  const effects = queueJobs(inserted.row, inserted.runs, noEffects());
+  const settled = { execution: inserted.row, runs: inserted.runs };
+  return { row: inserted.row, created: true, effects, settled };
+}
+
+/**
+ * The API's start: startAtOnce when it applies, else start in a transaction of its own.
+ * `answer` reads the response: after COMMIT on the transaction's own connection, so once the
+ * execution is committed the client gets its answer, not a pool timeout.
+ */
+export async function startAndAnswer<R>(
+  m: Machine,
+  request: StartRequest,
+  answer: (db: Queryable, started: Started) => Promise<R>,
+): Promise<{ started: Started; answer: R }> {
+  const { pool } = m.options;
+  const atOnce = await startAtOnce(m, pool, request);
+  if (atOnce) return { started: atOnce, answer: await answer(pool, atOnce) };
+  try {
+    return await withTransactionThen(
+      pool,
+      (tx) => start(m, tx, request),
+      async (client, started) => ({ started, answer: await answer(client, started) }),
+    );
+  } catch (error) {
+    // Two concurrent first uses of a key: the loser's transaction aborts on the unique index.
+    if (!isPgError(error, SqlState.UNIQUE_VIOLATION)) throw error;
+    const existing = await findStarted(pool, request);
+    if (!existing) throw error;
+    return { started: existing, answer: await answer(pool, existing) };
+  }
+}
