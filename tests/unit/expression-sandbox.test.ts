@@ -110,7 +110,11 @@ describe('sandboxed evaluation', () => {
   });
 
   it('stops a huge string', async () => {
-    await expectLimit('$length($pad("", 200000000))', 'time');
+    await expectLimit('$length($pad("", 200000000))', 'memory');
+  });
+
+  it('refuses a range too large for the thread before building it', async () => {
+    await expectLimit('$count([1..9000000])', 'memory');
   });
 
   it('stops an infinite recursion that grows memory', async () => {

@@ -40,6 +40,12 @@ const IDLE_TIMEOUT_MS = 60_000;
  * keeps it busy past twice the limit, and at least this much past it.
  */
 const MIN_HARD_GRACE_MS = 1000;
+const BYTES_PER_MB = 1024 * 1024;
+/**
+ * Budget per item of a range, or per character of $pad (built on an array of its width): an
+ * 8-byte slot, twice over for the copy made as the array grows.
+ */
+const BYTES_PER_ITEM = 16;
 const WORKER_URL = new URL('./worker.mjs', import.meta.url);
 
 interface WorkerTask {
@@ -50,12 +56,13 @@ interface WorkerTask {
   port: MessagePort;
   timeoutMs: number;
   maxOutputBytes: number;
+  maxItems: number;
 }
 
 type WorkerOutcome =
   | { json: string | undefined }
   | { failure: { message: string; code?: string; position?: number } }
-  | { limit: 'output' };
+  | { limit: 'output' | 'memory' };
 
 type WorkerMessage =
   | { type: 'started' }
@@ -130,6 +137,13 @@ async function callBinding(
   }
 }
 
+function memoryLimitError(source: string, cause?: unknown): ExpressionLimitError {
+  return new ExpressionLimitError(
+    `Expression exceeded its memory limit of ${limits.memoryMb} MB (EXPRESSION_MEMORY_MB)`,
+    { source, limit: 'memory', ...(cause === undefined ? {} : { cause }) },
+  );
+}
+
 function limitError(source: string, error: unknown, timedOutAfter: number | undefined): Error {
   if (timedOutAfter !== undefined) {
     return new ExpressionLimitError(
@@ -138,12 +152,7 @@ function limitError(source: string, error: unknown, timedOutAfter: number | unde
     );
   }
   const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
-    return new ExpressionLimitError(
-      `Expression exceeded its memory limit of ${limits.memoryMb} MB (EXPRESSION_MEMORY_MB)`,
-      { source, limit: 'memory', cause: error },
-    );
-  }
+  if (code === 'ERR_WORKER_OUT_OF_MEMORY') return memoryLimitError(source, error);
   if (pool === undefined) return new Error('The expression sandbox is closed', { cause: error });
   const message = error instanceof Error ? error.message : String(error);
   return new ExpressionLimitError(`Expression evaluation thread died: ${message}`, {
@@ -191,6 +200,7 @@ export async function evaluate(
         port: port2,
         timeoutMs: options.timeoutMs,
         maxOutputBytes,
+        maxItems: (limits.memoryMb * BYTES_PER_MB) / BYTES_PER_ITEM,
       },
       { transferList: [port2], signal: controller.signal },
     );
@@ -204,6 +214,7 @@ export async function evaluate(
   }
   if ('limit' in outcome) {
     counters.limitBreaches++;
+    if (outcome.limit === 'memory') throw memoryLimitError(source);
     throw new ExpressionLimitError(
       `Expression result exceeds the output limit of ${maxOutputBytes} bytes (EXPRESSION_MAX_OUTPUT_BYTES)`,
       { source, limit: 'output' },

@@ -23,6 +23,10 @@ class EvaluationGuard {
   depth = 0;
   /** @type {{ message: string, code: string } | undefined} */
   tripped = undefined;
+  /** Set when a step was refused for the memory it would take (see maxItems). */
+  allocationRefused = false;
+  /** Left bound of each range being evaluated, by its operand node. */
+  rangeStarts = new Map();
 
   constructor(timeoutMs) {
     this.timeoutMs = timeoutMs;
@@ -63,14 +67,68 @@ function onEvaluateEntry(_node, _input, environment) {
   guard.check();
 }
 
-function onEvaluateExit(_node, _input, environment) {
+function onEvaluateExit(node, _input, environment, result) {
   const guard = guardOf(environment);
   if (!guard) return;
   guard.depth--;
   guard.check();
+  if (rangeOperands.has(node)) checkRange(guard, node, result);
+}
+
+/**
+ * Operand nodes of every range `[a..b]` of a compiled expression: left ones map to null,
+ * right ones to their left. A range is refused once both bounds are known, before jsonata
+ * builds its array (8 bytes a slot, copied as it grows) in one step.
+ */
+const rangeOperands = new WeakMap();
+
+function collectRanges(node, depth = 0) {
+  if (depth > 500 || typeof node !== 'object' || node === null) return;
+  if (Array.isArray(node)) {
+    for (const item of node) collectRanges(item, depth + 1);
+    return;
+  }
+  if (node.type === 'binary' && node.value === '..') {
+    rangeOperands.set(node.lhs, null);
+    rangeOperands.set(node.rhs, node.lhs);
+  }
+  for (const [key, value] of Object.entries(node)) {
+    if (key !== 'value') collectRanges(value, depth + 1);
+  }
+}
+
+function checkRange(guard, node, result) {
+  const lhs = rangeOperands.get(node);
+  if (lhs === null) {
+    guard.rangeStarts.set(node, result);
+    return;
+  }
+  const start = guard.rangeStarts.get(lhs);
+  if (typeof start === 'number' && typeof result === 'number' && result - start >= maxItems) {
+    guard.allocationRefused = true;
+    throw new AllocationTooLarge();
+  }
 }
 
 const cache = new Map();
+
+/** Thrown when one step would allocate more than the thread's heap can hold. */
+class AllocationTooLarge extends Error {}
+
+/**
+ * A heap breach by many small allocations costs only this thread, but V8 grants a thread just
+ * 16 MB past its limit for one allocation and aborts the whole PROCESS beyond that. `$pad`
+ * is the builtin that turns a small input into one huge string, and a range the operator that
+ * turns two numbers into one huge array, so both are refused up front. Largest string (in
+ * characters) or range (in items) one step may build; set from the pool's memory limit.
+ */
+let maxItems = Number.POSITIVE_INFINITY;
+const builtinPad = await jsonata('$pad').evaluate({});
+
+function guardedPad(str, width, char) {
+  if (Math.abs(width) > maxItems) throw new AllocationTooLarge();
+  return builtinPad.implementation.call(this, str, width, char);
+}
 
 function compile(source) {
   const cached = cache.get(source);
@@ -78,6 +136,8 @@ function compile(source) {
   const compiled = jsonata(source);
   compiled.assign(ENTRY_HOOK, onEvaluateEntry);
   compiled.assign(EXIT_HOOK, onEvaluateExit);
+  compiled.registerFunction('pad', guardedPad, '<s-nn?s?:s>');
+  collectRanges(compiled.ast());
   cache.set(source, compiled);
   if (cache.size > CACHE_LIMIT) cache.delete(cache.keys().next().value);
   return compiled;
@@ -149,10 +209,11 @@ function failureOf(error) {
 
 /**
  * One evaluation. Resolves (never rejects) with `{ json }` (JSON text, or undefined for no
- * match), `{ failure }` (an ordinary jsonata error or a guard trip) or `{ limit: 'output' }`.
+ * match), `{ failure }` (an ordinary jsonata error or a guard trip) or `{ limit }` (output, memory).
  */
 export default async function evaluateTask(task) {
   const { source, context, bindings, functions, port, timeoutMs, maxOutputBytes } = task;
+  maxItems = task.maxItems;
   // The pool starts its hard deadline on this message, so time spent queued is not counted.
   port.postMessage({ type: 'started' });
   const guard = new EvaluationGuard(timeoutMs);
@@ -170,6 +231,7 @@ export default async function evaluateTask(task) {
     return { json };
   } catch (error) {
     if (error instanceof OutputTooLarge) return { limit: 'output' };
+    if (guard.allocationRefused || error instanceof AllocationTooLarge) return { limit: 'memory' };
     // The guard's error may arrive wrapped (e.g. by $eval), so trust the guard's own record.
     if (guard.tripped) return { failure: guard.tripped };
     return { failure: failureOf(error) };
