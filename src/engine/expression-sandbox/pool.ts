@@ -33,7 +33,7 @@ export interface SandboxStats {
 const DEFAULT_LIMITS: SandboxLimits = { memoryMb: 64, maxOutputBytes: 1024 * 1024 };
 /** Deep jsonata recursion is async (heap, not stack), so a small stack is enough. */
 const STACK_MB = 4;
-const IDLE_TIMEOUT_MS = 60_000;
+const IDLE_TIMEOUT_MS = 30_000;
 /**
  * The soft guard in the worker stops loops at timeoutMs with jsonata's D1012, as in process;
  * the thread is terminated only when a single native step (a regex, a huge range or string)
@@ -80,7 +80,7 @@ export function configureExpressionSandbox(next: Partial<SandboxLimits>): void {
 function currentPool(): Piscina<WorkerTask, WorkerOutcome> {
   pool ??= new Piscina<WorkerTask, WorkerOutcome>({
     filename: WORKER_URL.href,
-    minThreads: 1,
+    minThreads: 0,
     maxThreads: Math.max(2, availableParallelism()),
     idleTimeout: IDLE_TIMEOUT_MS,
     resourceLimits: {
