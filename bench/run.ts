@@ -402,7 +402,7 @@ async function main(): Promise<number> {
     const expressions = await phase('expressions', 'expression isolation cost', () =>
       measureExpressionIsolation(
         context,
-        { warmupExecutions: 50, executions: 300, rounds: 2 },
+        { warmupExecutions: 30, executions: 200, rounds: 2 },
         log,
       ),
     );

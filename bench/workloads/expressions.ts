@@ -55,7 +55,9 @@ export async function measureExpressionIsolation(
       ),
       { go: true },
     );
-    const common = { stepsPerExecution: CHAIN_LENGTH, startConcurrency: 20, timeoutMs: 240_000 };
+    // Fewer starts in flight than the engine phase: a condition is evaluated while its step
+    // holds a Postgres connection, so a slow sandbox round trip can starve the pool.
+    const common = { stepsPerExecution: CHAIN_LENGTH, startConcurrency: 8, timeoutMs: 240_000 };
     await measureThroughput(plain, { ...common, count: plan.warmupExecutions });
     await measureThroughput(sandboxed, { ...common, count: plan.warmupExecutions });
     const inProcessRuns: ThroughputResult[] = [];
