@@ -4,9 +4,10 @@ import { Piscina } from 'piscina';
 import { ExpressionLimitError, SandboxFailure } from './errors.js';
 
 /**
- * The expression sandbox (README "Limits"; docs/ARCHITECTURE.md "Expressions"): expressions
- * that can be expensive run in a pool of worker threads, where a breach of time or memory
- * costs one thread, never the event loop or the process.
+ * The expression sandbox (README "Expressions"; docs/ARCHITECTURE.md "Workflows and
+ * expressions"): expressions that can be expensive run in a pool of worker threads, where a
+ * breach of time or memory costs one thread, not the event loop (for the one allocation V8
+ * still answers by aborting the process, see worker.mjs).
  */
 export interface SandboxLimits {
   /** Old-generation heap of each thread (EXPRESSION_MEMORY_MB). */
