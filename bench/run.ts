@@ -7,6 +7,10 @@ import { formatTable, machineInfo, type Workload, workload, writeResults } from 
 import { round } from './lib/util.js';
 import { type ApiFigures, measureApi } from './workloads/api.js';
 import { type ChainFigures, type ChainPlan, measureEngine } from './workloads/engine.js';
+import {
+  type ExpressionIsolationFigures,
+  measureExpressionIsolation,
+} from './workloads/expressions.js';
 import { type HistoryFigures, measureHistory } from './workloads/history.js';
 import { type MemoryFigures, measureMemory } from './workloads/memory.js';
 import { type RawBullmqResult, rawBullmq } from './workloads/raw-bullmq.js';
@@ -16,14 +20,14 @@ import { measureReference } from './workloads/reference-phase.js';
  * `npm run bench`: every workload against the local Postgres and Redis, each on a database and
  * a Redis prefix of its own (dropped and deleted at the end), every figure next to a baseline
  * measured in the same run. Options:
- *   --only raw,reference,engine,api,history,memory   a subset (a figure whose baseline phase
- *                                                     did not run shows NaN)
+ *   --only raw,reference,engine,expressions,api,history,memory   a subset (a figure whose
+ *                                                     baseline phase did not run shows NaN)
  *   --out FILE                                       where the JSON goes
  * Environment: BENCH_DATABASE_URL (an admin connection, default postgres@127.0.0.1:5432),
  * BENCH_REDIS_URL (default redis://127.0.0.1:6379/0), BENCH_BUDGET_SECONDS (default 540; 0: none).
  */
 
-const PHASES = ['raw', 'reference', 'engine', 'api', 'history', 'memory'] as const;
+const PHASES = ['raw', 'reference', 'engine', 'expressions', 'api', 'history', 'memory'] as const;
 type Phase = (typeof PHASES)[number];
 
 /** The engine's default WORKER_CONCURRENCY: raw BullMQ and the reference use the same. */
@@ -317,6 +321,24 @@ function memoryWorkloads(memory: MemoryFigures): Workload[] {
   ];
 }
 
+function expressionWorkloads(figures: ExpressionIsolationFigures): Workload[] {
+  return [
+    workload(
+      'expression_isolation',
+      figures.sandboxed.stepsPerSecond,
+      'steps/s',
+      'chain with in-process conditions',
+      figures.inProcess.stepsPerSecond,
+      null,
+      {
+        note: `10-step chain, a condition on every step: $boolean(input.go) in the sandbox vs input.go = true in process (${figures.sandboxEvaluations} sandboxed evaluations)`,
+        in_process: roundAll(figures.inProcess),
+        sandboxed: roundAll(figures.sandboxed),
+      },
+    ),
+  ];
+}
+
 async function main(): Promise<number> {
   const started = performance.now();
   const context = BenchContext.fromEnv();
@@ -377,6 +399,14 @@ async function main(): Promise<number> {
       measureEngine(context, CHAIN_PLAN, log),
     );
     results.push(...chainWorkloads(engine, reference, raw));
+    const expressions = await phase('expressions', 'expression isolation cost', () =>
+      measureExpressionIsolation(
+        context,
+        { warmupExecutions: 30, executions: 200, rounds: 2 },
+        log,
+      ),
+    );
+    if (expressions) results.push(...expressionWorkloads(expressions));
     const api = await phase('api', 'API (listening on 127.0.0.1, SERVICE_ROLE=api)', () =>
       measureApi(context, { connections: 10, seconds: 8, rounds: 2, warmupSeconds: 2 }, log),
     );

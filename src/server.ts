@@ -1,6 +1,10 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import {
+  closeExpressionSandbox,
+  configureExpressionSandbox,
+} from './engine/expression-sandbox/index.js';
 import { startRuntime } from './runtime.js';
 
 /** Boot: read config, build, listen, then migrate and start workers; drain on SIGTERM. */
@@ -16,6 +20,10 @@ async function main(): Promise<void> {
     throw error;
   }
 
+  configureExpressionSandbox({
+    memoryMb: config.EXPRESSION_MEMORY_MB,
+    maxOutputBytes: config.EXPRESSION_MAX_OUTPUT_BYTES,
+  });
   const app = await buildApp(config);
 
   closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
@@ -23,6 +31,7 @@ async function main(): Promise<void> {
     else app.log.info({ signal }, 'shutting down: readiness is 503, draining');
     app.lifecycle.shuttingDown = true;
     await app.close();
+    await closeExpressionSandbox();
   });
 
   await app.listen({ port: config.SERVICE_PORT, host: config.SERVICE_HOST });

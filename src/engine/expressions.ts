@@ -1,4 +1,5 @@
 import jsonata from 'jsonata';
+import { ExpressionLimitError, evaluate, needsSandbox } from './expression-sandbox/index.js';
 import type { ExpressionContext } from './steps/types.js';
 
 /**
@@ -219,11 +220,13 @@ async function evaluateRaw(
   const compiled = compileExpression(source);
   const guard = new EvaluationGuard(source, options.timeoutMs);
   try {
+    // Expressions that can be expensive run in worker threads with hard limits (expression-sandbox).
+    if (needsSandbox(source)) return await evaluate(source, context, options);
     return await compiled.evaluate(context, { ...options.bindings, [GUARD_BINDING]: guard });
   } catch (error) {
     // The guard's error may arrive wrapped (e.g. by $eval), so trust the guard's own record.
     if (guard.tripped) throw guard.tripped;
-    if (error instanceof ExpressionError) throw error;
+    if (error instanceof ExpressionError || error instanceof ExpressionLimitError) throw error;
     const failure = asFailure(error);
     throw new ExpressionError(messageOf(error), {
       source,

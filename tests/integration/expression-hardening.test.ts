@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.js';
+import {
+  createTestDatabase,
+  deleteRedisPrefix,
+  type TestDatabase,
+  testEnvironment,
+} from '../helpers/test-app.js';
+import type { ExecutionBody } from '../helpers/workflows.js';
+
+/*
+ * Hostile expressions against a real service process (src/server.ts under tsx, so the sandbox's
+ * worker entry loads as it does with `npm run dev`): each fails its own execution while an
+ * ordinary one completes and readiness keeps answering 200.
+ */
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+let database: TestDatabase;
+let prefix: string;
+let service: ServiceProcess;
+let base: string;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function call(method: string, path: string, body?: unknown): Promise<Response> {
+  return fetch(`${base}${path}`, {
+    method,
+    ...(body === undefined
+      ? {}
+      : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+  });
+}
+
+async function start(name: string, condition: string): Promise<string> {
+  const created = await call('POST', '/workflows', {
+    name,
+    workflow_type: 'sequential',
+    steps: [
+      { id: 'a', name: 'A', step_type: 'noop', config: {} },
+      { id: 'b', name: 'B', step_type: 'noop', config: { v: 1 }, condition },
+    ],
+  });
+  expect(created.status, await created.clone().text()).toBe(201);
+  const { id } = (await created.json()) as { id: string };
+  const started = await call('POST', `/workflows/${id}/execute`, { input_data: { go: true } });
+  expect(started.status, await started.clone().text()).toBe(202);
+  return ((await started.json()) as { id: string }).id;
+}
+
+async function finished(id: string, timeoutMs = 60_000): Promise<ExecutionBody> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const execution = (await (await call('GET', `/executions/${id}`)).json()) as ExecutionBody;
+    if (TERMINAL.has(execution.status)) return execution;
+    if (Date.now() > deadline) throw new Error(`execution ${id} still ${execution.status}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  prefix = `t${randomBytes(5).toString('hex')}`;
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  service = await startServiceProcess(
+    {
+      ...testEnvironment(database, prefix),
+      SERVICE_PORT: String(port),
+      EXPRESSION_TIMEOUT_MS: '500',
+      EXPRESSION_MEMORY_MB: '64',
+    },
+    'engine started',
+    60_000,
+  );
+});
+
+afterAll(async () => {
+  if (service) {
+    const code = await service.kill('SIGTERM');
+    expect(code, service.output()).toBe(0);
+  }
+  if (prefix) await deleteRedisPrefix(prefix);
+  if (database) await database.drop();
+});
+
+describe('expression hardening', () => {
+  it('fails hostile conditions by their limit while the service stays ready', async () => {
+    const samples: number[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const response = await call('GET', '/health/ready');
+        samples.push(response.status);
+        await response.arrayBuffer();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    try {
+      const regex = await start('regex', '$contains($pad("", 4000, "a"), /a*a*b/)');
+      const huge = await start('huge', '$length($pad("", 200000000)) > 0');
+      const ordinary = await start('ordinary', '$boolean(input.go)');
+      const [regexRun, hugeRun, ordinaryRun] = await Promise.all([
+        finished(regex),
+        finished(huge),
+        finished(ordinary),
+      ]);
+      expect(ordinaryRun.status, JSON.stringify(ordinaryRun)).toBe('completed');
+      for (const [run, limit] of [
+        [regexRun, 'time limit'],
+        [hugeRun, 'memory limit'],
+      ] as const) {
+        expect(run.status, JSON.stringify(run)).toBe('failed');
+        const step = run.steps.find((item) => item.step_id === 'b');
+        expect(step?.status).toBe('failed');
+        expect(step?.error?.message).toContain(limit);
+      }
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    expect(samples.length).toBeGreaterThan(0);
+    expect(samples.every((status) => status === 200)).toBe(true);
+    expect(service.output()).not.toContain('FATAL');
+  });
+});
