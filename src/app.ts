@@ -81,6 +81,32 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(authenticationPlugin, { config });
   await app.register(inputGuardPlugin);
 
+  await registerOpenApi(app);
+
+  await app.register(infrastructurePlugin, { config });
+  await app.register(workflowsPlugin);
+  await app.register(executionsPlugin);
+  await app.register(monitoringPlugin);
+  if (config.SERVICE_ROLE !== 'api') await app.register(enginePlugin);
+
+  await app.register(healthRoutes);
+  await app.register(infoRoutes);
+  await app.register(metricsRoutes);
+  if (config.SERVICE_ROLE !== 'worker') {
+    await app.register(workflowRoutes);
+    await app.register(executionRoutes);
+    await app.register(eventRoutes);
+    await app.register(taskRoutes);
+    await app.register(executionStreamRoutes);
+    await app.register(statsRoutes);
+    await app.register(uiRoutes);
+    await app.register(apiKeyRoutes);
+  }
+  return app;
+}
+
+/** The OpenAPI document (from the routes' zod schemas) at /docs/json, and its UI at /docs. */
+async function registerOpenApi(app: FastifyInstance): Promise<void> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -108,25 +134,4 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     transform: jsonSchemaTransform,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-
-  await app.register(infrastructurePlugin, { config });
-  await app.register(workflowsPlugin);
-  await app.register(executionsPlugin);
-  await app.register(monitoringPlugin);
-  if (config.SERVICE_ROLE !== 'api') await app.register(enginePlugin);
-
-  await app.register(healthRoutes);
-  await app.register(infoRoutes);
-  await app.register(metricsRoutes);
-  if (config.SERVICE_ROLE !== 'worker') {
-    await app.register(workflowRoutes);
-    await app.register(executionRoutes);
-    await app.register(eventRoutes);
-    await app.register(taskRoutes);
-    await app.register(executionStreamRoutes);
-    await app.register(statsRoutes);
-    await app.register(uiRoutes);
-    await app.register(apiKeyRoutes);
-  }
-  return app;
 }

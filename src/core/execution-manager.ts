@@ -1,7 +1,6 @@
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
-import type { ExecutionStatus, StepStatus } from '../domain/statuses.js';
-import type { WorkflowDefinition } from '../domain/workflow-definition.js';
+import type { ExecutionStatus } from '../domain/statuses.js';
 import type { EffectSink, Effects } from '../engine/state/effects.js';
 import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
@@ -23,8 +22,6 @@ export interface ExecutionListQuery {
   limit: number;
   cursor?: string | undefined;
 }
-
-const iso = (value: Date | null): string | null => (value ? value.toISOString() : null);
 
 export interface ExecutionManagerOptions {
   pool: Pool;

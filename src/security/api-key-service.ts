@@ -2,17 +2,13 @@ import type { Role } from '../domain/roles.js';
 import { ValidationFailedError } from '../errors.js';
 import type { ApiKeyPage, ApiKeyStore, ApiKeyView } from '../store/api-key-store.js';
 import { apiKeyId, apiKeyMatches, generateApiKey, hashApiKey } from './api-key-format.js';
-import type { VerifiedKeyCache } from './verified-key-cache.js';
+import type { VerifiedApiKey, VerifiedKeyCache } from './verified-key-cache.js';
+
+export type { VerifiedApiKey } from './verified-key-cache.js';
 
 export interface CreatedApiKey extends ApiKeyView {
   /** The raw key: returned once, never stored. */
   key: string;
-}
-
-export interface VerifiedApiKey {
-  id: string;
-  name: string;
-  role: Role;
 }
 
 /** API key use cases: create (the raw key is returned once), list, revoke, verify. */

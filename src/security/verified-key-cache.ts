@@ -1,7 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Role } from '../domain/roles.js';
 import { isRole } from '../domain/roles.js';
-import type { VerifiedApiKey } from './api-key-service.js';
+
+export interface VerifiedApiKey {
+  id: string;
+  name: string;
+  role: Role;
+}
 
 /**
  * A short positive cache of verified API keys, so a valid key is recognised without a database

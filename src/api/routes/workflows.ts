@@ -21,6 +21,14 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
   // Removed in this plugin's own context, so other routes keep their parsers.
   app.removeContentTypeParser('text/plain');
 
+  readRoutes(app);
+  writeRoutes(app);
+};
+
+type ZodApp = Parameters<FastifyPluginAsyncZod>[0];
+
+/** GET /workflows and GET /workflows/{id}. */
+function readRoutes(app: ZodApp): void {
   app.get(
     '/workflows',
     {
@@ -43,6 +51,28 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
+  app.get(
+    '/workflows/:id',
+    {
+      schema: {
+        operationId: 'getWorkflow',
+        tags: ['workflows'],
+        summary: 'Get a workflow with its steps',
+        params: workflowIdParamsSchema,
+        response: { 200: workflowViewSchema, 400: invalid, 404: notFound },
+      },
+    },
+    // The view's JSON text (as cached) is sent as it is: Fastify serialises only what is not
+    // a string, so the typed reply is told it gets the view it describes.
+    async (request, reply) =>
+      reply
+        .type('application/json; charset=utf-8')
+        .send((await app.workflows.getJson(request.params.id)) as never),
+  );
+}
+
+/** POST, PUT and DELETE of workflow definitions. */
+function writeRoutes(app: ZodApp): void {
   app.post(
     '/workflows',
     {
@@ -66,25 +96,6 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
         .header('location', `/workflows/${encodeURIComponent(view.id)}`)
         .send(view);
     },
-  );
-
-  app.get(
-    '/workflows/:id',
-    {
-      schema: {
-        operationId: 'getWorkflow',
-        tags: ['workflows'],
-        summary: 'Get a workflow with its steps',
-        params: workflowIdParamsSchema,
-        response: { 200: workflowViewSchema, 400: invalid, 404: notFound },
-      },
-    },
-    // The view's JSON text (as cached) is sent as it is: Fastify serialises only what is not
-    // a string, so the typed reply is told it gets the view it describes.
-    async (request, reply) =>
-      reply
-        .type('application/json; charset=utf-8')
-        .send((await app.workflows.getJson(request.params.id)) as never),
   );
 
   app.put(
@@ -127,4 +138,4 @@ export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
       return reply.code(204).send(null);
     },
   );
-};
+}

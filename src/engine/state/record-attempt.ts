@@ -4,7 +4,6 @@ import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
 import type { Queryable } from '../../store/db.js';
 import * as completions from '../../store/run-completions.js';
 import * as stepRuns from '../../store/step-runs.js';
-import { retryDelayMs } from '../retry-policy.js';
 import { type CompletionOutcome, predictCompletion } from '../scheduler.js';
 import { advance } from './advance.js';
 import { type Effects, jobFor, noEffects } from './effects.js';
@@ -12,6 +11,7 @@ import { ended, executionOutput } from './finish.js';
 import { claimedExecution, claimedRun, expressionContext, withChanges } from './iteration-runs.js';
 import { lockExecutionIn } from './lock.js';
 import type { AttemptFence, AttemptReport, AttemptResult, InlineSlot, Machine } from './machine.js';
+import { applyOutcome } from './outcome.js';
 import { park } from './waits.js';
 
 /**
@@ -264,8 +264,8 @@ export async function applyAttempt(
   const effects = noEffects();
   switch (result.kind) {
     case 'completed':
-      await completions.completeLeasedRun(tx, run.id, result.output);
-      return advance(m, tx, execution, effects, { inline });
+    case 'failed':
+      return applyOutcome(m, tx, execution, run, result, inline);
     case 'sleep':
       await stepRuns.parkRun(tx, run.id, {
         reason: `sleeping until ${result.until.toISOString()}`,
@@ -280,32 +280,5 @@ export async function applyAttempt(
       return advance(m, tx, execution, effects);
     case 'wait':
       return park(m, tx, execution, run, result, effects);
-    case 'failed':
-      return applyFailure(m, tx, execution, run, result, inline);
   }
-}
-
-/** A failed attempt: retried after its backoff while the step's retry policy allows, else
- * the run fails and the scheduler decides what that means. */
-async function applyFailure(
-  m: Machine,
-  tx: Queryable,
-  execution: ExecutionRow,
-  run: StepRunRow,
-  result: Extract<AttemptResult, { kind: 'failed' }>,
-  inline: InlineSlot | undefined,
-): Promise<Effects> {
-  const effects = noEffects();
-  const definition = await m.definition(tx, execution.workflow_id, execution.workflow_version);
-  const step = definition.steps.find((s) => s.id === run.step_id);
-  const attemptsMade = run.attempt - run.first_attempt + 1;
-  if (step && result.error.retryable && attemptsMade <= step.retry_count) {
-    const delay = result.retryAfterMs ?? retryDelayMs(step.retry_backoff, attemptsMade);
-    const runAt = new Date(Date.now() + delay);
-    const { attempt } = await stepRuns.scheduleRetry(tx, run.id, result.error, runAt);
-    effects.jobs.push({ ...jobFor(execution, run.id, run.step_id, attempt), runAt });
-    return effects;
-  }
-  await stepRuns.failRun(tx, run.id, result.error);
-  return advance(m, tx, execution, effects, { inline });
 }

@@ -18,7 +18,7 @@ import { type Effects, mergeEffects, noEffects } from './effects.js';
 import { expressionContext } from './iteration-runs.js';
 import { lockExecutionIn, withLockedExecution } from './lock.js';
 import type { AttemptResult, Machine } from './machine.js';
-import { applyAttempt } from './record-attempt.js';
+import { type AttemptOutcome, applyOutcome } from './outcome.js';
 import { start } from './start.js';
 
 /**
@@ -221,10 +221,10 @@ export async function resolveWait(
   tx: Queryable,
   execution: ExecutionRow,
   run: StepRunRow,
-  result: AttemptResult,
+  result: AttemptOutcome,
   effects: Effects = noEffects(),
 ): Promise<Effects> {
-  return mergeEffects(effects, await applyAttempt(m, tx, execution, run, result));
+  return mergeEffects(effects, await applyOutcome(m, tx, execution, run, result));
 }
 
 /**
@@ -299,7 +299,7 @@ async function startChild(
       throw error;
     }
     const failure = { message: error.message, type: 'subworkflow_unavailable', retryable: false };
-    const result: AttemptResult = {
+    const result: AttemptOutcome = {
       kind: 'failed',
       error: { ...failure, attempt: run.attempt },
     };
