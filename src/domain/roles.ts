@@ -1,5 +1,6 @@
 /**
- * Roles, weakest first: each includes the rights of every role before it (DESIGN.md section 7).
+ * Roles, weakest first: each includes the rights of every role before it (docs/ARCHITECTURE.md,
+ * "Security").
  * viewer reads; operator also runs and steers executions, sends events and works tasks;
  * editor also changes workflow definitions; admin also manages API keys.
  */

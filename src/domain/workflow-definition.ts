@@ -15,7 +15,7 @@ export const WORKFLOW_TYPES = [
 ] as const;
 export type WorkflowType = (typeof WORKFLOW_TYPES)[number];
 
-/** `event` is accepted as an alias of `event_driven` (DESIGN.md section 3). */
+/** `event` is accepted as an alias of `event_driven` (docs/ARCHITECTURE.md, "Workflows and expressions"). */
 export const workflowTypeSchema = z
   .enum([...WORKFLOW_TYPES, 'event'])
   .transform((type): WorkflowType => (type === 'event' ? 'event_driven' : type))
