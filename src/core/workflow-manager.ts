@@ -8,6 +8,7 @@ import { type FieldProblem, ValidationFailedError, WorkflowNotFoundError } from 
 import type { WorkflowCache } from '../store/workflow-cache.js';
 import {
   type StoredWorkflow,
+  toStepView,
   toWorkflowView,
   type WorkflowListQuery,
   type WorkflowPage,
@@ -67,22 +68,8 @@ function findStorageProblems(draft: WorkflowDraft): { problems: FieldProblem[]; 
 
 /** Rebuilds the request form of a stored step, so a PUT without `steps` keeps them as given. */
 function toStepInput(step: StepDefinition): StepInput {
-  return {
-    id: step.id,
-    name: step.name,
-    step_type: step.step_type,
-    agent_id: step.agent_id,
-    config: step.config,
-    // null = none declared: the workflow type's implicit order applies again after the merge.
-    dependencies: step.dependencies ?? undefined,
-    condition: step.condition,
-    for_each: step.for_each,
-    for_each_concurrency: step.for_each_concurrency,
-    timeout_seconds: step.timeout_seconds,
-    retry_count: step.retry_count,
-    retry_backoff: step.retry_backoff,
-    continue_on_error: step.continue_on_error,
-  };
+  // null = none declared: the workflow type's implicit order applies again after the merge.
+  return { ...toStepView(step), dependencies: step.dependencies ?? undefined };
 }
 
 function uniqueTags(tags: string[]): string[] {

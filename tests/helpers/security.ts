@@ -82,3 +82,12 @@ export function problemShape(body: string): Record<string, unknown> {
   } = JSON.parse(body) as Record<string, unknown>;
   return rest;
 }
+
+/** Until /health/ready answers 200: Redis is connected, so counters are exact from here on. */
+export async function untilReady(call: () => Promise<number>): Promise<void> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if ((await call()) === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('service did not become ready');
+}

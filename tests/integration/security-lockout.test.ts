@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { startRuntime } from '../../src/runtime.js';
-import { createKey, TEST_JWT_SECRET, tokenFor } from '../helpers/security.js';
+import { createKey, TEST_JWT_SECRET, tokenFor, untilReady } from '../helpers/security.js';
 import { deleteRedisPrefix, testEnvironment, useTestApp } from '../helpers/test-app.js';
 
 const IP_LIMIT = 100;
@@ -20,15 +20,6 @@ const ctx = useTestApp({
 /** Shaped like one of ours, so it costs a lookup, but no row has it. */
 function guessedKey(): string {
   return `wfk_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
-}
-
-/** Until /health/ready answers 200: Redis is connected, so counters are exact from here on. */
-async function untilReady(call: () => Promise<number>): Promise<void> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    if ((await call()) === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('service did not become ready');
 }
 
 beforeAll(async () => {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKey, epoch, signJwt, TEST_JWT_SECRET } from '../helpers/security.js';
+import { createKey, epoch, signJwt, TEST_JWT_SECRET, untilReady } from '../helpers/security.js';
 import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.js';
 import { testEnvironment, useTestApp } from '../helpers/test-app.js';
 
@@ -14,15 +14,6 @@ const ctx = useTestApp({
   // A window far longer than the test: no count may reset in the middle of an assertion.
   RATE_LIMIT_WINDOW_MS: '600000',
 });
-
-/** Until /health/ready answers 200: Redis is connected, so counters are exact from here on. */
-async function untilReady(call: () => Promise<number>): Promise<void> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    if ((await call()) === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('service did not become ready');
-}
 
 beforeAll(async () => {
   await untilReady(
