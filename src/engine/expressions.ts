@@ -225,7 +225,7 @@ async function evaluateRaw(
   const compiled = compileExpression(source);
   const guard = new EvaluationGuard(source, options.timeoutMs);
   try {
-    // Expressions that can be expensive run in worker threads with hard limits (expression-sandbox).
+    // Expressions that can be expensive run in child processes with hard limits (expression-sandbox).
     if (needsSandbox(source)) return await evaluate(source, context, options);
     return await compiled.evaluate(context, { ...options.bindings, [GUARD_BINDING]: guard });
   } catch (error) {

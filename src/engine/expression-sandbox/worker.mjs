@@ -115,7 +115,7 @@ function checkRange(guard, node, result) {
 
 const cache = new Map();
 
-/** Thrown when one step would allocate more than the thread's heap can hold. */
+/** Thrown when one step would allocate more than this process's heap can hold. */
 class AllocationTooLarge extends Error {}
 
 /**
