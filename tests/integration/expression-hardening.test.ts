@@ -83,7 +83,7 @@ beforeAll(async () => {
       ...testEnvironment(database, prefix),
       SERVICE_PORT: String(port),
       // Generous: on a busy machine the memory breaches must not hit the soft time guard first.
-      EXPRESSION_TIMEOUT_MS: '4000',
+      EXPRESSION_TIMEOUT_MS: '8000',
       EXPRESSION_MEMORY_MB: '64',
     },
     'engine started',
