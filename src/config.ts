@@ -70,7 +70,7 @@ const envSchema = z.object({
   /** How often each worker process looks for due cron schedules. */
   SCHEDULE_INTERVAL_MS: positiveInt.default(1000),
   EXPRESSION_TIMEOUT_MS: positiveInt.default(1000),
-  /** Heap of each expression sandbox thread, in MB; a breach fails the step, not the process. */
+  /** Heap of each expression sandbox child process, in MB; a breach fails the step, not the service. */
   EXPRESSION_MEMORY_MB: positiveInt.min(16).default(64),
   /** Largest JSON result of a sandboxed expression, in bytes. */
   EXPRESSION_MAX_OUTPUT_BYTES: positiveInt.default(1024 * 1024),

@@ -6,7 +6,7 @@ import { CHAIN_LENGTH, createWorkflow, sequentialWorkflow } from './engine.js';
 
 /**
  * Expression isolation cost: the sequential chain with a condition on every step, evaluated
- * in process (`input.go = true`, a plain comparison) and in the sandbox's worker threads
+ * in process (`input.go = true`, a plain comparison) and in the sandbox's child processes
  * (`$boolean(input.go)`, a function call), measured alternately in one service.
  */
 export interface ExpressionIsolationFigures {

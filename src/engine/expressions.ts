@@ -1,5 +1,10 @@
 import jsonata from 'jsonata';
-import { ExpressionLimitError, evaluate, needsSandbox } from './expression-sandbox/index.js';
+import {
+  EXPRESSION_LIMIT_CODE,
+  ExpressionLimitError,
+  evaluate,
+  needsSandbox,
+} from './expression-sandbox/index.js';
 import type { ExpressionContext } from './steps/types.js';
 
 /**
@@ -220,7 +225,7 @@ async function evaluateRaw(
   const compiled = compileExpression(source);
   const guard = new EvaluationGuard(source, options.timeoutMs);
   try {
-    // Expressions that can be expensive run in worker threads with hard limits (expression-sandbox).
+    // Expressions that can be expensive run in child processes with hard limits (expression-sandbox).
     if (needsSandbox(source)) return await evaluate(source, context, options);
     return await compiled.evaluate(context, { ...options.bindings, [GUARD_BINDING]: guard });
   } catch (error) {
@@ -247,6 +252,14 @@ export async function evaluateExpression(
   options: EvaluateOptions,
 ): Promise<unknown> {
   return toJson(await evaluateRaw(source, context, options), source);
+}
+
+/**
+ * The step error type for an expression failure: `expression_limit` when the sandbox stopped
+ * it at a hard limit (time, memory, output), else `expression_error`. Neither is retryable.
+ */
+export function expressionFailureType(error: unknown): 'expression_limit' | 'expression_error' {
+  return error instanceof ExpressionLimitError ? EXPRESSION_LIMIT_CODE : 'expression_error';
 }
 
 /** JSONata's `$boolean` cast, with undefined (no match) as false. */

@@ -1,3 +1,4 @@
+import { ExpressionLimitError } from './expression-sandbox/index.js';
 import {
   checkExpression,
   type EvaluateOptions,
@@ -6,7 +7,7 @@ import {
   messageOf,
 } from './expressions.js';
 import { secretBindings } from './steps/registry.js';
-import type { ExpressionContext } from './steps/types.js';
+import { type ExpressionContext, StepFailure } from './steps/types.js';
 
 /**
  * The `{% ... %}` templates of step config (docs/ARCHITECTURE.md, "Expressions"): a string that
@@ -85,8 +86,16 @@ async function resolveAt(
     try {
       return await evaluateExpression(source, context, options);
     } catch (error) {
-      const cause = error instanceof ExpressionError ? error : undefined;
       const where = path === '' ? 'template' : path;
+      // A hard limit fails the step as such (not retried), whatever the runner does with ExpressionError.
+      if (error instanceof ExpressionLimitError) {
+        throw new StepFailure(`${where}: ${error.message}`, {
+          type: error.code,
+          retryable: false,
+          details: { limit: error.limit, path },
+        });
+      }
+      const cause = error instanceof ExpressionError ? error : undefined;
       throw new ExpressionError(`${where}: ${messageOf(error)}`, {
         source,
         ...(cause?.position !== undefined ? { position: cause.position } : {}),

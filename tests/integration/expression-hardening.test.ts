@@ -43,13 +43,17 @@ async function call(method: string, path: string, body?: unknown): Promise<Respo
   });
 }
 
-async function start(name: string, condition: string): Promise<string> {
+async function start(
+  name: string,
+  condition: string,
+  b: Record<string, unknown> = { step_type: 'noop', config: { v: 1 }, condition },
+): Promise<string> {
   const created = await call('POST', '/workflows', {
     name,
     workflow_type: 'sequential',
     steps: [
       { id: 'a', name: 'A', step_type: 'noop', config: {} },
-      { id: 'b', name: 'B', step_type: 'noop', config: { v: 1 }, condition },
+      { id: 'b', name: 'B', ...b },
     ],
   });
   expect(created.status, await created.clone().text()).toBe(201);
@@ -78,7 +82,8 @@ beforeAll(async () => {
     {
       ...testEnvironment(database, prefix),
       SERVICE_PORT: String(port),
-      EXPRESSION_TIMEOUT_MS: '500',
+      // Generous: on a busy machine the memory breaches must not hit the soft time guard first.
+      EXPRESSION_TIMEOUT_MS: '8000',
       EXPRESSION_MEMORY_MB: '64',
     },
     'engine started',
@@ -134,4 +139,63 @@ describe('expression hardening', () => {
     expect(samples.every((status) => status === 200)).toBe(true);
     expect(service.output()).not.toContain('FATAL');
   });
+
+  it('fails every hostile expression as expression_limit while the service answers within 1 s', async () => {
+    const samples: { status: number; ms: number }[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const started = Date.now();
+        const response = await call('GET', '/health/ready');
+        await response.arrayBuffer();
+        samples.push({ status: response.status, ms: Date.now() - started });
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    })();
+    const pid = service.child.pid;
+    try {
+      const hostile = [
+        await start('pad', '$length($pad("", 200000000)) > 0'),
+        await start(
+          'doubling',
+          '$substring($reduce([1..27], function($acc, $i){ $acc & $acc }, "x"), 1, 2) = "y"',
+        ),
+        await start(
+          'append',
+          '($a := [1..4000000]; $count($append($append($a, $a), $append($a, $a))) > 0)',
+        ),
+        await start('transform', '', {
+          step_type: 'transform',
+          config: { expression: '$contains($pad("", 4000, "a"), /a*a*b/)' },
+        }),
+        await start('template', '', {
+          step_type: 'noop',
+          config: { v: '{% $length($pad("", 200000000)) %}' },
+        }),
+      ];
+      const ordinary = await start('ordinary alongside', '$boolean(input.go)');
+      const runs = await Promise.all([...hostile, ordinary].map((id) => finished(id, 120_000)));
+      const ordinaryRun = runs.pop() as ExecutionBody;
+      expect(ordinaryRun.status, JSON.stringify(ordinaryRun)).toBe('completed');
+      for (const run of runs) {
+        expect(run.status, JSON.stringify(run)).toBe('failed');
+        const step = run.steps.find((item) => item.step_id === 'b');
+        expect(step?.status, JSON.stringify(run)).toBe('failed');
+        expect(step?.error, JSON.stringify(run)).toMatchObject({
+          type: 'expression_limit',
+          retryable: false,
+        });
+        expect(step?.error?.message).toMatch(/(time|memory|output) limit/);
+      }
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    expect(service.child.pid).toBe(pid);
+    expect(service.child.exitCode).toBeNull();
+    expect(service.child.signalCode).toBeNull();
+    expect(samples.length).toBeGreaterThan(0);
+    expect(samples.filter((sample) => sample.status !== 200 || sample.ms >= 1000)).toEqual([]);
+    expect(service.output()).not.toContain('FATAL');
+  }, 180_000);
 });

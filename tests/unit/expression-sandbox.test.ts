@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   closeExpressionSandbox,
@@ -43,6 +45,40 @@ async function expectLimit(source: string, limit: string, timeoutMs = 1000): Pro
   expect(caught).toMatchObject({ code: 'expression_limit', limit, source });
   expect(Date.now() - started).toBeLessThan(20_000);
   expect(gap).toBeLessThan(1000);
+}
+
+/** The sandbox's child processes: pid, command line and environment, read from /proc. */
+function sandboxChildren(): { pid: number; argv: string[]; env: string[] }[] {
+  let listing = '';
+  try {
+    listing = execFileSync('ps', ['-o', 'pid=', '--ppid', String(process.pid)], {
+      encoding: 'utf8',
+    });
+  } catch {
+    // ps exits 1 when there is no child.
+  }
+  return listing
+    .split('\n')
+    .map((line) => Number(line.trim()))
+    .filter((pid) => pid > 0)
+    .flatMap((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+        return argv.some((arg) => arg.endsWith('worker.mjs')) ? [{ pid, argv, env }] : [];
+      } catch {
+        return [];
+      }
+    });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 afterAll(async () => {
@@ -105,8 +141,52 @@ describe('sandboxed evaluation', () => {
     expect(result).toBe('value-A!');
   });
 
-  it('stops a catastrophic regex by terminating its thread', async () => {
+  it('runs in child processes with a bounded heap and stack and none of our environment', async () => {
+    process.env.WF_SECRET_SANDBOX_PROBE = 'probe-secret-value';
+    try {
+      expect(await evaluateExpression('$string(1)', context, options)).toBe('1');
+    } finally {
+      delete process.env.WF_SECRET_SANDBOX_PROBE;
+    }
+    const children = sandboxChildren();
+    expect(children.length).toBeGreaterThan(0);
+    for (const child of children) {
+      expect(child.argv).toContain('--max-old-space-size=64');
+      expect(child.argv.some((arg) => /^--stack-size=\d+$/.test(arg))).toBe(true);
+      expect(child.env.join('\n')).not.toMatch(/WF_SECRET_|DATABASE_URL|JWT_SECRET|probe-secret/);
+    }
+  });
+
+  it('stops a catastrophic regex by killing its process', async () => {
+    await evaluateExpression('$string(1)', context, options);
+    const before = sandboxChildren().map((child) => child.pid);
     await expectLimit('$contains($pad("", 4000, "a"), /a*a*b/)', 'time');
+    // workerpool's .timeout() kills the busy child; the pool starts another on demand.
+    const deadline = Date.now() + 5000;
+    while (before.every(alive) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(before.some((pid) => !alive(pid))).toBe(true);
+  });
+
+  it('survives the hostile allocations that aborted the process under worker threads', async () => {
+    for (const source of [
+      '$length($pad("", 200000000))',
+      '$substring($reduce([1..27], function($acc, $i){ $acc & $acc }, "x"), 1, 2)',
+      '($a := [1..4000000]; $count($append($append($a, $a), $append($a, $a))))',
+    ]) {
+      // A generous soft time limit, so memory (not the time guard) stops them on a busy machine.
+      await expectLimit(source, 'memory', 8000);
+      expect(await evaluateExpression('$uppercase("alive")', context, options)).toBe('ALIVE');
+    }
+  });
+
+  it('stops a self-applying recursion with the soft guard', async () => {
+    // The guard (time or depth) trips first, reported as in process: an ExpressionError.
+    await expect(
+      evaluateExpression('(function($f){$f($f)})(function($f){$f($f)})', context, options),
+    ).rejects.toMatchObject({ name: 'ExpressionError' });
+    expect(await evaluateExpression('$uppercase("alive")', context, options)).toBe('ALIVE');
   });
 
   it('stops a huge string', async () => {

@@ -8,8 +8,7 @@ import jsonata from 'jsonata';
  * node types go to the sandbox, so a jsonata upgrade errs on the safe side.
  *
  * A range `[a..b]` alone stays in process on purpose: jsonata caps it at 10^7 items and the
- * guard bounds any loop over it, whereas building such an array in a thread with a small heap
- * is one allocation past the thread's limit, which V8 answers by aborting the whole process.
+ * guard bounds any loop over it, so it needs no child process round trip.
  */
 const IN_PROCESS_TYPES: ReadonlySet<string> = new Set([
   'path',

@@ -5,9 +5,9 @@ export type ExpressionLimit = 'time' | 'memory' | 'output' | 'thread';
 export const EXPRESSION_LIMIT_CODE = 'expression_limit';
 
 /**
- * An expression stopped by a hard limit of the sandbox (README "Expressions"): its thread ran
- * past the time limit and was terminated, ran out of memory, produced too large a result, or
- * died. Retrying cannot help, so a step failing with it is not retried.
+ * An expression stopped by a hard limit of the sandbox (README "Expressions"): its child
+ * process ran past the time limit and was killed, ran out of memory, produced too large a
+ * result, or died (limit `thread`, the name kept from the worker-thread sandbox). Retrying cannot help, so a step failing with it is not retried.
  *
  * It mirrors ExpressionError's fields (source, position, code, path) instead of extending it:
  * expressions.ts imports the sandbox, so extending its class here would be an import cycle.

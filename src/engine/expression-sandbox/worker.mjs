@@ -1,13 +1,16 @@
-// Worker-thread entry of the expression sandbox (pool.ts). Plain JavaScript on purpose: a worker
-// thread is not transformed by vitest or tsx, and the build copies this file next to pool.js, so
-// one file loads the same way under tests, `tsx` and `node dist/...`. It imports only jsonata.
+// Child-process entry of the expression sandbox (pool.ts). Plain JavaScript on purpose: the
+// child is a bare `node` started by workerpool, not transformed by vitest or tsx, and the build
+// copies this file next to pool.js, so one file loads the same way under tests, `tsx` and
+// `node dist/...`. It imports only jsonata and workerpool (whose worker side is this process).
 //
 // The time and depth guard below mirrors EvaluationGuard in ../expressions.ts (same codes and
 // messages, so a runaway loop reports exactly as it did in process). It is the soft limit: it
 // trips between interpreter steps. A single native step that never ends (a backtracking regex)
-// is stopped by the pool terminating this thread; memory by the thread's resourceLimits.
+// is stopped by the pool killing this process; memory by its --max-old-space-size, whose
+// breach aborts this process only.
 
 import jsonata from 'jsonata';
+import workerpool from 'workerpool';
 
 const CACHE_LIMIT = 1000;
 const MAX_DEPTH = 2000;
@@ -112,15 +115,15 @@ function checkRange(guard, node, result) {
 
 const cache = new Map();
 
-/** Thrown when one step would allocate more than the thread's heap can hold. */
+/** Thrown when one step would allocate more than this process's heap can hold. */
 class AllocationTooLarge extends Error {}
 
 /**
- * A heap breach by many small allocations costs only this thread, but V8 grants a thread just
- * 16 MB past its limit for one allocation and aborts the whole PROCESS beyond that. `$pad`
- * is the builtin that turns a small input into one huge string, and a range the operator that
- * turns two numbers into one huge array, so both are refused up front. Largest string (in
- * characters) or range (in items) one step may build; set from the pool's memory limit.
+ * Any heap breach now aborts only this child process, which the pool replaces. `$pad` (one
+ * huge string from a small input) and a range (one huge array from two numbers) are still
+ * refused up front: the refusal costs no process restart and names the memory limit at once.
+ * Largest string (in characters) or range (in items) one step may build; set from the pool's
+ * memory limit.
  */
 let maxItems = Number.POSITIVE_INFINITY;
 const builtinPad = await jsonata('$pad').evaluate({});
@@ -171,24 +174,27 @@ function serialise(value, maxOutputBytes) {
   });
 }
 
-/** Function bindings (`$secret`) run in the main thread: each call is a message on `port`. */
-function functionProxies(names, port) {
-  const pending = new Map();
-  let next = 0;
-  port.on('message', (message) => {
-    const call = pending.get(message.id);
-    if (!call) return;
-    pending.delete(message.id);
-    if (message.error === undefined) call.resolve(message.value);
-    else call.reject(new Error(message.error));
-  });
+/** Answers to function calls, sent by pool.ts over this process's IPC channel. */
+const pendingCalls = new Map();
+let nextCall = 0;
+process.on('message', (message) => {
+  if (typeof message !== 'object' || message === null || !('wfAnswer' in message)) return;
+  const call = pendingCalls.get(message.wfAnswer);
+  if (!call) return;
+  pendingCalls.delete(message.wfAnswer);
+  if (message.error === undefined) call.resolve(message.value);
+  else call.reject(new Error(message.error));
+});
+
+/** Function bindings (`$secret`) run in the service process: each call is an emitted event. */
+function functionProxies(names) {
   const proxies = {};
   for (const name of names) {
     proxies[name] = (...args) =>
       new Promise((resolve, reject) => {
-        const id = next++;
-        pending.set(id, { resolve, reject });
-        port.postMessage({ type: 'call', id, name, args });
+        const id = nextCall++;
+        pendingCalls.set(id, { resolve, reject });
+        workerpool.workerEmit({ type: 'call', id, name, args });
       });
   }
   return proxies;
@@ -211,15 +217,16 @@ function failureOf(error) {
  * One evaluation. Resolves (never rejects) with `{ json }` (JSON text, or undefined for no
  * match), `{ failure }` (an ordinary jsonata error or a guard trip) or `{ limit }` (output, memory).
  */
-export default async function evaluateTask(task) {
-  const { source, context, bindings, functions, port, timeoutMs, maxOutputBytes } = task;
+async function evaluateTask(task) {
+  const { source, context, bindings, functions, timeoutMs, maxOutputBytes } = task;
   maxItems = task.maxItems;
-  // The pool starts its hard deadline on this message, so time spent queued is not counted.
-  port.postMessage({ type: 'started' });
+  // The pool starts its hard deadline on this event, so time spent queued is not counted; the
+  // pid tells it which child to answer function calls on.
+  workerpool.workerEmit({ type: 'started', pid: process.pid });
   const guard = new EvaluationGuard(timeoutMs);
   try {
     const compiled = compile(source);
-    const proxies = functions.length > 0 ? functionProxies(functions, port) : {};
+    const proxies = functions.length > 0 ? functionProxies(functions) : {};
     const value = await compiled.evaluate(context, {
       ...bindings,
       ...proxies,
@@ -236,6 +243,8 @@ export default async function evaluateTask(task) {
     if (guard.tripped) return { failure: guard.tripped };
     return { failure: failureOf(error) };
   } finally {
-    port.close();
+    pendingCalls.clear();
   }
 }
+
+workerpool.worker({ evaluate: evaluateTask });

@@ -4,7 +4,7 @@ import type { StepDefinition, WorkflowDefinition } from '../../domain/workflow-d
 import type { Queryable } from '../../store/db.js';
 import * as executions from '../../store/executions.js';
 import * as stepRuns from '../../store/step-runs.js';
-import { evaluateCondition, evaluateExpression } from '../expressions.js';
+import { evaluateCondition, evaluateExpression, expressionFailureType } from '../expressions.js';
 import { type SchedulerDecision, schedule } from '../scheduler.js';
 import type { ExpressionContext } from '../steps/types.js';
 import { type Effects, jobFor, noEffects, queueJobs } from './effects.js';
@@ -197,7 +197,7 @@ async function decideStart(
       status: 'failed',
       error: {
         message: errorMessage(error),
-        type: 'expression_error',
+        type: expressionFailureType(error),
         retryable: false,
         attempt: run.attempt,
       },

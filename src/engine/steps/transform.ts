@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ExpressionLimitError } from '../expression-sandbox/index.js';
 import { ExpressionError, evaluateExpression } from '../expressions.js';
 import {
   defineStepType,
@@ -35,6 +36,13 @@ async function run(invocation: StepInvocation): Promise<StepOutcome> {
     // No match is a legitimate result; null is how it survives being stored as JSON.
     return { kind: 'completed', output: output === undefined ? null : output };
   } catch (error) {
+    if (error instanceof ExpressionLimitError) {
+      throw new StepFailure(`Transform expression failed: ${error.message}`, {
+        type: error.code,
+        retryable: false,
+        details: { limit: error.limit },
+      });
+    }
     if (!(error instanceof ExpressionError)) throw error;
     // The same expression on the same context fails the same way again.
     throw new StepFailure(`Transform expression failed: ${error.message}`, {
