@@ -79,6 +79,11 @@ const envSchema = z.object({
   SHUTDOWN_GRACE_MS: positiveInt.default(10000),
   MIGRATE_ON_START: booleanFlag.default(true),
 
+  /** Claims in a row that find a step's attempt abandoned by its dead process before the run
+   * fails as `crashed` instead of taking down one more worker (README "Limits"). */
+  MAX_CRASHED_CLAIMS: positiveInt.default(3),
+  /** Sub-workflow levels below a top-level execution; a deeper start fails its step. */
+  MAX_SUBWORKFLOW_DEPTH: positiveInt.default(10),
   MAX_STEPS: positiveInt.default(100),
   MAX_STEP_NAME_LENGTH: positiveInt.default(255),
   MAX_WORKFLOW_NAME_LENGTH: positiveInt.default(255),

@@ -26,13 +26,23 @@ async function main(): Promise<void> {
   });
   const app = await buildApp(config);
 
-  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
-    if (err) app.log.error({ err }, 'shutting down after an uncaught error');
-    else app.log.info({ signal }, 'shutting down: readiness is 503, draining');
-    app.lifecycle.shuttingDown = true;
-    await app.close();
-    await closeExpressionSandbox();
-  });
+  // An uncaught exception or unhandled rejection leaves the process in an unknown state: it
+  // drains for at most the grace period, then exits with code 1 (close-with-grace), so its
+  // supervisor starts a fresh one. A second error, or a drain past the grace, exits at once.
+  closeWithGrace(
+    {
+      delay: config.SHUTDOWN_GRACE_MS,
+      onTimeout: (delayMs) => app.log.fatal({ delayMs }, 'drain took too long: exiting'),
+      onSecondError: (err) => app.log.fatal({ err }, 'second uncaught error: exiting'),
+    },
+    async ({ signal, err }) => {
+      if (err) app.log.fatal({ err }, 'uncaught error: draining, then exiting with code 1');
+      else app.log.info({ signal }, 'shutting down: readiness is 503, draining');
+      app.lifecycle.shuttingDown = true;
+      await app.close();
+      await closeExpressionSandbox();
+    },
+  );
 
   await app.listen({ port: config.SERVICE_PORT, host: config.SERVICE_HOST });
   app.log.info(

@@ -119,6 +119,9 @@ export type ClaimedRun = StepRunRow & {
   input_data: unknown;
   /** Every run of the run's iteration, this one included, as of the claim, by id. */
   iteration_runs: RunSnapshot[];
+  /** Claims in a row that found this attempt abandoned by its process (a job's claim only;
+   * a run claimed inline has none). */
+  crashed_claims?: number;
 };
 
 /** A BullMQ job the engine must add once the transaction that made it due has committed. */

@@ -7,6 +7,7 @@ import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import type { EffectSink } from './state/effects.js';
+import { crashedAttempt } from './state/record-attempt.js';
 import type { InlineSlot, StateManager } from './state/state-manager.js';
 import { STEP_QUEUE, type StepJobData } from './step-queue.js';
 import { runAttempt } from './step-runner.js';
@@ -75,6 +76,7 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
       );
       return 'stale';
     }
+    if (await failedAsCrashed(options, first, log)) return 'crashed';
     let claim: ClaimedRun = first;
     const began = Date.now();
     let wokenFromSleep = job.name === 'wake' && claim.wake_at ? claim.wake_at : undefined;
@@ -115,6 +117,24 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
   } finally {
     stop.release();
   }
+}
+
+/**
+ * A poison pill: the claimed attempt's process died too many times in a row while running it
+ * (crashedAttempt). It is failed through the normal record path instead of run once more.
+ */
+async function failedAsCrashed(options: JobContext, claim: ClaimedRun, log: Log): Promise<boolean> {
+  const { state } = options;
+  const result = crashedAttempt(state, claim);
+  if (!result) return false;
+  log.error(
+    { runId: claim.id, stepId: claim.step_id, attempt: claim.attempt, error: result.error },
+    'attempt failed as crashed: its process died too often while running it',
+  );
+  const fence = { leaseId: claim.lease_id as string };
+  const effects = await state.recordAttempt(claim.id, claim.execution_id, fence, result);
+  if (effects) await options.effects.apply(effects);
+  return true;
 }
 
 function runsInline(step: StepDefinition): boolean {

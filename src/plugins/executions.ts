@@ -52,6 +52,8 @@ export const executionsPlugin = fp(
       pool: app.pg,
       expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
       eventBufferMs: config.EVENT_BUFFER_MS,
+      maxCrashedClaims: config.MAX_CRASHED_CLAIMS,
+      maxSubworkflowDepth: config.MAX_SUBWORKFLOW_DEPTH,
       logger: app.log.child({ component: 'engine' }),
     });
     const links = new SubworkflowLinks(app.pg, state);

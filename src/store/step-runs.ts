@@ -158,6 +158,10 @@ export async function finishRun(
  * Claims a run for one attempt: a new lease fences off any older holder (a stale worker or
  * a redelivered job). Returns null when the attempt is no longer current or the execution
  * is not running (cancelled, paused, finished): the job is then dropped.
+ * A claim that finds the run still `running` under another lease takes over a claim that
+ * never recorded (its process died, or, rarely, lost its job while alive): it counts one
+ * more crashed claim, which the worker weighs against MAX_CRASHED_CLAIMS. A claim from any
+ * other status starts a fresh count (docs/ARCHITECTURE.md, "Engine").
  */
 export async function claimRun(
   db: Queryable,
@@ -175,12 +179,16 @@ export async function claimRun(
               -- A retry's due time is spent once it runs; a sleep's stays, so a woken delay
               -- that is re-run after a crash completes instead of sleeping again.
               wake_at = CASE WHEN s.status = 'queued' THEN NULL ELSE s.wake_at END,
+              crashed_claims = CASE WHEN s.status <> 'running' THEN 0
+                                    WHEN s.lease_id IS DISTINCT FROM $3 THEN s.crashed_claims + 1
+                                    ELSE s.crashed_claims END,
               updated_at = now()
          FROM workflow_executions e
         WHERE s.id = $1 AND s.attempt = $2 AND NOT ${FOR_EACH_AGGREGATE} AND s.wait_kind IS NULL
           AND (s.status IN ${SQL_CLAIMABLE_RUNS} OR (s.status = 'waiting' AND s.wake_at IS NOT NULL))
           AND e.id = s.execution_id AND e.status IN ${SQL_RUNNING_EXECUTIONS}
-       RETURNING ${qualified('s', RUN_COLUMNS)}, e.workflow_id, e.workflow_version, e.input_data
+       RETURNING ${qualified('s', RUN_COLUMNS)}, s.crashed_claims, e.workflow_id, e.workflow_version,
+                 e.input_data
      )
      -- The claimed row's own change is invisible to this snapshot: its status is patched in.
      SELECT c.*,

@@ -14,6 +14,12 @@ export interface StateManagerOptions {
   expressionTimeoutMs: number;
   /** How far back a run that starts waiting for an event looks for one it just missed. */
   eventBufferMs: number;
+  /** Claims in a row that find an attempt abandoned by its process before the run fails as
+   * `crashed` (MAX_CRASHED_CLAIMS; default DEFAULT_MAX_CRASHED_CLAIMS). */
+  maxCrashedClaims?: number;
+  /** Sub-workflow levels below a top-level execution (MAX_SUBWORKFLOW_DEPTH; default
+   * DEFAULT_MAX_SUBWORKFLOW_DEPTH). */
+  maxSubworkflowDepth?: number;
   logger: Log;
 }
 

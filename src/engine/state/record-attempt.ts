@@ -35,6 +35,35 @@ export function claimAttempt(
   return stepRuns.claimRun(m.options.pool, runId, attempt, leaseId, timeoutSeconds);
 }
 
+/** Claims in a row that find an attempt abandoned, when MAX_CRASHED_CLAIMS is not given. */
+export const DEFAULT_MAX_CRASHED_CLAIMS = 3;
+
+/**
+ * The result of a claim that must not run its handler: the attempt's process died more than
+ * MAX_CRASHED_CLAIMS times in a row while running it (a poison pill: OOM, a fatal V8 error, a
+ * kill it provokes), so running it again would only take down one more worker. Not retryable:
+ * the run fails, and the execution fails or continues per `continue_on_error`. Null for every
+ * other claim. Decided from the claim's own row: no statement of its own.
+ */
+export function crashedAttempt(
+  m: Machine,
+  claim: ClaimedRun,
+): Extract<AttemptResult, { kind: 'failed' }> | null {
+  const limit = m.options.maxCrashedClaims ?? DEFAULT_MAX_CRASHED_CLAIMS;
+  const crashes = claim.crashed_claims ?? 0;
+  if (crashes <= limit) return null;
+  return {
+    kind: 'failed',
+    error: {
+      message: `step ${claim.step_id} was not run again: its process died ${crashes} times while running attempt ${claim.attempt} (MAX_CRASHED_CLAIMS=${limit})`,
+      type: 'crashed',
+      retryable: false,
+      attempt: claim.attempt,
+      details: { crashed_claims: crashes, max_crashed_claims: limit },
+    },
+  };
+}
+
 /** A completed attempt as its worker reports it: what both completion paths work from. */
 interface WorkerCompletion {
   runId: number;

@@ -8,6 +8,7 @@ import { UNFINISHED_EXECUTION_STATUSES } from '../../domain/statuses.js';
 import { WorkflowNotFoundError, WorkflowNotRunnableError } from '../../errors.js';
 import { type Queryable, withTransaction } from '../../store/db.js';
 import * as eventStore from '../../store/event-store.js';
+import { subworkflowDepth } from '../../store/execution-lineage.js';
 import * as executions from '../../store/executions.js';
 import * as stepRuns from '../../store/step-runs.js';
 import * as sweep from '../../store/sweep-queries.js';
@@ -175,9 +176,14 @@ export async function retakeBufferedEvent(
   return resumed ?? false;
 }
 
+/** Sub-workflow levels below a top-level execution when MAX_SUBWORKFLOW_DEPTH is not given. */
+export const DEFAULT_MAX_SUBWORKFLOW_DEPTH = 10;
+
 /**
  * Resumes the run that waits for this ended sub-workflow execution, with the child's output
  * or its failure (retryable: a new attempt starts a new child, the step's retry policy decides).
+ * A child that failed on the depth limit fails its parent's step the same way, not retryable:
+ * every retry would hit the limit again, and retries at each level of a deep chain multiply.
  */
 export async function childEnded(m: Machine, childExecutionId: string): Promise<Effects> {
   return withTransaction(m.options.pool, async (tx) => {
@@ -202,8 +208,9 @@ export async function childEnded(m: Machine, childExecutionId: string): Promise<
             kind: 'failed',
             error: {
               message: `sub-workflow execution ${child.id} ${child.status}${child.error ? `: ${child.error}` : ''}`,
-              type: 'subworkflow_failed',
-              retryable: true,
+              ...(failedOnDepth(child)
+                ? { type: DEPTH_ERROR, retryable: false }
+                : { type: 'subworkflow_failed', retryable: true }),
               attempt: run.attempt,
               details: { execution_id: child.id, status: child.status },
             },
@@ -269,6 +276,32 @@ function parkedWait(wait: Exclude<WaitRequest, { kind: 'child' }>): ParkedWait {
   return { kind, spec };
 }
 
+const DEPTH_ERROR = 'subworkflow_depth';
+
+function failedOnDepth(child: ExecutionRow): boolean {
+  const details = child.error_details;
+  return typeof details === 'object' && details !== null && 'type' in details
+    ? details.type === DEPTH_ERROR
+    : false;
+}
+
+/**
+ * Why the execution may not start a sub-workflow: its own chain of parents is already
+ * MAX_SUBWORKFLOW_DEPTH deep (a workflow that starts itself would go on for ever). Only an
+ * execution that is itself a sub-workflow pays the walk up its parents.
+ */
+async function depthProblem(
+  m: Machine,
+  tx: Queryable,
+  execution: ExecutionRow,
+): Promise<string | null> {
+  if (execution.parent_execution_id === null) return null;
+  const limit = m.options.maxSubworkflowDepth ?? DEFAULT_MAX_SUBWORKFLOW_DEPTH;
+  const depth = await subworkflowDepth(tx, execution.id, limit);
+  if (depth < limit) return null;
+  return `sub-workflow not started: execution ${execution.id} is already ${depth} sub-workflow levels deep, the limit (MAX_SUBWORKFLOW_DEPTH=${limit})`;
+}
+
 /** Starts the sub-workflow a run waits for and parks the run; a sub-workflow that cannot
  * start fails the run instead. */
 async function startChild(
@@ -279,6 +312,11 @@ async function startChild(
   wait: Extract<WaitRequest, { kind: 'child' }>,
   effects: Effects,
 ): Promise<Effects> {
+  const tooDeep = await depthProblem(m, tx, execution);
+  if (tooDeep) {
+    const error = { message: tooDeep, type: DEPTH_ERROR, retryable: false, attempt: run.attempt };
+    return resolveWait(m, tx, execution, run, { kind: 'failed', error }, effects);
+  }
   let child: ExecutionRow;
   try {
     ({ row: child } = await start(
