@@ -6,6 +6,10 @@ import {
   executionListQuerySchema,
   executionPageSchema,
   executionViewSchema,
+  MAX_STEP_PAGE,
+  SUMMARISED_FAN_OUT_ITEMS,
+  stepRunListQuerySchema,
+  stepRunPageSchema,
 } from '../../schemas/executions.js';
 import { problemResponse } from '../../schemas/problem.js';
 import { BODY_ENVELOPE_BYTES } from '../json-body.js';
@@ -75,6 +79,27 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => app.executions.get(request.params.id),
+  );
+
+  app.get(
+    '/executions/:id/steps',
+    {
+      schema: {
+        operationId: 'listExecutionSteps',
+        tags: ['executions'],
+        summary: 'A page of the step runs of an execution, every for_each item included',
+        description: `Runs in the order they were created (run id): each loop iteration's own step runs in definition order, then the item runs of each for_each in item order. Filter by step_id and status; at most ${MAX_STEP_PAGE} a page. The own run of a for_each over more than ${SUMMARISED_FAN_OUT_ITEMS} items shows a note instead of its output; its item runs carry the outputs.`,
+        params: idParams(),
+        querystring: stepRunListQuerySchema,
+        response: {
+          200: stepRunPageSchema,
+          400: errors[400],
+          404: errors[404],
+          503: errors[503],
+        },
+      },
+    },
+    async (request) => app.executions.steps(request.params.id, request.query),
   );
 
   const actions = [
