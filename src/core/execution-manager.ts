@@ -162,7 +162,7 @@ export class ExecutionManager {
       rows,
       query.limit,
       (row) => ({ createdAt: row.created_at_key, id: row.id }),
-      executionView,
+      (row) => executionView(row),
     );
   }
 
