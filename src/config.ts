@@ -92,6 +92,9 @@ const envSchema = z.object({
   MAX_METADATA_BYTES: positiveInt.default(1024 * 1024),
   MAX_TAGS: nonNegativeInt.default(20),
   MAX_INPUT_BYTES: positiveInt.default(1024 * 1024),
+  /** Items one for_each may fan out to: more fails the step (`for_each_limit`) before any
+   * item run is written. */
+  MAX_FOR_EACH_ITEMS: positiveInt.default(100_000),
   /** Room for a workflow with 1 MB of config, 1 MB of metadata and its steps. */
   MAX_BODY_BYTES: positiveInt.default(4 * 1024 * 1024),
   /** Levels a value in a JSON body may nest below the field holding it, checked on the raw

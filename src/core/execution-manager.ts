@@ -1,16 +1,20 @@
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
-import type { ExecutionStatus } from '../domain/statuses.js';
+import type { ExecutionStatus, StepStatus } from '../domain/statuses.js';
 import type { EffectSink, Effects } from '../engine/state/effects.js';
 import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
 import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
-import type { ExecutionView } from '../schemas/executions.js';
+import {
+  type ExecutionView,
+  type StepRunView,
+  SUMMARISED_FAN_OUT_ITEMS,
+} from '../schemas/executions.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import type { Pool, Queryable } from '../store/db.js';
 import * as executions from '../store/executions.js';
-import * as stepRuns from '../store/step-runs.js';
-import { executionView, stepRunViews } from './execution-views.js';
+import * as runPages from '../store/step-run-pages.js';
+import { executionView, stepRunViews, stepRunViewsInOrder } from './execution-views.js';
 
 export type { ExecutionView, StepRunView } from '../schemas/executions.js';
 
@@ -19,6 +23,13 @@ export interface ExecutionListQuery {
   status?: ExecutionStatus | undefined;
   created_after?: string | undefined;
   created_before?: string | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+export interface StepRunListQuery {
+  step_id?: string | undefined;
+  status?: StepStatus | undefined;
   limit: number;
   cursor?: string | undefined;
 }
@@ -89,17 +100,50 @@ export class ExecutionManager {
     return this.view(settled.execution, db, settled.runs);
   }
 
-  /** The execution with every step run: `runs` when the caller has them all, else read. */
+  /**
+   * The execution with every step run: `runs` when the caller has them all, else read, with
+   * the items of fan-outs over SUMMARISED_FAN_OUT_ITEMS counted rather than listed.
+   */
   private async view(
     row: ExecutionRow,
     db: Queryable = this.options.pool,
     runs?: readonly StepRunRow[],
   ): Promise<ExecutionView> {
-    const [definition, allRuns] = await Promise.all([
+    const [definition, read] = await Promise.all([
       this.options.state.definition(db, row.workflow_id, row.workflow_version),
-      runs ?? stepRuns.listStepRuns(db, row.id),
+      runs
+        ? { runs, itemCounts: [] }
+        : runPages.listRunsForView(db, row.id, SUMMARISED_FAN_OUT_ITEMS),
     ]);
-    return { ...executionView(row), steps: stepRunViews(definition, allRuns) };
+    return {
+      ...executionView(row, definition),
+      steps: stepRunViews(definition, read.runs, read.itemCounts),
+    };
+  }
+
+  /** A page of an execution's step runs, in the order they were created (run id). */
+  async steps(
+    id: string,
+    query: StepRunListQuery,
+  ): Promise<{ items: StepRunView[]; next_cursor: string | null }> {
+    const { pool, state } = this.options;
+    const afterId = query.cursor ? runPages.decodeRunCursor(query.cursor) : undefined;
+    const read = await runPages.listRunPage(pool, id, {
+      stepId: query.step_id,
+      status: query.status,
+      afterId,
+      limit: query.limit + 1,
+      maxItems: SUMMARISED_FAN_OUT_ITEMS,
+    });
+    if (!read) throw new ExecutionNotFoundError(id);
+    const page = read.runs.slice(0, query.limit);
+    const last = page[page.length - 1];
+    const definition = await state.definition(pool, read.workflowId, read.version);
+    return {
+      items: stepRunViewsInOrder(definition, page),
+      next_cursor:
+        read.runs.length > query.limit && last ? runPages.encodeRunCursor(last.id) : null,
+    };
   }
 
   /** A page of executions, newest first, with an opaque cursor to the next page. */
@@ -118,7 +162,7 @@ export class ExecutionManager {
       rows,
       query.limit,
       (row) => ({ createdAt: row.created_at_key, id: row.id }),
-      executionView,
+      (row) => executionView(row),
     );
   }
 

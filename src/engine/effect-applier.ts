@@ -29,9 +29,10 @@ export class EffectApplier implements EffectSink {
 
   async apply(effects: Effects, depth = 0): Promise<void> {
     const { queue, bus, publisher, logger, links } = this.options;
-    if (effects.jobs.length > 0 && !this.options.dropJobs) {
+    if (effects.jobs.length + effects.advanceExecutions.length > 0 && !this.options.dropJobs) {
       try {
         await queue.enqueue(effects.jobs);
+        await queue.enqueueAdvances(effects.advanceExecutions);
       } catch (error) {
         logger.warn(
           { err: error, jobs: effects.jobs.length, executionIds: executionIdsOf(effects.jobs) },

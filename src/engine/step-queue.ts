@@ -28,6 +28,17 @@ export async function settleConnection(owner: {
 /** What a step job carries: enough to find the run and fence the attempt. */
 export type StepJobData = Omit<StepJob, 'runAt' | 'wake'>;
 
+/** The job that takes an execution's first scheduling decisions (conditions, for_each) on a
+ * worker, so that a request that starts an execution never evaluates an expression. */
+export interface AdvanceJobData {
+  executionId: string;
+}
+
+/** Every job on the step queue: its name tells which ('attempt', 'wake' or 'advance'). */
+export type QueueJobData = StepJobData | AdvanceJobData;
+
+export const ADVANCE_JOB = 'advance';
+
 /**
  * Deterministic job ids make enqueueing idempotent: the sweep can add a job again whenever
  * Postgres says it is due, and BullMQ ignores the add while the first job still exists.
@@ -37,12 +48,17 @@ export function stepJobId(job: Pick<StepJob, 'runId' | 'attempt' | 'wake'>): str
   return `${job.wake ? 'w' : 's'}-${job.runId}-${job.attempt}`;
 }
 
+/** One advance job per execution at a time; execution ids are base64url, so no ':'. */
+export function advanceJobId(executionId: string): string {
+  return `a-${executionId}`;
+}
+
 /** The producer side of the step queue. */
 export class StepQueue {
-  readonly queue: Queue<StepJobData>;
+  readonly queue: Queue<QueueJobData>;
 
   constructor(connection: ConnectionOptions, prefix: string) {
-    this.queue = new Queue<StepJobData>(STEP_QUEUE, {
+    this.queue = new Queue<QueueJobData>(STEP_QUEUE, {
       connection,
       prefix,
       defaultJobOptions: {
@@ -74,6 +90,18 @@ export class StepQueue {
           jobId: stepJobId(job),
           ...(job.runAt && job.runAt.getTime() > now ? { delay: job.runAt.getTime() - now } : {}),
         },
+      })),
+    );
+  }
+
+  /** Adds the advance jobs of executions whose start left decisions to a worker. */
+  async enqueueAdvances(executionIds: readonly string[]): Promise<void> {
+    if (executionIds.length === 0) return;
+    await this.queue.addBulk(
+      executionIds.map((executionId) => ({
+        name: ADVANCE_JOB,
+        data: { executionId },
+        opts: { jobId: advanceJobId(executionId) },
       })),
     );
   }

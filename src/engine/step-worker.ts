@@ -1,15 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import { type ConnectionOptions, type Job, Worker } from 'bullmq';
 import type { ClaimedRun } from '../domain/execution.js';
+import { ADVANCING_EXECUTION_STATUSES } from '../domain/statuses.js';
 import type { StepDefinition } from '../domain/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import type { EffectSink } from './state/effects.js';
+import { withLockedExecution } from './state/lock.js';
 import { crashedAttempt } from './state/record-attempt.js';
 import type { InlineSlot, StateManager } from './state/state-manager.js';
-import { STEP_QUEUE, type StepJobData } from './step-queue.js';
+import {
+  ADVANCE_JOB,
+  type AdvanceJobData,
+  type QueueJobData,
+  STEP_QUEUE,
+  type StepJobData,
+} from './step-queue.js';
 import { runAttempt } from './step-runner.js';
 import { stepHandlerFor } from './steps/registry.js';
 import type { StepEnvironment } from './steps/types.js';
@@ -137,15 +145,41 @@ async function failedAsCrashed(options: JobContext, claim: ClaimedRun, log: Log)
   return true;
 }
 
+/**
+ * Processes an advance job: the scheduling decisions a start left to a worker (a first
+ * step's condition or for_each), taken under the execution's lock like any other change.
+ * An execution that has moved on or ended meanwhile is advanced harmlessly or not at all.
+ */
+export async function processAdvanceJob(
+  options: StepWorkerOptions,
+  job: Job<AdvanceJobData>,
+): Promise<string> {
+  const { state, pool } = options;
+  const effects = await withLockedExecution(
+    pool,
+    job.data.executionId,
+    ADVANCING_EXECUTION_STATUSES,
+    (tx, execution) => state.advance(tx, execution),
+  );
+  if (!effects) return 'gone';
+  await options.effects.apply(effects);
+  return 'advanced';
+}
+
+const isAdvanceJob = (job: Job<QueueJobData>): boolean => job.name === ADVANCE_JOB;
+
 function runsInline(step: StepDefinition): boolean {
   return stepHandlerFor(step.step_type).runsInline;
 }
 
-export function createStepWorker(options: StepWorkerOptions): Worker<StepJobData> {
+export function createStepWorker(options: StepWorkerOptions): Worker<QueueJobData> {
   const context: JobContext = { ...options, isClosing: () => worker.closing !== undefined };
-  const worker: Worker<StepJobData> = new Worker<StepJobData>(
+  const worker: Worker<QueueJobData> = new Worker<QueueJobData>(
     STEP_QUEUE,
-    (job) => processStepJob(context, job),
+    (job) =>
+      isAdvanceJob(job)
+        ? processAdvanceJob(context, job as Job<AdvanceJobData>)
+        : processStepJob(context, job as Job<StepJobData>),
     {
       connection: options.connection,
       prefix: options.prefix,
@@ -159,7 +193,13 @@ export function createStepWorker(options: StepWorkerOptions): Worker<StepJobData
   worker.on('error', (error) => options.logger.error({ err: error }, 'step worker error'));
   worker.on('failed', (job, error) =>
     options.logger.error(
-      { err: error, jobId: job?.id, ...jobLogContext(job?.data) },
+      {
+        err: error,
+        jobId: job?.id,
+        ...(job && isAdvanceJob(job)
+          ? { executionId: job.data.executionId }
+          : jobLogContext(job?.data as StepJobData | undefined)),
+      },
       'step job failed (infrastructure); will be retried',
     ),
   );

@@ -51,6 +51,7 @@ export const executionsPlugin = fp(
     const state = new StateManager({
       pool: app.pg,
       expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
+      maxForEachItems: config.MAX_FOR_EACH_ITEMS,
       eventBufferMs: config.EVENT_BUFFER_MS,
       maxCrashedClaims: config.MAX_CRASHED_CLAIMS,
       maxSubworkflowDepth: config.MAX_SUBWORKFLOW_DEPTH,

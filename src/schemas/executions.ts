@@ -4,6 +4,36 @@ import { jsonObject, pageOf, timestamp } from './common.js';
 
 /** Executions and their step runs as the API shows them, and the requests that drive them. */
 
+/**
+ * A for_each step with more item runs than this is summarised in GET /executions/{id}: its
+ * own run carries `items` (counts by status) instead of one entry per item, and its output
+ * (every item's output), in that run and in `step_results`, is replaced by a
+ * `summarisedOutput` note. GET /executions/{id}/steps pages through every run.
+ */
+export const SUMMARISED_FAN_OUT_ITEMS = 100;
+
+/** Largest page of GET /executions/{id}/steps, and its default. */
+export const MAX_STEP_PAGE = 100;
+const DEFAULT_STEP_PAGE = 50;
+
+/** What stands for the output of a fan-out larger than SUMMARISED_FAN_OUT_ITEMS. */
+export function summarisedOutput(executionId: string, stepId: string, items: number) {
+  return {
+    summarised: true,
+    items,
+    steps_url: `/executions/${executionId}/steps?step_id=${encodeURIComponent(stepId)}`,
+  };
+}
+
+export const itemSummarySchema = z
+  .object({
+    total: z.number().int(),
+    by_status: z.partialRecord(z.enum(STEP_STATUSES), z.number().int()),
+  })
+  .describe(
+    `Item runs of a for_each step with more than ${SUMMARISED_FAN_OUT_ITEMS} items, counted by status (they are listed by GET /executions/{id}/steps)`,
+  );
+
 export const stepRunViewSchema = z.object({
   step_id: z.string(),
   name: z.string(),
@@ -20,6 +50,7 @@ export const stepRunViewSchema = z.object({
   item_index: z.number().int().nullable().describe('for_each item, null for the step itself'),
   wait_reason: z.string().nullable().describe('Why the run waits, was skipped or will retry'),
   next_attempt_at: timestamp.nullable(),
+  items: itemSummarySchema.optional(),
 });
 /** One run of a step as GET /executions/{id} shows it. */
 export type StepRunView = z.infer<typeof stepRunViewSchema>;
@@ -37,7 +68,9 @@ export const executionViewSchema = z
     output_data: z.unknown(),
     step_results: z
       .record(z.string(), z.unknown())
-      .describe('Latest output of each step, by step id'),
+      .describe(
+        `Latest output of each step, by step id (a for_each over more than ${SUMMARISED_FAN_OUT_ITEMS} items: a note pointing to GET /executions/{id}/steps)`,
+      ),
     error: z.string().nullable(),
     error_details: z.unknown(),
     started_at: timestamp.nullable(),
@@ -48,7 +81,12 @@ export const executionViewSchema = z
     current_iteration: z.number().int(),
     deadline_at: timestamp.nullable(),
     idempotency_key: z.string().nullable(),
-    steps: z.array(stepRunViewSchema).optional(),
+    steps: z
+      .array(stepRunViewSchema)
+      .optional()
+      .describe(
+        `Every step run; the items of a for_each over more than ${SUMMARISED_FAN_OUT_ITEMS} items are summarised in its own run`,
+      ),
   })
   .meta({
     example: {
@@ -108,6 +146,17 @@ export const executionListQuerySchema = z
       .optional()
       .describe('Exclusive upper bound on created_at'),
     limit: z.coerce.number().int().min(1).max(100).default(20),
+    cursor: z.string().min(1).max(1000).optional().describe('next_cursor of the previous page'),
+  })
+  .strict();
+
+export const stepRunPageSchema = pageOf(stepRunViewSchema);
+
+export const stepRunListQuerySchema = z
+  .object({
+    step_id: z.string().min(1).max(255).optional(),
+    status: z.enum(STEP_STATUSES).optional(),
+    limit: z.coerce.number().int().min(1).max(MAX_STEP_PAGE).default(DEFAULT_STEP_PAGE),
     cursor: z.string().min(1).max(1000).optional().describe('next_cursor of the previous page'),
   })
   .strict();

@@ -17,14 +17,6 @@ import {
 /** SQL for step runs: create, expand, queue, claim, lock, park, retry, end and cancel them.
  * Every function takes the pool or a transaction. */
 
-export async function listStepRuns(db: Queryable, executionId: string): Promise<StepRunRow[]> {
-  const { rows } = await db.query<StepRunRow>(
-    'SELECT * FROM step_executions WHERE execution_id = $1 ORDER BY iteration, id',
-    [executionId],
-  );
-  return rows;
-}
-
 export async function loadIterationRuns(
   db: Queryable,
   executionId: string,

@@ -16,6 +16,9 @@ import type { InlineSlot, Machine } from './machine.js';
  * only trips on a bug, and then fails loudly instead of spinning. */
 const MAX_PASSES = 10_000;
 
+/** MAX_FOR_EACH_ITEMS when the machine's options do not say. */
+const DEFAULT_MAX_FOR_EACH_ITEMS = 100_000;
+
 /** What a caller of advance knows, offers, and learns. */
 export interface AdvanceOptions {
   /** The current iteration's runs, when the caller has just read them. */
@@ -190,6 +193,8 @@ async function decideStart(
     if (step.for_each === null) return null;
     const items = await evaluateExpression(step.for_each, context, timeout);
     const list = items === undefined ? [] : Array.isArray(items) ? items : [items];
+    const limit = p.m.options.maxForEachItems ?? DEFAULT_MAX_FOR_EACH_ITEMS;
+    if (list.length > limit) return present(await failForEachLimit(p, run, list.length, limit));
     if (list.length > 0) return await stepRuns.expandForEach(p.tx, run, list);
     return present(await stepRuns.finishRun(p.tx, run.id, { status: 'completed', output: [] }));
   } catch (error) {
@@ -204,6 +209,26 @@ async function decideStart(
     });
     return present(failed);
   }
+}
+
+/** A for_each over more items than the limit fails its step before any item run exists:
+ * a fan-out that size would flood the table and the queue. */
+function failForEachLimit(
+  p: Pass,
+  run: StepRunRow,
+  count: number,
+  limit: number,
+): Promise<StepRunRow | null> {
+  return stepRuns.finishRun(p.tx, run.id, {
+    status: 'failed',
+    error: {
+      message: `for_each evaluated to ${count} items, more than the limit of ${limit} (MAX_FOR_EACH_ITEMS)`,
+      type: 'for_each_limit',
+      retryable: false,
+      attempt: run.attempt,
+      details: { count, limit },
+    },
+  });
 }
 
 /** Queues the runs that start; with an inline slot still free, claims one it accepts. */

@@ -8,6 +8,9 @@ import type { ExecutionRow, StepJob, StepRunRow } from '../../domain/execution.j
 export interface Effects {
   /** Step attempts (or wake-ups) to put on the queue. */
   jobs: StepJob[];
+  /** New executions whose first scheduling decisions (conditions, for_each) a worker takes:
+   * the start that made them runs no expression (see start.ts). */
+  advanceExecutions: string[];
   /** Executions whose running attempts must be aborted (cancelled, failed, timed out). */
   abortExecutions: string[];
   /** Workflows whose cached view (counters) changed. */
@@ -21,6 +24,7 @@ export interface Effects {
 export function noEffects(): Effects {
   return {
     jobs: [],
+    advanceExecutions: [],
     abortExecutions: [],
     changedWorkflows: [],
     endedChildren: [],
@@ -30,6 +34,7 @@ export function noEffects(): Effects {
 
 export function mergeEffects(target: Effects, source: Effects): Effects {
   target.jobs.push(...source.jobs);
+  target.advanceExecutions.push(...source.advanceExecutions);
   target.abortExecutions.push(...source.abortExecutions);
   target.changedWorkflows.push(...source.changedWorkflows);
   target.endedChildren.push(...source.endedChildren);

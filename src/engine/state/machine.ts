@@ -12,6 +12,8 @@ const CACHE_SIZE = 500;
 export interface StateManagerOptions {
   pool: Pool;
   expressionTimeoutMs: number;
+  /** Items one for_each may fan out to (MAX_FOR_EACH_ITEMS); default 100,000. */
+  maxForEachItems?: number;
   /** How far back a run that starts waiting for an event looks for one it just missed. */
   eventBufferMs: number;
   /** Claims in a row that find an attempt abandoned by its process before the run fails as

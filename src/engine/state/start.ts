@@ -98,7 +98,9 @@ function insertFirst(
 
 /**
  * Starts an execution of a workflow's current version inside the caller's transaction. With
- * an idempotency key already used, returns that execution instead (created: false).
+ * an idempotency key already used, returns that execution instead (created: false). Only a
+ * sub-workflow start (on a worker) takes the first pass's decisions here; other starts leave
+ * them to an advance job (docs/ARCHITECTURE.md, "Life of a request").
  */
 export async function start(
   m: Machine,
@@ -116,13 +118,8 @@ export async function start(
     throw new WorkflowNotRunnableError(request.workflowId, head.status);
   }
   const definition = await m.definition(tx, request.workflowId, head.version);
-  const inserted = await insertFirst(
-    tx,
-    request,
-    head.version,
-    definition,
-    firstIteration(definition),
-  );
+  const first = firstIteration(definition);
+  const inserted = await insertFirst(tx, request, head.version, definition, first);
   if (!inserted) {
     // A concurrent start with the same key won the insert: return its execution.
     const concurrent = await findStarted(tx, request, effects);
@@ -134,6 +131,16 @@ export async function start(
     return start(m, tx, request, effects, attemptsLeft - 1);
   }
   queueJobs(inserted.row, inserted.runs, effects);
+  if (!first.settled && request.parent === undefined) {
+    // The first pass takes decisions (conditions, for_each, the output of an empty
+    // workflow): expressions, run by a worker, never by the request or event that starts the
+    // execution. Its runs stay pending until then; a lost job leaves the execution idle, and
+    // the recovery sweep's idle pass advances it.
+    effects.advanceExecutions.push(inserted.row.id);
+    const settled = { execution: inserted.row, runs: inserted.runs };
+    return { row: inserted.row, created: true, effects, settled };
+  }
+  // A sub-workflow starts inside its parent's worker transaction: it advances in place.
   const known: AdvanceOptions = { runs: inserted.runs };
   await advance(m, tx, inserted.row, effects, known);
   return {
