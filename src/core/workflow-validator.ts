@@ -213,7 +213,7 @@ function checkStep(step: StepInput, index: number, limits: WorkflowLimits): Fiel
 }
 
 /**
- * Checks a workflow against docs/ARCHITECTURE.md ("Workflow definitions") and returns the
+ * Checks a workflow against docs/ARCHITECTURE.md ("Workflows and expressions") and returns the
  * definition the engine runs. Throws ValidationFailedError listing every problem found, so a
  * caller fixes all at once.
  */

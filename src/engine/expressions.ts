@@ -9,7 +9,7 @@ import type { ExpressionContext } from './steps/types.js';
 
 /**
  * JSONata helpers shared by the workflow validator and the engine (docs/ARCHITECTURE.md,
- * "Expressions"): compile with a bounded cache and evaluate under a time and depth limit.
+ * "Workflows and expressions"): compile with a bounded cache and evaluate under a time and depth limit.
  * The `{% ... %}` templates of step config are resolved in templates.ts.
  */
 

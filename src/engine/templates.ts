@@ -10,7 +10,7 @@ import { secretBindings } from './steps/registry.js';
 import { type ExpressionContext, StepFailure } from './steps/types.js';
 
 /**
- * The `{% ... %}` templates of step config (docs/ARCHITECTURE.md, "Expressions"): a string that
+ * The `{% ... %}` templates of step config (docs/ARCHITECTURE.md, "Workflows and expressions"): a string that
  * is wholly a template is replaced by its expression's value when the step runs; any other
  * string is a literal. `$secret()` exists only here, for the step type whose declaration
  * allows it.

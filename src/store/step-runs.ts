@@ -153,7 +153,7 @@ export async function finishRun(
  * A claim that finds the run still `running` under another lease takes over a claim that
  * never recorded (its process died, or, rarely, lost its job while alive): it counts one
  * more crashed claim, which the worker weighs against MAX_CRASHED_CLAIMS. A claim from any
- * other status starts a fresh count (docs/ARCHITECTURE.md, "Engine").
+ * other status starts a fresh count (docs/ARCHITECTURE.md, "Durability").
  */
 export async function claimRun(
   db: Queryable,

@@ -28,7 +28,7 @@ type RunRef = Pick<StepRunRow, 'id' | 'attempt' | 'execution_id'>;
  *
  * This class is its one entry point; the work is done by start.ts, advance.ts,
  * record-attempt.ts, waits.ts, operator-actions.ts and finish.ts (see docs/ARCHITECTURE.md,
- * "Engine"). It holds the options and caches they share (Machine).
+ * "The state machine"). It holds the options and caches they share (Machine).
  */
 export class StateManager extends Machine {
   /** Starts an execution in the caller's transaction: API, events, schedules, sub-workflows. */

@@ -6,7 +6,7 @@ import type { z } from 'zod';
  * and either returns a result or throws a StepFailure that says whether a retry can help.
  */
 
-/** What expressions see: docs/ARCHITECTURE.md, "Expressions". */
+/** What expressions see: docs/ARCHITECTURE.md, "Workflows and expressions". */
 export interface ExpressionContext {
   input: unknown;
   steps: Record<string, { output: unknown; status: string }>;
