@@ -136,3 +136,27 @@ export async function waitUntil(
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/** The seed README's "Create a Sequential Workflow" example, verbatim. */
+export const SEED_EXAMPLE = {
+  name: 'Data Processing Workflow',
+  workflow_type: 'sequential',
+  description: 'Process data through multiple steps',
+  steps: [
+    {
+      name: 'Data Validation',
+      step_type: 'validation',
+      config: { schema: 'data_schema.json' },
+    },
+    {
+      name: 'Data Transformation',
+      step_type: 'transformation',
+      config: { rules: 'transform_rules.json' },
+    },
+    {
+      name: 'Data Storage',
+      step_type: 'storage',
+      config: { destination: 'database' },
+    },
+  ],
+};

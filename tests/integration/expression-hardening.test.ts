@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/private-servers.js';
 import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.js';
 import {
   createTestDatabase,
@@ -21,18 +21,6 @@ let database: TestDatabase;
 let prefix: string;
 let service: ServiceProcess;
 let base: string;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function call(method: string, path: string, body?: unknown): Promise<Response> {
   return fetch(`${base}${path}`, {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { useTestApp } from '../helpers/test-app.js';
+import { SEED_EXAMPLE } from '../helpers/workflows.js';
 
 const ctx = useTestApp();
 
@@ -27,21 +28,6 @@ function expectProblem(response: Injected, status: number): Problem {
   expect(response.body).not.toMatch(/\bat .+\.(ts|js):\d+/);
   return problem;
 }
-
-const SEED_EXAMPLE = {
-  name: 'Data Processing Workflow',
-  workflow_type: 'sequential',
-  description: 'Process data through multiple steps',
-  steps: [
-    { name: 'Data Validation', step_type: 'validation', config: { schema: 'data_schema.json' } },
-    {
-      name: 'Data Transformation',
-      step_type: 'transformation',
-      config: { rules: 'transform_rules.json' },
-    },
-    { name: 'Data Storage', step_type: 'storage', config: { destination: 'database' } },
-  ],
-};
 
 describe('HTTP edge cases', () => {
   it('malformed JSON is 400', async () => {

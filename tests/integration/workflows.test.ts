@@ -1,31 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { useTestApp } from '../helpers/test-app.js';
+import { SEED_EXAMPLE } from '../helpers/workflows.js';
 
 const ctx = useTestApp();
-
-/** The seed README's "Create a Sequential Workflow" example, verbatim. */
-const SEED_EXAMPLE = {
-  name: 'Data Processing Workflow',
-  workflow_type: 'sequential',
-  description: 'Process data through multiple steps',
-  steps: [
-    {
-      name: 'Data Validation',
-      step_type: 'validation',
-      config: { schema: 'data_schema.json' },
-    },
-    {
-      name: 'Data Transformation',
-      step_type: 'transformation',
-      config: { rules: 'transform_rules.json' },
-    },
-    {
-      name: 'Data Storage',
-      step_type: 'storage',
-      config: { destination: 'database' },
-    },
-  ],
-};
 
 interface StepBody {
   id: string;

@@ -1,11 +1,6 @@
 import { z } from 'zod';
-import {
-  defineStepType,
-  StepFailure,
-  type StepInvocation,
-  type StepOutcome,
-  type StepTypeDefinition,
-} from './types.js';
+import type { StepInvocation, StepOutcome, StepTypeDefinition } from './types.js';
+import { defineStepType, StepFailure } from './types.js';
 
 /**
  * The `delay` step: a durable timer. It answers `sleep` and the runner re-invokes it at

@@ -3,13 +3,8 @@ import https from 'node:https';
 import { z } from 'zod';
 import { redactSecrets } from '../secrets.js';
 import { canonicalIp, checkDestination, createGuardedLookup, SsrfBlockedError } from './ssrf.js';
-import {
-  defineStepType,
-  StepFailure,
-  type StepInvocation,
-  type StepOutcome,
-  type StepTypeDefinition,
-} from './types.js';
+import type { StepInvocation, StepOutcome, StepTypeDefinition } from './types.js';
+import { defineStepType, StepFailure } from './types.js';
 
 /**
  * The `http` step: one request with method/headers/body, redirects followed by hand so every

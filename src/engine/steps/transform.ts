@@ -1,13 +1,8 @@
 import { z } from 'zod';
 import { ExpressionLimitError } from '../expression-sandbox/index.js';
 import { ExpressionError, evaluateExpression } from '../expressions.js';
-import {
-  defineStepType,
-  StepFailure,
-  type StepInvocation,
-  type StepOutcome,
-  type StepTypeDefinition,
-} from './types.js';
+import type { StepInvocation, StepOutcome, StepTypeDefinition } from './types.js';
+import { defineStepType, StepFailure } from './types.js';
 
 // Only presence here: the validator checks `expression` as an expression field.
 const configSchema = z.looseObject({

@@ -2,13 +2,8 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import formatsModule from 'ajv-formats';
 import { z } from 'zod';
-import {
-  defineStepType,
-  StepFailure,
-  type StepInvocation,
-  type StepOutcome,
-  type StepTypeDefinition,
-} from './types.js';
+import type { StepInvocation, StepOutcome, StepTypeDefinition } from './types.js';
+import { defineStepType, StepFailure } from './types.js';
 
 /**
  * The `validate` step: checks `config.data` (or the step input) against `config.schema`.
