@@ -38,62 +38,33 @@ async function findRunsOfRunningExecutions<Row extends StepRunRow = PinnedRun>(
 }
 
 /** Runs that are queued and due, of running executions, that nobody touched for a while. */
-export async function findStaleQueuedRuns(
-  db: Queryable,
-  staleAfterMs: number,
-  limit: number,
-): Promise<PinnedRun[]> {
-  return findRunsOfRunningExecutions(
-    db,
-    `s.status = 'queued' AND s.updated_at < ${MS_AGO}`,
-    's.updated_at',
-    staleAfterMs,
-    limit,
-  );
-}
-
+const STALE_QUEUED = `s.status = 'queued' AND s.updated_at < ${MS_AGO}`;
 /** Running runs and sleeping runs whose job may have been lost (Redis flushed, worker gone). */
-export async function findStaleActiveRuns(
-  db: Queryable,
-  staleAfterMs: number,
-  limit: number,
-): Promise<PinnedRun[]> {
-  return findRunsOfRunningExecutions(
-    db,
-    `NOT ${FOR_EACH_AGGREGATE}
+const STALE_ACTIVE = `NOT ${FOR_EACH_AGGREGATE}
         AND ((s.status = 'running' AND s.wait_kind IS NULL AND s.updated_at < ${MS_AGO})
-          OR (s.status = 'waiting' AND s.wake_at IS NOT NULL AND s.wake_at < ${MS_AGO}))`,
-    's.updated_at',
-    staleAfterMs,
-    limit,
-  );
-}
-
+          OR (s.status = 'waiting' AND s.wake_at IS NOT NULL AND s.wake_at < ${MS_AGO}))`;
 /** Attempts past their deadline: the holder died or hung, or an outside answer never came. */
-export async function findOverdueRuns(
-  db: Queryable,
-  graceMs: number,
-  limit: number,
-): Promise<PinnedRun[]> {
-  return findRunsOfRunningExecutions(
-    db,
-    `(s.status = 'running' OR (s.status = 'waiting' AND s.wake_at IS NULL))
-        AND NOT ${FOR_EACH_AGGREGATE} AND s.deadline_at < ${MS_AGO}`,
-    's.deadline_at',
-    graceMs,
-    limit,
-  );
+const OVERDUE = `(s.status = 'running' OR (s.status = 'waiting' AND s.wake_at IS NULL))
+        AND NOT ${FOR_EACH_AGGREGATE} AND s.deadline_at < ${MS_AGO}`;
+/** Runs waiting for an event that nothing touched for a while: the sweep looks for a match. */
+const IDLE_EVENT_WAIT = `s.status = 'waiting' AND s.wait_kind = 'event' AND s.updated_at < ${MS_AGO}`;
+
+export function findStaleQueuedRuns(db: Queryable, staleAfterMs: number, limit: number) {
+  return findRunsOfRunningExecutions(db, STALE_QUEUED, 's.updated_at', staleAfterMs, limit);
 }
 
-/** Runs waiting for an event that nothing touched for a while: the sweep looks for a match. */
-export async function findIdleEventWaits(
-  db: Queryable,
-  idleAfterMs: number,
-  limit: number,
-): Promise<WaitingRun<'event'>[]> {
+export function findStaleActiveRuns(db: Queryable, staleAfterMs: number, limit: number) {
+  return findRunsOfRunningExecutions(db, STALE_ACTIVE, 's.updated_at', staleAfterMs, limit);
+}
+
+export function findOverdueRuns(db: Queryable, graceMs: number, limit: number) {
+  return findRunsOfRunningExecutions(db, OVERDUE, 's.deadline_at', graceMs, limit);
+}
+
+export function findIdleEventWaits(db: Queryable, idleAfterMs: number, limit: number) {
   return findRunsOfRunningExecutions<WaitingRun<'event'>>(
     db,
-    `s.status = 'waiting' AND s.wait_kind = 'event' AND s.updated_at < ${MS_AGO}`,
+    IDLE_EVENT_WAIT,
     's.updated_at',
     idleAfterMs,
     limit,

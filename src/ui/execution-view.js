@@ -1,11 +1,12 @@
 import { api, openExecutionStream } from './api.js';
 import { announce, h } from './dom.js';
 import { executionPanels } from './execution-panels.js';
+import { FINISHED_EXECUTION_STATUSES } from './statuses.js';
 import { errorBox, render } from './view.js';
 
 /** One execution, live: a snapshot from its event stream, then each change as it happens. */
 
-const ENDED = new Set(['completed', 'failed', 'cancelled', 'timed_out']);
+const ENDED = new Set(FINISHED_EXECUTION_STATUSES);
 
 const runKey = (run) => `${run.step_id}|${run.iteration ?? 0}|${run.item_index ?? ''}`;
 

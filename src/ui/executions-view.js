@@ -1,20 +1,10 @@
 import { api } from './api.js';
 import { barsSvg } from './charts.js';
 import { announce, formatSeconds, h, statusBadge, timeElement } from './dom.js';
+import { EXECUTION_STATUSES } from './statuses.js';
 import { errorBox, main, painter } from './view.js';
 
 /** The executions list: filters, pages of executions ("Load more") and their durations. */
-
-const EXECUTION_STATUSES = [
-  'pending',
-  'running',
-  'waiting',
-  'paused',
-  'completed',
-  'failed',
-  'cancelled',
-  'timed_out',
-];
 
 /** The filters; applying them navigates, so the list is a link that can be kept. */
 function filterForm(workflows, workflowId, status) {

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { EXECUTION_STATUSES, FINISHED_EXECUTION_STATUSES } from '../../domain/statuses.js';
 import { RouteNotFoundError } from '../../errors.js';
 import { projectRoot } from '../../project.js';
 
@@ -23,15 +24,30 @@ interface Asset {
   etag: string;
 }
 
+function asset(type: string, body: Buffer): Asset {
+  const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
+  return { type, body, etag };
+}
+
+/**
+ * `statuses.js`: the dashboard's status lists, generated from src/domain/statuses.ts so the
+ * browser code never keeps a copy of its own.
+ */
+function statusesModule(): Asset {
+  const lists = { EXECUTION_STATUSES, FINISHED_EXECUTION_STATUSES };
+  const source = Object.entries(lists)
+    .map(([name, list]) => `export const ${name} = ${JSON.stringify(list)};`)
+    .join('\n');
+  return asset('text/javascript; charset=utf-8', Buffer.from(`${source}\n`));
+}
+
 /** Every file of the dashboard, loaded once: a fixed set, so no request path reaches the disk. */
 function loadAssets(): Map<string, Asset> {
-  const assets = new Map<string, Asset>();
+  const assets = new Map<string, Asset>([['statuses.js', statusesModule()]]);
   for (const name of readdirSync(UI_DIRECTORY)) {
     const type = TYPES[path.extname(name)];
     if (!type) continue;
-    const body = readFileSync(path.join(UI_DIRECTORY, name));
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
-    assets.set(name, { type, body, etag });
+    assets.set(name, asset(type, readFileSync(path.join(UI_DIRECTORY, name))));
   }
   return assets;
 }
