@@ -3,7 +3,8 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { httpStep } from '../../src/engine/steps/http.js';
-import { StepFailure, type StepInvocation } from '../../src/engine/steps/types.js';
+import type { StepInvocation } from '../../src/engine/steps/types.js';
+import { failureOf } from '../helpers/steps.js';
 
 /*
  * Every request in this file goes to a server of its own on a loopback address. The refusal
@@ -168,15 +169,6 @@ function invocation(
       expressionTimeoutMs: 1000,
     },
   };
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<StepFailure> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(StepFailure);
-  return error as StepFailure;
 }
 
 const url = (path: string): string => `http://127.0.0.1:${main.port}${path}`;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RetryBackoff } from '../../src/domain/workflow-definition.js';
 import { canRetry, retryDelayMs } from '../../src/engine/retry-policy.js';
+import { prng } from '../helpers/random.js';
 
 const exponential = (delay_ms: number, max_delay_ms: number): RetryBackoff => ({
   type: 'exponential',
@@ -13,18 +14,6 @@ const fixed = (delay_ms: number, max_delay_ms = 86_400_000): RetryBackoff => ({
   max_delay_ms,
 });
 const always = (value: number) => () => value;
-
-/** Small deterministic PRNG (mulberry32) for sweeping the jitter range. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('retryDelayMs: exponential', () => {
   const backoff = exponential(1000, 60_000);

@@ -21,6 +21,7 @@ import {
   schedule,
   sinkSteps,
 } from '../../src/engine/scheduler.js';
+import { prng } from '../helpers/random.js';
 
 const limits = loadConfig({});
 
@@ -56,18 +57,6 @@ function items(stepId: string, statuses: StepStatus[]): RunState[] {
 
 function decide(definition: WorkflowDefinition, runs: RunState[], paused = false) {
   return schedule({ definition, runs, paused });
-}
-
-/** Small deterministic PRNG (mulberry32): reproducible "random" cases without a dependency. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const diamond = () =>

@@ -3,12 +3,9 @@ import { delayStep } from '../../src/engine/steps/delay.js';
 import { noopStep } from '../../src/engine/steps/noop.js';
 import { builtInStepHandlers, getStepHandler } from '../../src/engine/steps/registry.js';
 import { transformStep } from '../../src/engine/steps/transform.js';
-import {
-  type ExpressionContext,
-  StepFailure,
-  type StepInvocation,
-} from '../../src/engine/steps/types.js';
+import type { ExpressionContext, StepInvocation } from '../../src/engine/steps/types.js';
 import { validateStep } from '../../src/engine/steps/validate.js';
+import { failureOf } from '../helpers/steps.js';
 
 const context: ExpressionContext = {
   input: { order: 'o-1', amount: 42 },
@@ -26,15 +23,6 @@ function invocation(config: Record<string, unknown>): StepInvocation {
     attempt: 1,
     env: { httpAllowedHosts: [], httpMaxResponseBytes: 1024, expressionTimeoutMs: 200 },
   };
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<StepFailure> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(StepFailure);
-  return error as StepFailure;
 }
 
 describe('registry', () => {
