@@ -4,6 +4,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import type { TestProject } from 'vitest/node';
 import { migrate } from '../../src/store/migrate.js';
+import { postgresAnswers } from './private-servers.js';
 
 /**
  * Finds Postgres and Redis for the suite: TEST_DATABASE_URL / TEST_REDIS_URL or the local
@@ -16,19 +17,6 @@ declare module 'vitest' {
     databaseUrl: string;
     redisUrl: string;
     templateDatabase: string;
-  }
-}
-
-async function postgresAnswers(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => {});
   }
 }
 

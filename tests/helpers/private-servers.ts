@@ -7,6 +7,21 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 
+/** Whether a Postgres server answers a query at `url` (within 2 s to connect). */
+export async function postgresAnswers(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
 /**
  * Postgres and Redis servers private to one test file, on their own loopback ports and data
  * directories, for tests that kill or restart servers. Never the shared 5432/6379 servers.
@@ -244,19 +259,9 @@ export class PrivatePostgres {
       '60',
       'start',
     ]);
-    await waitFor(`postgres on port ${this.port}`, 30_000, async () => {
-      const client = new pg.Client({ connectionString: this.url('postgres') });
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        await client.query('SELECT 1');
-        return true;
-      } catch {
-        return false;
-      } finally {
-        await client.end().catch(() => {});
-      }
-    });
+    await waitFor(`postgres on port ${this.port}`, 30_000, () =>
+      postgresAnswers(this.url('postgres')),
+    );
   }
 
   /** Stops the server in immediate mode: like a crash, recovery replays the WAL on start. */
