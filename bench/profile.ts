@@ -130,20 +130,31 @@ async function main(): Promise<void> {
   try {
     await context.prepareTemplate();
     const plan = { stepsPerExecution: CHAIN_LENGTH, startConcurrency: 20, timeoutMs: 300_000 };
+    /** A warm-up, then `executions` chains with statements and CPU counted. */
+    const measureCounted = async (
+      name: string,
+      driver: Parameters<typeof measureThroughput>[0],
+      databaseName: string,
+    ): Promise<void> => {
+      await measureThroughput(driver, { ...plan, count: 50 });
+      const meter = new CpuMeter(admin, databaseName);
+      await meter.start();
+      counting = true;
+      const result = await measureThroughput(driver, { ...plan, count: executions });
+      counting = false;
+      report(name, result.steps, result.seconds, await meter.stop());
+    };
     const admin = new pg.Pool({ connectionString: context.adminUrl, max: 1 });
     if (values.target !== 'engine') {
       const database = await context.database('reference');
       const pool = new pg.Pool({ connectionString: database.url, max: 20 });
       const engine = new ReferenceEngine(pool, context.redisUrl, context.prefix('reference'), 20);
       engine.start();
-      const driver = referenceDriver(engine, pool, CHAIN_LENGTH);
-      await measureThroughput(driver, { ...plan, count: 50 });
-      const meter = new CpuMeter(admin, database.name);
-      await meter.start();
-      counting = true;
-      const result = await measureThroughput(driver, { ...plan, count: executions });
-      counting = false;
-      report('reference chain', result.steps, result.seconds, await meter.stop());
+      await measureCounted(
+        'reference chain',
+        referenceDriver(engine, pool, CHAIN_LENGTH),
+        database.name,
+      );
       await engine.close();
       await pool.end();
     }
@@ -157,14 +168,7 @@ async function main(): Promise<void> {
           service.app,
           sequentialWorkflow('profile', CHAIN_LENGTH),
         );
-        const driver = engineDriver(service.app, workflowId);
-        await measureThroughput(driver, { ...plan, count: 50 });
-        const meter = new CpuMeter(admin, database.name);
-        await meter.start();
-        counting = true;
-        const result = await measureThroughput(driver, { ...plan, count: executions });
-        counting = false;
-        report('engine', result.steps, result.seconds, await meter.stop());
+        await measureCounted('engine', engineDriver(service.app, workflowId), database.name);
       } finally {
         await service.close();
       }

@@ -6,7 +6,7 @@
 -- UPDATE, the claims that find the run still `running` under a lease nobody recorded; past
 -- MAX_CRASHED_CLAIMS the worker fails the run as `crashed` instead of running it. A claim
 -- from any other status (a new attempt, a woken sleep) starts the count again at 0.
--- docs/ARCHITECTURE.md, "Engine".
+-- docs/ARCHITECTURE.md, "Durability".
 ALTER TABLE step_executions ADD COLUMN crashed_claims INTEGER NOT NULL DEFAULT 0;
 
 -- As in the engine-hot-path migration, plus the reset: a run reopened by a retry of its

@@ -3,6 +3,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, inject } from 'vitest';
+// The bounded-concurrency loop the benchmarks use, shared rather than copied.
+import { runPool } from '../../bench/lib/util.js';
 import { projectRoot } from '../../src/project.js';
 import { ensureDatabase } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
@@ -12,6 +14,8 @@ import { createTestDatabase, deleteRedisPrefix, type TestDatabase } from '../hel
 import { type Figures, recordFigures } from './figures.js';
 import { checkInvariants, type InvariantReport, installAudit } from './invariants.js';
 import { SideEffectServer, type SideEffectServerOptions } from './side-effect-server.js';
+
+export { runPool };
 
 /**
  * Shared machinery of the fault scenarios: their setup and teardown, real service processes
@@ -350,23 +354,6 @@ export function fanOutWorkflow(
 /** The side-effect path of a run of the workflows above (every step is an http step). */
 export function sideEffectPath(run: { execution_id: string; step_id: string }): string {
   return `/${run.execution_id}/${run.step_id}`;
-}
-
-/** Runs `fn` over `count` indexes with at most `concurrency` at a time. */
-export async function runPool(
-  count: number,
-  concurrency: number,
-  fn: (index: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(concurrency, count) }, async () => {
-    while (next < count) {
-      const index = next;
-      next += 1;
-      await fn(index);
-    }
-  });
-  await Promise.all(lanes);
 }
 
 export interface SubmitReport {

@@ -26,6 +26,16 @@ const ctx = useTestApp({
 });
 
 const DEADLINE_MS = 30_000;
+
+/** Starts an execution of `workflowId` and waits (up to DEADLINE_MS) until it ends. */
+async function runToEnd(workflowId: string): Promise<ExecutionBody> {
+  return waitForExecution(
+    ctx.app,
+    await startExecution(ctx.app, workflowId),
+    undefined,
+    DEADLINE_MS,
+  );
+}
 const ENDED = ['completed', 'failed', 'cancelled', 'timed_out'];
 
 /** A loopback HTTP server with routes that fail, hang or count, and a log of what it saw. */
@@ -162,12 +172,7 @@ describe('retries', () => {
         }),
       ],
     });
-    const execution = await waitForExecution(
-      ctx.app,
-      await startExecution(ctx.app, workflowId),
-      undefined,
-      DEADLINE_MS,
-    );
+    const execution = await runToEnd(workflowId);
     expect(execution.status, JSON.stringify(execution)).toBe('completed');
     expect(ownRun(execution, 'call').attempts).toBe(3);
     expect(ownRun(execution, 'call').status).toBe('completed');
@@ -187,12 +192,7 @@ describe('retries', () => {
         { id: 'after', name: 'after', step_type: 'noop' },
       ],
     });
-    const execution = await waitForExecution(
-      ctx.app,
-      await startExecution(ctx.app, workflowId),
-      undefined,
-      DEADLINE_MS,
-    );
+    const execution = await runToEnd(workflowId);
     expect(execution.status, JSON.stringify(execution)).toBe('failed');
     expect(execution.error).toContain('lookup');
     expect(ownRun(execution, 'lookup').attempts).toBe(1);
@@ -238,12 +238,7 @@ describe('timeouts', () => {
       workflow_type: 'sequential',
       steps: [httpStep('slow', '/hang/step-timeout', { timeout_seconds: 1, retry_count: 0 })],
     });
-    const execution = await waitForExecution(
-      ctx.app,
-      await startExecution(ctx.app, workflowId),
-      undefined,
-      DEADLINE_MS,
-    );
+    const execution = await runToEnd(workflowId);
     expect(execution.status, JSON.stringify(execution)).toBe('failed');
     const run = ownRun(execution, 'slow');
     expect(run.status).toBe('failed');
@@ -268,12 +263,7 @@ describe('timeouts', () => {
         { id: 'after', name: 'after', step_type: 'noop' },
       ],
     });
-    const execution = await waitForExecution(
-      ctx.app,
-      await startExecution(ctx.app, workflowId),
-      undefined,
-      DEADLINE_MS,
-    );
+    const execution = await runToEnd(workflowId);
     expect(execution.status, JSON.stringify(execution)).toBe('timed_out');
     expect(stepStatuses(execution)).toEqual({ wait: 'cancelled', after: 'cancelled' });
     expect(execution.completed_at).not.toBeNull();
@@ -617,12 +607,7 @@ describe('version pinning', () => {
     expect(first.steps.map((step) => step.step_id)).toEqual(['wait', 'result']);
     expect(first.output_data).toBe('v1');
 
-    const second = await waitForExecution(
-      ctx.app,
-      await startExecution(ctx.app, workflowId),
-      undefined,
-      DEADLINE_MS,
-    );
+    const second = await runToEnd(workflowId);
     expect(second.status, JSON.stringify(second)).toBe('completed');
     expect(second.workflow_version).toBe(2);
     expect(second.steps.map((step) => step.step_id)).toEqual(['other', 'result', 'extra']);

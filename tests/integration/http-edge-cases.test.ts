@@ -1,17 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import type { ProblemDetails } from '../../src/schemas/problem.js';
 import { useTestApp } from '../helpers/test-app.js';
 import { SEED_EXAMPLE } from '../helpers/workflows.js';
 
 const ctx = useTestApp();
 
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  errors?: Array<{ path: string; message: string }>;
-}
+type Problem = ProblemDetails;
 
 type Injected = Awaited<ReturnType<typeof ctx.app.inject>>;
 

@@ -28,6 +28,11 @@ function claims(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { sub: 'alice', roles: ['viewer'], iss: ISSUER, aud: AUDIENCE, exp: epoch(600), ...extra };
 }
 
+/** A token signed with the service's own RS256 key: valid unless its claims say otherwise. */
+function signedByRsa(payload: Record<string, unknown>): string {
+  return signJwt(payload, { alg: 'RS256', privateKey: rsa.privateKey });
+}
+
 async function statusWith(app: FastifyInstance, token: string): Promise<number> {
   const response = await app.inject({
     method: 'GET',
@@ -38,7 +43,7 @@ async function statusWith(app: FastifyInstance, token: string): Promise<number> 
 }
 
 describe('RS256 with issuer and audience', () => {
-  const genuine = () => signJwt(claims(), { alg: 'RS256', privateKey: rsa.privateKey });
+  const genuine = () => signedByRsa(claims());
 
   it('accepts the genuine token (control)', async () => {
     expect(await statusWith(ctx.app, genuine())).toBe(200);
@@ -72,34 +77,16 @@ describe('RS256 with issuer and audience', () => {
       'signature stripped': `${head}.${body}.`,
       'PS256 (not pinned)': signJwt(claims(), { alg: 'PS256', privateKey: rsa.privateKey }),
       expired: signJwt(claims({ exp: epoch(-3600) }), { alg: 'RS256', privateKey: rsa.privateKey }),
-      'missing exp': signJwt(claims({ exp: undefined }), {
-        alg: 'RS256',
-        privateKey: rsa.privateKey,
-      }),
-      'exp not a number': signJwt(claims({ exp: 'tomorrow' }), {
-        alg: 'RS256',
-        privateKey: rsa.privateKey,
-      }),
+      'missing exp': signedByRsa(claims({ exp: undefined })),
+      'exp not a number': signedByRsa(claims({ exp: 'tomorrow' })),
       'not yet valid (nbf)': signJwt(claims({ nbf: epoch(3600) }), {
         alg: 'RS256',
         privateKey: rsa.privateKey,
       }),
-      'wrong issuer': signJwt(claims({ iss: 'https://evil.test' }), {
-        alg: 'RS256',
-        privateKey: rsa.privateKey,
-      }),
-      'missing issuer': signJwt(claims({ iss: undefined }), {
-        alg: 'RS256',
-        privateKey: rsa.privateKey,
-      }),
-      'wrong audience': signJwt(claims({ aud: 'billing' }), {
-        alg: 'RS256',
-        privateKey: rsa.privateKey,
-      }),
-      'missing audience': signJwt(claims({ aud: undefined }), {
-        alg: 'RS256',
-        privateKey: rsa.privateKey,
-      }),
+      'wrong issuer': signedByRsa(claims({ iss: 'https://evil.test' })),
+      'missing issuer': signedByRsa(claims({ iss: undefined })),
+      'wrong audience': signedByRsa(claims({ aud: 'billing' })),
+      'missing audience': signedByRsa(claims({ aud: undefined })),
       'one segment': 'eyJhbGciOiJSUzI1NiJ9',
       'two segments': `${head}.${body}`,
       'four segments': `${genuine()}.x`,
@@ -124,8 +111,7 @@ describe('RS256 with issuer and audience', () => {
   });
 
   it('takes roles from the roles claim: none known is 403, the strongest one counts', async () => {
-    const sign = (roles: unknown) =>
-      signJwt(claims({ roles }), { alg: 'RS256', privateKey: rsa.privateKey });
+    const sign = (roles: unknown) => signedByRsa(claims({ roles }));
     expect(await statusWith(ctx.app, sign(undefined))).toBe(403);
     expect(await statusWith(ctx.app, sign(['superuser']))).toBe(403);
     const create = await ctx.app.inject({

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/project.js';
 import { until } from '../helpers/counting-server.js';
 import { useTestApp } from '../helpers/test-app.js';
+import { SEED_EXAMPLE } from '../helpers/workflows.js';
 
 // The seed README's three usage examples, sent over real HTTP as written, with
 // examples/worker.ts doing the `validation`, `transformation` and `storage` steps.
@@ -49,25 +50,8 @@ async function json(response: Response): Promise<Record<string, unknown>> {
 
 describe('the seed README usage examples', () => {
   it('create, execute and monitor a sequential workflow, end to end', async () => {
-    // "Create a Sequential Workflow"
-    const workflowData = {
-      name: 'Data Processing Workflow',
-      workflow_type: 'sequential',
-      description: 'Process data through multiple steps',
-      steps: [
-        {
-          name: 'Data Validation',
-          step_type: 'validation',
-          config: { schema: 'data_schema.json' },
-        },
-        {
-          name: 'Data Transformation',
-          step_type: 'transformation',
-          config: { rules: 'transform_rules.json' },
-        },
-        { name: 'Data Storage', step_type: 'storage', config: { destination: 'database' } },
-      ],
-    };
+    // "Create a Sequential Workflow": the seed's workflow_data, verbatim (tests/helpers/workflows.ts)
+    const workflowData = SEED_EXAMPLE;
     const created = await fetch(`${baseUrl}/workflows`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -1,16 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import type { ProblemDetails } from '../../src/schemas/problem.js';
 import { useTestApp } from '../helpers/test-app.js';
 
 const ctx = useTestApp();
 
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  errors: Array<{ path: string; message: string }>;
-}
+/** Validation problems always list their errors. */
+type Problem = ProblemDetails & { errors: NonNullable<ProblemDetails['errors']> };
 
 const step = (name: string, extra: Record<string, unknown> = {}) => ({
   name,

@@ -891,6 +891,13 @@ function simulate(
   const propagated = new Set<string>();
   const conditionSkipped = new Set<string>();
   const maxConcurrency = definition.config.max_concurrency;
+  const result = (outcome: SchedulerDecision['outcome']): SimulationResult => ({
+    final: new Map(definition.steps.map((s) => [s.id, status(s.id)])),
+    started,
+    propagated,
+    conditionSkipped,
+    outcome,
+  });
 
   for (let tick = 0; tick < 10_000; tick += 1) {
     const decision = schedule({ definition, runs, paused: false });
@@ -906,13 +913,7 @@ function simulate(
         (s) => (status(s.id) === 'failed' || status(s.id) === 'cancelled') && !s.continue_on_error,
       );
       expect(decision.outcome.step_id).toBe(failed?.id);
-      return {
-        final: new Map(definition.steps.map((s) => [s.id, status(s.id)])),
-        started,
-        propagated,
-        conditionSkipped,
-        outcome: decision.outcome,
-      };
+      return result(decision.outcome);
     }
 
     for (const id of [...decision.ready, ...decision.skip]) {
@@ -986,13 +987,7 @@ function simulate(
 
     if (changed) continue;
     if (decision.outcome.kind === 'iteration_done') {
-      return {
-        final: new Map(definition.steps.map((s) => [s.id, status(s.id)])),
-        started,
-        propagated,
-        conditionSkipped,
-        outcome: decision.outcome,
-      };
+      return result(decision.outcome);
     }
     // Idle: something must be in flight, else the execution would hang.
     const working = runs.filter(
