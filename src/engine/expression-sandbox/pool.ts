@@ -40,6 +40,8 @@ const STACK_KB = 512;
  * the child is killed only when a single native step (a regex, a huge range or string) keeps
  * it busy past twice the limit, and at least this much past it.
  */
+/** How long a task may wait for a child before it starts, beyond its own hard limit. */
+const QUEUE_GRACE_MS = 30_000;
 const MIN_HARD_GRACE_MS = 1000;
 /** How long a killed child gets to answer workerpool's cleanup request before SIGTERM. */
 const TERMINATE_TIMEOUT_MS = 100;
@@ -240,6 +242,10 @@ export async function evaluate(
       } else void callBinding(child, functions, event);
     },
   });
+  // A task that never reports `started` (a child that died as it was handed the task) would
+  // otherwise wait for ever: this outer deadline, from submission, bounds queue and start too.
+  running.timeout(hardLimitMs + QUEUE_GRACE_MS);
+  timedOutAfter ??= hardLimitMs + QUEUE_GRACE_MS;
   let outcome: WorkerOutcome;
   try {
     outcome = (await running) as WorkerOutcome;
