@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   closeExpressionSandbox,
@@ -203,6 +204,24 @@ describe('sandboxed evaluation', () => {
 
   it('refuses a 50 MB result', async () => {
     await expectLimit('($s := $pad("", 50000, "x"); $map([1..1000], function(){ $s }))', 'output');
+  });
+
+  it('keeps serving tasks queued behind children that died', async () => {
+    // Every child the pool may hold dies of an out-of-memory abort at once (the string doubles
+    // past the heap in one step, so no in-child check refuses it first), with an ordinary
+    // expression queued behind them: it must still run (workerpool alone leaves it queued).
+    const doubling = '$substring($reduce([1..27], function($acc, $i){ $acc & $acc }, "x"), 1, 2)';
+    const children = Math.max(2, availableParallelism());
+    const breaches = Array.from({ length: children }, () =>
+      evaluateExpression(doubling, context, { timeoutMs: 8000 }).catch(
+        (error: unknown) => error,
+      ),
+    );
+    const queued = evaluateExpression('$uppercase("queued")', context, { timeoutMs: 8000 });
+    for (const breach of await Promise.all(breaches)) {
+      expect(breach).toMatchObject({ code: 'expression_limit', limit: 'memory' });
+    }
+    expect(await queued).toBe('QUEUED');
   });
 
   it('still answers after breaches', async () => {

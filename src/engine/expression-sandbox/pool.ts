@@ -40,8 +40,6 @@ const STACK_KB = 512;
  * the child is killed only when a single native step (a regex, a huge range or string) keeps
  * it busy past twice the limit, and at least this much past it.
  */
-/** How long a task may wait for a child before it starts, beyond its own hard limit. */
-const QUEUE_GRACE_MS = 30_000;
 const MIN_HARD_GRACE_MS = 1000;
 /** How long a killed child gets to answer workerpool's cleanup request before SIGTERM. */
 const TERMINATE_TIMEOUT_MS = 100;
@@ -126,6 +124,20 @@ export async function closeExpressionSandbox(): Promise<void> {
 function childOf(current: Pool, pid: number): ChildProcess | undefined {
   const handlers = (current as unknown as { workers: Array<{ worker: ChildProcess }> }).workers;
   return handlers.find((handler) => handler.worker.pid === pid)?.worker;
+}
+
+/**
+ * Hands queued tasks to a child after one died. workerpool (pinned 10.0.3) dispatches the next
+ * queued task only once it has finished removing a dead child, and it never finishes for a child
+ * that exited by itself (an out-of-memory abort): it waits for a second 'exit' event. Without
+ * this, a task queued behind such deaths waits for ever (tests/unit/expression-sandbox.test.ts,
+ * "keeps serving tasks queued behind children that died"). `_next` is what `exec` calls; it
+ * is idempotent: it takes a queued task only when a child is free or may be created.
+ */
+function dispatchQueued(current: Pool): void {
+  setImmediate(() => {
+    if (pool === current) (current as unknown as { _next(): void })._next();
+  });
 }
 
 function splitBindings(bindings: Record<string, unknown> | undefined): {
@@ -216,7 +228,6 @@ export async function evaluate(
   const { values, functions } = splitBindings(options.bindings);
   const hardLimitMs = options.timeoutMs + Math.max(MIN_HARD_GRACE_MS, options.timeoutMs);
   const current = currentPool();
-  let timedOutAfter: number | undefined;
   let child: ChildProcess | undefined;
   let stderr = '';
   const { maxOutputBytes } = limits;
@@ -233,24 +244,19 @@ export async function evaluate(
     on: (event: WorkerEvent) => {
       if ('stderr' in event) stderr = `${stderr}${event.stderr}`.slice(-4096);
       else if ('stdout' in event) return;
-      else if (event.type === 'started') {
-        child = childOf(current, event.pid);
-        // The hard deadline counts from the start, not from the queue; on expiry workerpool
-        // kills the child (verified in tests/unit/expression-sandbox.test.ts).
-        running.timeout(hardLimitMs);
-        timedOutAfter = hardLimitMs;
-      } else void callBinding(child, functions, event);
+      else if (event.type === 'started') child = childOf(current, event.pid);
+      else void callBinding(child, functions, event);
     },
   });
-  // A task that never reports `started` (a child that died as it was handed the task) would
-  // otherwise wait for ever: this outer deadline, from submission, bounds queue and start too.
-  running.timeout(hardLimitMs + QUEUE_GRACE_MS);
-  timedOutAfter ??= hardLimitMs + QUEUE_GRACE_MS;
+  // workerpool starts this clock when a child takes the task, not while it waits in the queue;
+  // on expiry it kills the child (verified in tests/unit/expression-sandbox.test.ts).
+  running.timeout(hardLimitMs);
   let outcome: WorkerOutcome;
   try {
     outcome = (await running) as WorkerOutcome;
   } catch (error) {
-    const timedOut = error instanceof workerpool.Promise.TimeoutError ? timedOutAfter : undefined;
+    dispatchQueued(current);
+    const timedOut = error instanceof workerpool.Promise.TimeoutError ? hardLimitMs : undefined;
     const mapped = limitError(source, error, timedOut, stderr);
     if (mapped instanceof ExpressionLimitError) counters.limitBreaches++;
     throw mapped;
