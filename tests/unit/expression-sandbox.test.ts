@@ -213,9 +213,7 @@ describe('sandboxed evaluation', () => {
     const doubling = '$substring($reduce([1..27], function($acc, $i){ $acc & $acc }, "x"), 1, 2)';
     const children = Math.max(2, availableParallelism());
     const breaches = Array.from({ length: children }, () =>
-      evaluateExpression(doubling, context, { timeoutMs: 8000 }).catch(
-        (error: unknown) => error,
-      ),
+      evaluateExpression(doubling, context, { timeoutMs: 8000 }).catch((error: unknown) => error),
     );
     const queued = evaluateExpression('$uppercase("queued")', context, { timeoutMs: 8000 });
     for (const breach of await Promise.all(breaches)) {
