@@ -244,13 +244,14 @@ export async function evaluate(
     on: (event: WorkerEvent) => {
       if ('stderr' in event) stderr = `${stderr}${event.stderr}`.slice(-4096);
       else if ('stdout' in event) return;
-      else if (event.type === 'started') child = childOf(current, event.pid);
-      else void callBinding(child, functions, event);
+      else if (event.type === 'started') {
+        child = childOf(current, event.pid);
+        // The hard clock starts with the evaluation, not with the queue or a new child's boot;
+        // on expiry workerpool kills the child (verified in tests/unit/expression-sandbox.test.ts).
+        running.timeout(hardLimitMs);
+      } else void callBinding(child, functions, event);
     },
   });
-  // workerpool starts this clock when a child takes the task, not while it waits in the queue;
-  // on expiry it kills the child (verified in tests/unit/expression-sandbox.test.ts).
-  running.timeout(hardLimitMs);
   let outcome: WorkerOutcome;
   try {
     outcome = (await running) as WorkerOutcome;
