@@ -45,6 +45,12 @@ export interface StepRunFields {
   lease_id: string | null;
   item: unknown;
   item_count: number | null;
+  /** A for_each step's own run: its items by state (docs/ARCHITECTURE.md, "Fan-outs"). */
+  items_materialised: number;
+  items_active: number;
+  items_waiting: number;
+  items_done: number;
+  items_failed: number;
   output: unknown;
   error: StepErrorRecord | null;
   wait_reason: string | null;
@@ -109,15 +115,22 @@ export interface StepErrorRecord {
   details?: unknown;
 }
 
-/** A run of an iteration as a worker saw it: what scheduling and expressions read. */
-export type RunSnapshot = Pick<StepRunRow, 'id' | 'step_id' | 'item_index' | 'status' | 'output'>;
+/** The counts a for_each step's own run keeps of its items, which the scheduler reads. */
+export type ItemCounts = Pick<
+  StepRunFields,
+  'item_count' | 'items_active' | 'items_waiting' | 'items_done' | 'items_failed'
+>;
+
+/** A step's own run as a worker saw it: what scheduling and expressions read. */
+export type RunSnapshot = Pick<StepRunRow, 'id' | 'step_id' | 'item_index' | 'status' | 'output'> &
+  ItemCounts;
 
 /** A run claimed by a worker, with what its expressions may read. */
 export type ClaimedRun = StepRunRow & {
   workflow_id: string;
   workflow_version: number;
   input_data: unknown;
-  /** Every run of the run's iteration, this one included, as of the claim, by id. */
+  /** The own runs of the run's iteration (no for_each items), as of the claim, by id. */
   iteration_runs: RunSnapshot[];
   /** Claims in a row that found this attempt abandoned by its process (a job's claim only;
    * a run claimed inline has none). */

@@ -12,11 +12,24 @@ import type { StepDefinition, WorkflowDefinition } from '../domain/workflow-defi
  * transaction, then asks again until nothing changes.
  */
 
-/** One row of the current iteration: a step's own run (item_index -1) or one for_each item. */
+/**
+ * A step's own run in the current iteration (item_index -1). A for_each step's run counts its
+ * items by state instead of listing them (docs/ARCHITECTURE.md, "Fan-outs"): one item's
+ * transition costs the same whatever the number of items. Item rows, if given, are ignored.
+ */
 export interface RunState {
   step_id: string;
   item_index: number;
   status: StepStatus;
+  /** Set once a for_each step expanded: how many items it has. */
+  item_count?: number | null;
+  /** Items queued or running. */
+  items_active?: number;
+  /** Items waiting (a sleep, an event, a task, a child execution). */
+  items_waiting?: number;
+  /** Items ended, and of them those failed or cancelled. */
+  items_done?: number;
+  items_failed?: number;
 }
 
 export interface SchedulerInput {
@@ -40,8 +53,9 @@ export interface SchedulerDecision {
   ready: string[];
   /** Pending steps to skip: every declared dependency was skipped, so their branch is off. */
   skip: string[];
-  /** for_each items to start now, within each step's item concurrency. */
-  startItems: Array<{ step_id: string; item_index: number }>;
+  /** How many more items of each for_each step start now (lowest index first), within its
+   * item concurrency. */
+  startItems: Array<{ step_id: string; count: number }>;
   /** for_each steps whose items are all finished; `failed` when any item failed. */
   finishForEach: Array<{ step_id: string; failed: boolean }>;
   outcome: SchedulerOutcome;
@@ -63,69 +77,50 @@ function ownStatuses(runs: readonly RunState[]): Map<string, StepStatus> {
   return own;
 }
 
+/** An expanded for_each step's own run: it works while its items do. */
+function isExpanded(run: RunState): boolean {
+  return run.item_index < 0 && run.item_count !== null && run.item_count !== undefined;
+}
+
 /**
- * A predicate for runs at work (queued or running) that keep their execution running. A
- * for_each step's own run stays `running` while its items work: only the items count.
+ * Whether a run is at work (queued or running) and keeps its execution running. An expanded
+ * for_each step's own run stays `running` while its items work: only its items count.
  */
-function atWork(definition: WorkflowDefinition): (run: RunState) => boolean {
-  const forEachSteps = new Set(
-    definition.steps.filter((step) => step.for_each !== null).map((step) => step.id),
-  );
-  return (run) =>
-    (run.status === 'queued' || run.status === 'running') &&
-    !(run.item_index < 0 && forEachSteps.has(run.step_id));
+function atWork(run: RunState): boolean {
+  if (run.item_index >= 0) return false;
+  if (isExpanded(run)) return run.status === 'running' && (run.items_active ?? 0) > 0;
+  return run.status === 'queued' || run.status === 'running';
 }
 
-/** Each for_each step's item runs (item_index >= 0), by step id. */
-function itemsByStep(runs: readonly RunState[]): Map<string, RunState[]> {
-  const items = new Map<string, RunState[]>();
-  for (const run of runs) {
-    if (run.item_index < 0) continue;
-    // Appended in place: copying the list per item made one call quadratic in the items.
-    const list = items.get(run.step_id);
-    if (list) list.push(run);
-    else items.set(run.step_id, [run]);
-  }
-  return items;
+/** Whether a run, or one of a for_each step's items, waits. */
+function waits(run: RunState): boolean {
+  if (run.item_index >= 0) return false;
+  if (isExpanded(run)) return run.status === 'running' && (run.items_waiting ?? 0) > 0;
+  return run.status === 'waiting';
 }
 
 /**
- * What a running for_each step does next: finish once every item has ended, else start pending
- * items (lowest index first) within its item concurrency, unless paused.
+ * What a running for_each step does next, from its counts: finish once every item has ended,
+ * else start the next pending items within its item concurrency, unless paused.
  */
 function scheduleForEach(
   step: StepDefinition,
-  items: readonly RunState[],
+  run: RunState,
   paused: boolean,
 ): Pick<SchedulerDecision, 'startItems' | 'finishForEach'> {
-  const stepItems = [...items].sort((a, b) => a.item_index - b.item_index);
-  if (
-    stepItems.length > 0 &&
-    stepItems.every((item) => isIn(TERMINAL_STEP_STATUSES, item.status))
-  ) {
+  const total = run.item_count ?? 0;
+  const done = run.items_done ?? 0;
+  if (done >= total) {
     return {
       startItems: [],
-      finishForEach: [
-        {
-          step_id: step.id,
-          failed: stepItems.some((item) => item.status === 'failed' || item.status === 'cancelled'),
-        },
-      ],
+      finishForEach: [{ step_id: step.id, failed: (run.items_failed ?? 0) > 0 }],
     };
   }
-  const startItems: SchedulerDecision['startItems'] = [];
-  if (paused) return { startItems, finishForEach: [] };
-  let capacity =
-    step.for_each_concurrency -
-    stepItems.filter((item) => isIn(ACTIVE_STEP_STATUSES, item.status)).length;
-  for (const item of stepItems) {
-    if (capacity <= 0) break;
-    if (item.status === 'pending') {
-      startItems.push({ step_id: step.id, item_index: item.item_index });
-      capacity -= 1;
-    }
-  }
-  return { startItems, finishForEach: [] };
+  const inFlight = (run.items_active ?? 0) + (run.items_waiting ?? 0);
+  const notStarted = total - done - inFlight;
+  const count = Math.min(step.for_each_concurrency - inFlight, notStarted);
+  if (paused || count <= 0) return { startItems: [], finishForEach: [] };
+  return { startItems: [{ step_id: step.id, count }], finishForEach: [] };
 }
 
 /**
@@ -145,7 +140,7 @@ function decideOutcome(
   ) {
     return { kind: 'iteration_done' };
   }
-  if (!runs.some(atWork(definition)) && runs.some((run) => run.status === 'waiting')) {
+  if (!runs.some(atWork) && runs.some(waits)) {
     return { kind: 'waiting' };
   }
   return { kind: 'running' };
@@ -155,7 +150,9 @@ function decideOutcome(
 export function schedule(input: SchedulerInput): SchedulerDecision {
   const { definition, paused } = input;
   const own = ownStatuses(input.runs);
-  const items = itemsByStep(input.runs);
+  const ownRuns = new Map(
+    input.runs.filter((run) => run.item_index < 0).map((run) => [run.step_id, run]),
+  );
   const continueOnError = new Map(
     definition.steps.map((step) => [step.id, step.continue_on_error]),
   );
@@ -181,8 +178,9 @@ export function schedule(input: SchedulerInput): SchedulerDecision {
 
   for (const step of definition.steps) {
     const status = own.get(step.id);
-    if (status === 'running' && step.for_each !== null) {
-      const next = scheduleForEach(step, items.get(step.id) ?? [], paused);
+    const run = ownRuns.get(step.id);
+    if (status === 'running' && step.for_each !== null && run && isExpanded(run)) {
+      const next = scheduleForEach(step, run, paused);
       decision.startItems.push(...next.startItems);
       decision.finishForEach.push(...next.finishForEach);
       continue;
@@ -278,9 +276,8 @@ export function predictCompletion(input: SchedulerInput, stepId: string): Comple
     return { kind: 'successor', stepId: successor, blockers: [...blockers] };
   }
   // Witnesses are named by step: a step's own run, never one of its items.
-  const keepsRunning = atWork(definition);
   const active = runs
-    .filter((run) => run.item_index < 0 && keepsRunning(run))
+    .filter((run) => atWork(run) && !isExpanded(run))
     .map((run) => run.step_id)
     .slice(-MAX_ACTIVE_WITNESSES);
   if (active.length === 0) return null;

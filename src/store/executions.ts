@@ -242,11 +242,20 @@ export async function reopenExecution(db: Queryable, execution: ExecutionRow): P
   await db.query(
     `UPDATE step_executions
         SET status = 'pending', first_attempt = attempt + 1, error = NULL, wait_reason = NULL,
-            lease_id = NULL, completed_at = NULL, item_count = NULL, updated_at = now()
+            lease_id = NULL, completed_at = NULL, item_count = NULL, items = NULL,
+            items_materialised = 0, items_active = 0, items_waiting = 0, items_done = 0,
+            items_failed = 0, updated_at = now()
       WHERE execution_id = $1 AND iteration = $2 AND item_index = -1 AND status = ANY($3::text[])`,
     [execution.id, execution.current_iteration, REOPENED_STEP_STATUSES],
   );
   // Items of a for_each step that failed run again from scratch when the step runs again.
+  await db.query(
+    `DELETE FROM for_each_item_deltas d
+      USING step_executions p
+      WHERE d.parent_id = p.id AND p.execution_id = $1 AND p.iteration = $2
+        AND p.item_index = -1 AND p.status = 'pending'`,
+    [execution.id, execution.current_iteration],
+  );
   await db.query(
     `DELETE FROM step_executions s
       WHERE s.execution_id = $1 AND s.iteration = $2 AND s.item_index >= 0

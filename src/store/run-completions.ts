@@ -24,9 +24,10 @@ export async function completeLeasedRun(
 
 /**
  * A step's completion on the general path, in one statement: completes the run if `leaseId`
- * still holds it (else returns null and changes nothing) and returns every run of the
- * execution's current iteration, the completed one included, as the scheduler needs them
- * next. The caller holds the execution row, so no other transaction changes these runs'
+ * still holds it (else returns null and changes nothing) and returns it with the steps' own
+ * runs of the execution's current iteration, as the scheduler needs them next. The statement
+ * does not see what its completion of an item did to the item's step's counts: the caller
+ * reads that run again (advance does). The caller holds the execution row, so no other transaction changes these runs'
  * scheduling state. `startedAt`: when the attempt's handler started (wf_complete_leased_run).
  */
 export async function completeLeasedRunReadingIteration(
@@ -43,7 +44,7 @@ export async function completeLeasedRunReadingIteration(
            SELECT * FROM done WHERE execution_id = $5 AND iteration = $6
            UNION ALL
            SELECT ${RUN_COLUMNS} FROM step_executions s
-            WHERE s.execution_id = $5 AND s.iteration = $6 AND s.id <> $1
+            WHERE s.execution_id = $5 AND s.iteration = $6 AND s.id <> $1 AND s.item_index = -1
               AND EXISTS (SELECT 1 FROM done)
            ORDER BY id`,
     values: [
@@ -141,4 +142,35 @@ export async function completeAndFinish(
     values: [...completionValues(change), JSON.stringify(change.output ?? null)],
   });
   return rows[0] ?? null;
+}
+
+/**
+ * Completes a for_each item and starts the next pending item of its step in one statement,
+ * when that is all the completion does (wf_complete_item): claimed under `next.leaseId` for
+ * the worker, or queued without one. Item completions of one execution run side by side: no
+ * statement here writes a row they share. The completed run, then the started one if any; empty, with
+ * nothing changed, when the general path must decide.
+ */
+export async function completeItem(
+  db: Queryable,
+  change: PredictedCompletion & {
+    parentId: number;
+    itemIndex: number;
+    next: { leaseId: string; timeoutSeconds: number } | null;
+    batch: number;
+  },
+): Promise<StepRunRow[]> {
+  const { rows } = await db.query<StepRunRow>({
+    name: 'complete-item',
+    text: `SELECT ${RUN_COLUMNS} FROM wf_complete_item($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+    values: [
+      ...completionValues(change),
+      change.parentId,
+      change.itemIndex,
+      change.next?.leaseId ?? null,
+      change.next?.timeoutSeconds ?? null,
+      change.batch,
+    ],
+  });
+  return rows;
 }

@@ -2,7 +2,7 @@ import type { StepRunRow } from '../domain/execution.js';
 import type { StepStatus } from '../domain/statuses.js';
 import { InvalidCursorError } from '../errors.js';
 import type { Queryable } from './db.js';
-import { RUN_COLUMNS } from './execution-columns.js';
+import { qualified, RUN_COLUMNS } from './execution-columns.js';
 
 /**
  * Reads of an execution's step runs for the API that stay bounded however large its fan-outs:
@@ -48,7 +48,7 @@ export async function listRunsForView(
   if (!own.rows.some(counts)) return { runs: own.rows, itemCounts: [] };
   const [items, itemCounts] = await Promise.all([
     db.query<StepRunRow>(
-      `SELECT s.* FROM step_executions s ${OWN_RUN_OF_ITEM}
+      `SELECT ${qualified('s', RUN_COLUMNS)} FROM step_executions s ${OWN_RUN_OF_ITEM}
         WHERE s.execution_id = $1 AND s.item_index >= 0 AND COALESCE(p.item_count, 0) <= $2
         ORDER BY s.iteration, s.id`,
       [executionId, maxItems],
@@ -61,7 +61,18 @@ export async function listRunsForView(
       [executionId, maxItems],
     ),
   ]);
-  return { runs: [...own.rows, ...items.rows], itemCounts: itemCounts.rows };
+  // Items not inserted yet (they are, in batches, as they are about to start) are pending.
+  const notInserted = own.rows
+    .filter(
+      (run) => (run.item_count ?? 0) > maxItems && run.items_materialised < (run.item_count ?? 0),
+    )
+    .map((run) => ({
+      step_id: run.step_id,
+      iteration: run.iteration,
+      status: 'pending' as const,
+      count: (run.item_count ?? 0) - run.items_materialised,
+    }));
+  return { runs: [...own.rows, ...items.rows], itemCounts: [...itemCounts.rows, ...notInserted] };
 }
 
 export interface RunPageQuery {
@@ -77,7 +88,8 @@ export interface RunPageQuery {
 
 /**
  * Runs of an execution in id order (the order they were created: each iteration's own runs
- * in definition order, then the item runs of each for_each as it expanded, in item order),
+ * in definition order, then each for_each step's item runs in batches as they are about to
+ * start, in item order; items not yet inserted are not listed),
  * after `afterId`, with the workflow version they run; null when there is no such execution.
  */
 export async function listRunPage(

@@ -17,6 +17,7 @@ import {
 /** SQL for step runs: create, expand, queue, claim, lock, park, retry, end and cancel them.
  * Every function takes the pool or a transaction. */
 
+/** The steps' own runs of one iteration (no for_each items: their steps' runs count them). */
 export async function loadIterationRuns(
   db: Queryable,
   executionId: string,
@@ -24,8 +25,38 @@ export async function loadIterationRuns(
 ): Promise<StepRunRow[]> {
   const { rows } = await db.query<StepRunRow>({
     name: 'load-iteration-runs',
-    text: `SELECT ${RUN_COLUMNS} FROM step_executions WHERE execution_id = $1 AND iteration = $2 ORDER BY id`,
+    text: `SELECT ${RUN_COLUMNS} FROM step_executions
+            WHERE execution_id = $1 AND iteration = $2 AND item_index = -1 ORDER BY id`,
     values: [executionId, iteration],
+  });
+  return rows;
+}
+
+/**
+ * Folds the appended count deltas of expanded for_each steps into their own runs
+ * (wf_fold_item_counts) and returns those runs. The caller holds the execution's lock, which
+ * keeps items' one-statement completions out until it commits: the counts are exact.
+ */
+export async function foldItemCounts(
+  db: Queryable,
+  parentIds: readonly number[],
+): Promise<StepRunRow[]> {
+  if (parentIds.length === 0) return [];
+  await db.query({
+    name: 'fold-item-counts',
+    text: 'SELECT wf_fold_item_counts($1::bigint[])',
+    values: [parentIds],
+  });
+  return loadRuns(db, parentIds);
+}
+
+/** Runs by id, as they stand now in the caller's transaction. */
+export async function loadRuns(db: Queryable, runIds: readonly number[]): Promise<StepRunRow[]> {
+  if (runIds.length === 0) return [];
+  const { rows } = await db.query<StepRunRow>({
+    name: 'load-runs',
+    text: `SELECT ${RUN_COLUMNS} FROM step_executions WHERE id = ANY($1::bigint[]) ORDER BY id`,
+    values: [runIds],
   });
   return rows;
 }
@@ -53,27 +84,79 @@ export async function insertIterationRuns(
   return rows;
 }
 
-/** Creates the item runs of a for_each step (pending) and marks the step itself running;
- * returns the step's own run, then its items. */
+/** Item runs inserted at a time, ahead of their start (wf_materialise_items). */
+export const ITEM_BATCH = 1000;
+
+/**
+ * Expands a for_each step: marks its own run running with its item list, from which item runs
+ * are inserted in batches as they are about to start (startItems). Returns the step's run.
+ */
 export async function expandForEach(
   db: Queryable,
   parent: StepRunRow,
   items: readonly unknown[],
 ): Promise<StepRunRow[]> {
-  const expanded = await db.query<StepRunRow>(
-    `UPDATE step_executions SET status = 'running', item_count = $2, started_at = now(), updated_at = now()
-      WHERE id = $1
-      RETURNING *`,
-    [parent.id, items.length],
-  );
   const { rows } = await db.query<StepRunRow>(
-    `INSERT INTO step_executions (execution_id, step_id, iteration, item_index, item)
-     SELECT $1, $2, $3, ordinality - 1, value
-       FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY
-     RETURNING *`,
-    [parent.execution_id, parent.step_id, parent.iteration, JSON.stringify(items)],
+    `UPDATE step_executions
+        SET status = 'running', item_count = $2, items = $3, items_materialised = 0,
+            items_active = 0, items_waiting = 0, items_done = 0, items_failed = 0,
+            started_at = now(), updated_at = now()
+      WHERE id = $1
+      RETURNING ${RUN_COLUMNS}`,
+    [parent.id, items.length, JSON.stringify(items)],
   );
-  return [...expanded.rows, ...rows];
+  return rows;
+}
+
+/** Queues the next `count` items of an expanded for_each step, lowest index first. */
+export async function startItems(
+  db: Queryable,
+  parentId: number,
+  count: number,
+): Promise<StepRunRow[]> {
+  const { rows } = await db.query<StepRunRow>({
+    name: 'start-items',
+    text: `SELECT ${RUN_COLUMNS} FROM wf_start_items($1, $2, $3)`,
+    values: [parentId, count, ITEM_BATCH],
+  });
+  return rows;
+}
+
+/** The first failed (or cancelled) item of a for_each step, by index. */
+export async function firstFailedItem(
+  db: Queryable,
+  parent: StepRunRow,
+): Promise<Pick<StepRunRow, 'item_index' | 'status' | 'error'> | null> {
+  const { rows } = await db.query<Pick<StepRunRow, 'item_index' | 'status' | 'error'>>(
+    `SELECT item_index, status, error FROM step_executions
+      WHERE execution_id = $1 AND step_id = $2 AND iteration = $3 AND item_index >= 0
+        AND status IN ('failed', 'cancelled')
+      ORDER BY item_index LIMIT 1`,
+    [parent.execution_id, parent.step_id, parent.iteration],
+  );
+  return rows[0] ?? null;
+}
+
+/**
+ * Completes a for_each step whose items all ended well: its output is their outputs in index
+ * order, gathered in one statement (never through this process item by item).
+ */
+export async function completeForEach(db: Queryable, parentId: number): Promise<StepRunRow | null> {
+  const { rows } = await db.query<StepRunRow>(
+    `UPDATE step_executions p
+        SET status = 'completed', items = NULL, completed_at = now(), lease_id = NULL,
+            updated_at = now(),
+            output = (SELECT COALESCE(jsonb_agg(CASE WHEN i.status = 'completed' THEN i.output
+                                                     ELSE 'null'::jsonb END ORDER BY i.item_index),
+                                      '[]'::jsonb)
+                        FROM step_executions i
+                       WHERE i.execution_id = p.execution_id AND i.step_id = p.step_id
+                         AND i.iteration = p.iteration AND i.item_index >= 0)
+      WHERE p.id = $1
+      RETURNING ${qualified('p', RUN_COLUMNS)}`,
+    [parentId],
+  );
+  return rows[0] ?? null;
 }
 
 /** Queues runs for their next attempt; the rows carry the attempt numbers to put on the jobs. */
@@ -118,7 +201,7 @@ export async function skipRuns(
   const { rows } = await db.query<StepRunRow>(
     `UPDATE step_executions SET status = 'skipped', wait_reason = $2, completed_at = now(), updated_at = now()
       WHERE id = ANY($1::bigint[])
-      RETURNING *`,
+      RETURNING ${RUN_COLUMNS}`,
     [runIds, reason],
   );
   return rows;
@@ -133,9 +216,9 @@ export async function finishRun(
   const { rows } = await db.query<StepRunRow>(
     `UPDATE step_executions
         SET status = $2, output = $3, error = $4, completed_at = now(), lease_id = NULL,
-            started_at = COALESCE(started_at, now()), updated_at = now()
+            started_at = COALESCE(started_at, now()), items = NULL, updated_at = now()
       WHERE id = $1
-      RETURNING *`,
+      RETURNING ${RUN_COLUMNS}`,
     [
       runId,
       outcome.status,
@@ -187,9 +270,12 @@ export async function claimRun(
             (SELECT jsonb_agg(jsonb_build_object(
                       'id', r.id, 'step_id', r.step_id, 'item_index', r.item_index,
                       'status', CASE WHEN r.id = c.id THEN c.status ELSE r.status END,
-                      'output', r.output) ORDER BY r.id)
+                      'output', r.output, 'item_count', r.item_count,
+                      'items_active', r.items_active, 'items_waiting', r.items_waiting,
+                      'items_done', r.items_done, 'items_failed', r.items_failed) ORDER BY r.id)
                FROM step_executions r
-              WHERE r.execution_id = c.execution_id AND r.iteration = c.iteration) AS iteration_runs
+              WHERE r.execution_id = c.execution_id AND r.iteration = c.iteration
+                AND r.item_index = -1) AS iteration_runs
        FROM claimed c`,
     values: [runId, attempt, leaseId, timeoutSeconds],
   });
@@ -313,6 +399,13 @@ export async function cancelUnfinishedRuns(
         SET status = 'cancelled', lease_id = NULL, wait_reason = $2, completed_at = now(), updated_at = now()
       WHERE execution_id = $1 AND status = ANY($3::text[])`,
     [executionId, reason, UNFINISHED_STEP_STATUSES],
+  );
+  // No general path runs after this to fold the cancelled items' counts: fold them now.
+  await db.query(
+    `SELECT wf_fold_item_counts(ARRAY(SELECT id FROM step_executions
+                                        WHERE execution_id = $1 AND item_index = -1
+                                          AND item_count IS NOT NULL))`,
+    [executionId],
   );
   return rowCount ?? 0;
 }

@@ -110,3 +110,19 @@ export function useTestApp(overrides: Record<string, string> = {}): TestApp {
   });
   return context;
 }
+
+/**
+ * A Postgres client on the test file's database, for tests that check what the engine wrote.
+ * Call after useTestApp; read `.db` inside tests.
+ */
+export function useDatabaseClient(context: TestApp): { db: pg.Client } {
+  const holder = {} as { db: pg.Client };
+  beforeAll(async () => {
+    holder.db = new pg.Client({ connectionString: context.database.url });
+    await holder.db.connect();
+  });
+  afterAll(async () => {
+    await holder.db?.end();
+  });
+  return holder;
+}

@@ -1,19 +1,9 @@
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestApp } from '../helpers/test-app.js';
+import { describe, expect, it } from 'vitest';
+import { useDatabaseClient, useTestApp } from '../helpers/test-app.js';
 import { createWorkflow, startExecution, waitForExecution } from '../helpers/workflows.js';
 
 const ctx = useTestApp();
-let db: pg.Client;
-
-beforeAll(async () => {
-  db = new pg.Client({ connectionString: ctx.database.url });
-  await db.connect();
-});
-
-afterAll(async () => {
-  await db?.end();
-});
+const database = useDatabaseClient(ctx);
 
 describe('sub-workflow depth', () => {
   it('a workflow that starts itself ends after MAX_SUBWORKFLOW_DEPTH levels, clearly', async () => {
@@ -44,7 +34,12 @@ describe('sub-workflow depth', () => {
     expect(root.status).toBe('failed');
     expect(root.steps[0]?.error).toMatchObject({ type: 'subworkflow_depth' });
 
-    const chain = await db.query<{ id: string; status: string; depth: number; error: unknown }>(
+    const chain = await database.db.query<{
+      id: string;
+      status: string;
+      depth: number;
+      error: unknown;
+    }>(
       `WITH RECURSIVE chain (id, status, depth) AS (
          SELECT id, status, 0 FROM workflow_executions WHERE id = $1
          UNION ALL
@@ -62,12 +57,13 @@ describe('sub-workflow depth', () => {
     const deepest = chain.rows[10]?.error as { type: string; message: string; retryable: boolean };
     expect(deepest).toMatchObject({ type: 'subworkflow_depth', retryable: false });
     expect(deepest.message).toContain('MAX_SUBWORKFLOW_DEPTH=10');
-    const total = await db.query('SELECT 1 FROM workflow_executions WHERE workflow_id = $1', [
-      workflowId,
-    ]);
+    const total = await database.db.query(
+      'SELECT 1 FROM workflow_executions WHERE workflow_id = $1',
+      [workflowId],
+    );
     expect(total.rowCount).toBe(11);
     // Nothing goes on: no execution of it is left unfinished.
-    const unfinished = await db.query(
+    const unfinished = await database.db.query(
       `SELECT 1 FROM workflow_executions WHERE workflow_id = $1 AND status <> 'failed'`,
       [workflowId],
     );

@@ -55,8 +55,32 @@ function items(stepId: string, statuses: StepStatus[]): RunState[] {
   return statuses.map((status, item_index) => ({ step_id: stepId, item_index, status }));
 }
 
+/**
+ * The runs as the engine gives them to the scheduler: each for_each step's own run counts its
+ * item runs by state (as the step_executions_count_items trigger keeps them), items left out.
+ */
+function counted(runs: readonly RunState[]): RunState[] {
+  const items = runs.filter((run) => run.item_index >= 0);
+  return runs
+    .filter((run) => run.item_index < 0)
+    .map((run) => {
+      const mine = items.filter((item) => item.step_id === run.step_id);
+      if (mine.length === 0) return run;
+      const count = (statuses: readonly StepStatus[]) =>
+        mine.filter((item) => statuses.includes(item.status)).length;
+      return {
+        ...run,
+        item_count: mine.length,
+        items_active: count(['queued', 'running']),
+        items_waiting: count(['waiting']),
+        items_done: count(TERMINAL_STEP_STATUSES),
+        items_failed: count(['failed', 'cancelled']),
+      };
+    });
+}
+
 function decide(definition: WorkflowDefinition, runs: RunState[], paused = false) {
-  return schedule({ definition, runs, paused });
+  return schedule({ definition, runs: counted(runs), paused });
 }
 
 const diamond = () =>
@@ -379,10 +403,7 @@ describe('schedule: for_each', () => {
       ...own({ fan: 'running', after: 'pending' }),
       ...items('fan', ['pending', 'pending', 'pending', 'pending', 'pending']),
     ]);
-    expect(decision.startItems).toEqual([
-      { step_id: 'fan', item_index: 0 },
-      { step_id: 'fan', item_index: 1 },
-    ]);
+    expect(decision.startItems).toEqual([{ step_id: 'fan', count: 2 }]);
     expect(decision.finishForEach).toEqual([]);
     expect(decision.ready).toEqual([]);
   });
@@ -392,7 +413,7 @@ describe('schedule: for_each', () => {
       ...own({ fan: 'running', after: 'pending' }),
       ...items('fan', ['completed', 'running', 'waiting', 'pending', 'pending']),
     ]);
-    expect(decision.startItems).toEqual([{ step_id: 'fan', item_index: 3 }]);
+    expect(decision.startItems).toEqual([{ step_id: 'fan', count: 1 }]);
   });
 
   it('starts nothing while the concurrency is used up', () => {
@@ -404,14 +425,31 @@ describe('schedule: for_each', () => {
     expect(decision.outcome).toEqual({ kind: 'running' });
   });
 
-  it('accepts item runs in any order', () => {
-    const runs = [
+  it('starts no more items than are left to start', () => {
+    const decision = decide(fan(5), [
       ...own({ fan: 'running', after: 'pending' }),
-      ...items('fan', ['pending', 'pending', 'completed', 'pending']),
-    ].reverse();
-    expect(decide(fan(2), runs).startItems).toEqual([
-      { step_id: 'fan', item_index: 0 },
-      { step_id: 'fan', item_index: 1 },
+      ...items('fan', ['completed', 'running', 'pending']),
+    ]);
+    expect(decision.startItems).toEqual([{ step_id: 'fan', count: 1 }]);
+  });
+
+  it('reads the counts on the step run and ignores item rows', () => {
+    const runs: RunState[] = [
+      {
+        step_id: 'fan',
+        item_index: -1,
+        status: 'running',
+        item_count: 100_000,
+        items_active: 1,
+        items_waiting: 0,
+        items_done: 40_000,
+        items_failed: 0,
+      },
+      ...own({ after: 'pending' }),
+      ...items('fan', ['pending', 'pending', 'pending']),
+    ];
+    expect(schedule({ definition: fan(3), runs, paused: false }).startItems).toEqual([
+      { step_id: 'fan', count: 2 },
     ]);
   });
 
@@ -442,7 +480,7 @@ describe('schedule: for_each', () => {
       ...items('fan', ['failed', 'running', 'pending']),
     ]);
     expect(decision.finishForEach).toEqual([]);
-    expect(decision.startItems).toEqual([{ step_id: 'fan', item_index: 2 }]);
+    expect(decision.startItems).toEqual([{ step_id: 'fan', count: 1 }]);
     expect(decision.outcome).toEqual({ kind: 'running' });
   });
 
@@ -469,7 +507,7 @@ describe('schedule: for_each', () => {
       ...items('one', ['running', 'pending']),
       ...items('two', ['completed', 'pending']),
     ]);
-    expect(decision.startItems).toEqual([{ step_id: 'two', item_index: 1 }]);
+    expect(decision.startItems).toEqual([{ step_id: 'two', count: 1 }]);
   });
 });
 
@@ -900,8 +938,8 @@ function simulate(
   });
 
   for (let tick = 0; tick < 10_000; tick += 1) {
-    const decision = schedule({ definition, runs, paused: false });
-    const paused = schedule({ definition, runs, paused: true });
+    const decision = schedule({ definition, runs: counted(runs), paused: false });
+    const paused = schedule({ definition, runs: counted(runs), paused: true });
     // Pausing holds back starts only.
     expect(paused.ready).toEqual([]);
     expect(paused.startItems).toEqual([]);
@@ -961,10 +999,12 @@ function simulate(
         ownRun(id).status = 'queued';
       }
     }
-    for (const item of decision.startItems) {
-      const run = runs.find((r) => r.step_id === item.step_id && r.item_index === item.item_index);
-      expect(run?.status).toBe('pending');
-      if (run) run.status = 'queued';
+    for (const start of decision.startItems) {
+      const pending = runs.filter(
+        (r) => r.step_id === start.step_id && r.item_index >= 0 && r.status === 'pending',
+      );
+      expect(pending.length).toBeGreaterThanOrEqual(start.count);
+      for (const run of pending.slice(0, start.count)) run.status = 'queued';
       changed = true;
     }
     for (const finished of decision.finishForEach) {

@@ -69,8 +69,10 @@ export async function advance(
 ): Promise<Effects> {
   if (!ADVANCING_EXECUTION_STATUSES.includes(execution.status)) return effects;
   const definition = await m.definition(tx, execution.workflow_id, execution.workflow_version);
-  let runs =
-    known.runs ?? (await stepRuns.loadIterationRuns(tx, execution.id, execution.current_iteration));
+  let runs = await withFreshCounts(
+    tx,
+    known.runs ?? (await stepRuns.loadIterationRuns(tx, execution.id, execution.current_iteration)),
+  );
   if (runs.length === 0 && definition.steps.length > 0) {
     runs = await insertIteration(tx, execution, definition, effects);
   }
@@ -107,6 +109,23 @@ export async function advance(
     }
   }
   throw new Error(`scheduler did not settle for execution ${execution.id}`);
+}
+
+/**
+ * The steps' own runs of `runs`, each running for_each step's run with its item counts folded
+ * in and read again (docs/ARCHITECTURE.md, "Fan-outs").
+ */
+async function withFreshCounts(tx: Queryable, runs: readonly StepRunRow[]): Promise<StepRunRow[]> {
+  const own = runs.filter((run) => run.item_index < 0);
+  const expanded = own.filter((run) => run.status === 'running' && run.item_count !== null);
+  if (expanded.length === 0) return own;
+  return withChanges(
+    own,
+    await stepRuns.foldItemCounts(
+      tx,
+      expanded.map((run) => run.id),
+    ),
+  );
 }
 
 /** Inserts the runs of the execution's current iteration, as firstIteration plans them. */
@@ -166,12 +185,26 @@ async function startReady(p: Pass, decision: SchedulerDecision): Promise<StepRun
     if (decided) changed.push(...decided);
     else toQueue.push(run);
   }
-  for (const item of decision.startItems) {
-    const run = p.runs.find((r) => r.step_id === item.step_id && r.item_index === item.item_index);
-    if (run) toQueue.push(run);
-  }
   if (toQueue.length > 0) changed.push(...(await queueOrClaim(p, toQueue)));
+  changed.push(...(await startItems(p, decision.startItems)));
   return changed;
+}
+
+/**
+ * Queues the next items of for_each steps (inserting a batch of item runs when too few
+ * exist); returns each step's own run as its counts now stand. Items never enter `p.runs`.
+ */
+async function startItems(p: Pass, starts: SchedulerDecision['startItems']): Promise<StepRunRow[]> {
+  if (starts.length === 0) return [];
+  const parents: number[] = [];
+  for (const { step_id, count } of starts) {
+    const parent = ownRun(p, step_id);
+    parents.push(parent.id);
+    for (const row of await stepRuns.startItems(p.tx, parent.id, count)) {
+      p.effects.jobs.push(jobFor(p.current, row.id, row.step_id, row.attempt));
+    }
+  }
+  return stepRuns.foldItemCounts(p.tx, parents);
 }
 
 /**
@@ -268,30 +301,22 @@ async function finishForEach(
   const changed: StepRunRow[] = [];
   for (const { step_id, failed } of done) {
     const parent = ownRun(p, step_id);
-    const items = p.runs
-      .filter((run) => run.step_id === step_id && run.item_index >= 0)
-      .sort((a, b) => a.item_index - b.item_index);
-    if (failed) {
-      const failedItem = items.find((run) => run.status === 'failed' || run.status === 'cancelled');
-      const row = await stepRuns.finishRun(p.tx, parent.id, {
-        status: 'failed',
-        error: {
-          message: `item ${failedItem?.item_index} failed: ${failedItem?.error?.message ?? failedItem?.status}`,
-          type: 'for_each_item_failed',
-          retryable: false,
-          attempt: parent.attempt,
-          details: { item_index: failedItem?.item_index, error: failedItem?.error },
-        },
-      });
-      changed.push(...present(row));
-    } else {
-      const outputs = items.map((run) => (run.status === 'completed' ? run.output : null));
-      const row = await stepRuns.finishRun(p.tx, parent.id, {
-        status: 'completed',
-        output: outputs,
-      });
-      changed.push(...present(row));
+    if (!failed) {
+      changed.push(...present(await stepRuns.completeForEach(p.tx, parent.id)));
+      continue;
     }
+    const failedItem = await stepRuns.firstFailedItem(p.tx, parent);
+    const row = await stepRuns.finishRun(p.tx, parent.id, {
+      status: 'failed',
+      error: {
+        message: `item ${failedItem?.item_index} failed: ${failedItem?.error?.message ?? failedItem?.status}`,
+        type: 'for_each_item_failed',
+        retryable: false,
+        attempt: parent.attempt,
+        details: { item_index: failedItem?.item_index, error: failedItem?.error },
+      },
+    });
+    changed.push(...present(row));
   }
   return changed;
 }

@@ -53,9 +53,20 @@ export function claimedExecution(claim: ClaimedRun): ExecutionIdentity {
   };
 }
 
+/** What a claim carries of one of its iteration's own runs. */
+function snapshot(run: RunSnapshot): RunSnapshot {
+  const { id, step_id, item_index, status, output } = run;
+  const { item_count, items_active, items_waiting, items_done, items_failed } = run;
+  return {
+    ...{ id, step_id, item_index, status, output },
+    ...{ item_count, items_active, items_waiting, items_done, items_failed },
+  };
+}
+
 /**
  * A run claimed for the worker that made it ready, as claimRun would return it: with its
- * execution's identity and input, and the iteration's runs (`runs`, the claimed one included).
+ * execution's identity and input, and the iteration's own runs (`runs`, the claimed one
+ * included when it is one).
  */
 export function claimedRun(
   execution: Pick<ExecutionRow, 'workflow_id' | 'workflow_version' | 'input_data'>,
@@ -67,10 +78,9 @@ export function claimedRun(
     workflow_id: execution.workflow_id,
     workflow_version: execution.workflow_version,
     input_data: execution.input_data,
-    iteration_runs: runs.map((run) => {
-      const { id, step_id, item_index, status, output } = run.id === claimed.id ? claimed : run;
-      return { id, step_id, item_index, status, output };
-    }),
+    iteration_runs: runs
+      .filter((run) => run.item_index < 0)
+      .map((run) => snapshot(run.id === claimed.id ? claimed : run)),
   };
 }
 

@@ -92,7 +92,10 @@ export async function recordAttempt(
       ? { runId, executionId, leaseId: fence.leaseId, output: result.output, report }
       : null;
   if (completion) {
-    const effects = await completeOnPrediction(m, completion);
+    const effects =
+      completion.report.claim.item_index >= 0
+        ? await completeItemAlone(m, completion)
+        : await completeOnPrediction(m, completion);
     if (effects) return effects;
   }
   const client = await m.options.pool.connect();
@@ -109,6 +112,56 @@ export async function recordAttempt(
   } finally {
     client.release();
   }
+}
+
+/**
+ * The one-statement path of a for_each item (wf_complete_item): its completion hands its slot
+ * to the next pending item of its step, claimed for this worker when it runs that step
+ * inline, else queued. Null when the general path must decide (no item left to start, a
+ * paused or ended execution, a lost lease): nothing changed. Nothing here reads the step's
+ * other items or writes a row other items' completions write.
+ */
+async function completeItemAlone(
+  m: Machine,
+  completion: WorkerCompletion,
+): Promise<Effects | null> {
+  const { claim, inline, startedAt } = completion.report;
+  const parent = claim.iteration_runs.find(
+    (run) => run.step_id === claim.step_id && run.item_index < 0,
+  );
+  const definition = await m.definition(m.options.pool, claim.workflow_id, claim.workflow_version);
+  const step = definition.steps.find((candidate) => candidate.id === claim.step_id);
+  if (!parent || !step) return null;
+  const next =
+    inline && inline.accepts(step)
+      ? { leaseId: inline.leaseId, timeoutSeconds: step.timeout_seconds }
+      : null;
+  const rows = await completions.completeItem(m.options.pool, {
+    execution: { id: claim.execution_id, current_iteration: claim.iteration },
+    run: { id: claim.id, leaseId: completion.leaseId, output: completion.output, startedAt },
+    parentId: parent.id,
+    itemIndex: claim.item_index,
+    next,
+    batch: stepRuns.ITEM_BATCH,
+  });
+  if (!rows.some((row) => row.id === claim.id)) return null;
+  const effects = noEffects();
+  const started = rows.find((row) => row.id !== claim.id);
+  if (started && inline && next) inline.claimed = claimedRun(claim, started, claim.iteration_runs);
+  else if (started)
+    effects.jobs.push(jobFor(executionOf(claim), started.id, started.step_id, started.attempt));
+  return effects;
+}
+
+/** The execution of a claim, as jobFor names it. */
+function executionOf(
+  claim: ClaimedRun,
+): Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version'> {
+  return {
+    id: claim.execution_id,
+    workflow_id: claim.workflow_id,
+    workflow_version: claim.workflow_version,
+  };
 }
 
 /** The claim's iteration with the completed run in it, and what its completion does. */
