@@ -3,7 +3,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { projectRoot } from '../src/project.js';
 import { BenchContext } from './lib/context.js';
-import { formatTable, machineInfo, type Workload, workload, writeResults } from './lib/report.js';
+import {
+  formatTable,
+  machineInfo,
+  roundAll,
+  type Workload,
+  workload,
+  writeResults,
+} from './lib/report.js';
 import { round } from './lib/util.js';
 import { type ApiFigures, measureApi } from './workloads/api.js';
 import { type ChainFigures, type ChainPlan, measureEngine } from './workloads/engine.js';
@@ -11,6 +18,8 @@ import {
   type ExpressionIsolationFigures,
   measureExpressionIsolation,
 } from './workloads/expressions.js';
+import { measureForeach } from './workloads/foreach.js';
+import { foreachSection, foreachWorkloads } from './workloads/foreach-report.js';
 import { type HistoryFigures, measureHistory } from './workloads/history.js';
 import { type MemoryFigures, measureMemory } from './workloads/memory.js';
 import { type RawBullmqResult, rawBullmq } from './workloads/raw-bullmq.js';
@@ -20,14 +29,24 @@ import { measureReference } from './workloads/reference-phase.js';
  * `npm run bench`: every workload against the local Postgres and Redis, each on a database and
  * a Redis prefix of its own (dropped and deleted at the end), every figure next to a baseline
  * measured in the same run. Options:
- *   --only raw,reference,engine,expressions,api,history,memory   a subset (a figure whose
- *                                                     baseline phase did not run shows NaN)
+ *   --only raw,reference,engine,expressions,api,history,foreach,memory   a subset (a figure
+ *                                                     whose baseline phase did not run shows NaN)
  *   --out FILE                                       where the JSON goes
  * Environment: BENCH_DATABASE_URL (an admin connection, default postgres@127.0.0.1:5432),
- * BENCH_REDIS_URL (default redis://127.0.0.1:6379/0), BENCH_BUDGET_SECONDS (default 540; 0: none).
+ * BENCH_REDIS_URL (default redis://127.0.0.1:6379/0), BENCH_BUDGET_SECONDS (default 540; 0: none),
+ * FOREACH_ITEMS (items of the for_each fan-out, default 100000).
  */
 
-const PHASES = ['raw', 'reference', 'engine', 'expressions', 'api', 'history', 'memory'] as const;
+const PHASES = [
+  'raw',
+  'reference',
+  'engine',
+  'expressions',
+  'api',
+  'history',
+  'foreach',
+  'memory',
+] as const;
 type Phase = (typeof PHASES)[number];
 
 /** The engine's default WORKER_CONCURRENCY: raw BullMQ and the reference use the same. */
@@ -44,6 +63,11 @@ const MEMORY_EXECUTIONS = 20_000;
  * once this is spent (on a contended machine it may then reach fewer than 20,000).
  * BENCH_BUDGET_SECONDS=0: no budget, the memory workload always runs to 20,000. */
 const BUDGET_SECONDS = Number(process.env.BENCH_BUDGET_SECONDS ?? 540);
+/** The for_each fan-out (the issue's 100,000 items; fewer to try it on an engine that is slow
+ * with large fan-outs). It runs before memory and leaves it MEMORY_RESERVE_MS of the budget;
+ * items that would not fit the budget at the target rate are cut, and the phase says so. */
+const FOREACH_ITEMS = Number(process.env.FOREACH_ITEMS ?? 100_000);
+const MEMORY_RESERVE_MS = 60_000;
 
 const { values } = parseArgs({
   options: {
@@ -62,19 +86,6 @@ const selected = new Set<Phase>(
 const outFile = values.out as string;
 const log = (message: string) => console.log(message);
 const nan = Number.NaN;
-
-function roundAll(record: object): Record<string, unknown> {
-  return Object.fromEntries(
-    Object.entries(record).map(([key, value]) => [
-      key,
-      typeof value === 'number'
-        ? round(value, 3)
-        : typeof value === 'object' && value !== null && !Array.isArray(value)
-          ? roundAll(value)
-          : value,
-    ]),
-  );
-}
 
 function cpuText(cpu: { node: number; postgres: number } | undefined): string {
   return cpu ? `${cpu.node.toFixed(2)} ms Node + ${cpu.postgres.toFixed(2)} ms PG` : '-';
@@ -355,11 +366,13 @@ async function main(): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
+  const budgetEnd = BUDGET_SECONDS > 0 ? started + BUDGET_SECONDS * 1000 : Number.POSITIVE_INFINITY;
   const machine = machineInfo(await context.serverVersions());
   log(
     `machine: ${machine.cpu_model}, ${machine.cores} cores, ${machine.memory_gib} GiB, node ${machine.node}, postgres ${machine.postgres}, redis ${machine.redis}; load average ${machine.load_average_start.join(' ')}`,
   );
   const results: Workload[] = [];
+  const sections: Record<string, unknown> = {};
   const failed: string[] = [];
   /** Runs one phase; a failure is reported and the other phases still run. */
   const phase = async <T>(
@@ -419,6 +432,26 @@ async function main(): Promise<number> {
       ),
     );
     if (history) results.push(...historyWorkloads(history));
+    const foreach = await phase('foreach', 'for_each fan-out (separate service process)', () =>
+      measureForeach(
+        context,
+        {
+          items: FOREACH_ITEMS,
+          concurrency: 100,
+          chainWarmupExecutions: 30,
+          chainExecutions: 200,
+          baselineProbes: 5,
+          probeIntervalMs: 2_000,
+          timeoutMs: 15 * 60_000,
+          deadline: budgetEnd - (selected.has('memory') ? MEMORY_RESERVE_MS : 0),
+        },
+        log,
+      ),
+    );
+    if (foreach) {
+      results.push(...foreachWorkloads(foreach));
+      sections.foreach = foreachSection(foreach);
+    }
     const memory = await phase('memory', 'memory (separate service process)', () =>
       measureMemory(
         context,
@@ -426,7 +459,7 @@ async function main(): Promise<number> {
           executions: MEMORY_EXECUTIONS,
           every: 1_000,
           concurrency: 8,
-          deadline: BUDGET_SECONDS > 0 ? started + BUDGET_SECONDS * 1000 : Number.POSITIVE_INFINITY,
+          deadline: budgetEnd,
         },
         log,
       ),
@@ -444,7 +477,7 @@ async function main(): Promise<number> {
     `load average at start ${machine.load_average_start.join(' ')}, at end ${machine.load_average_end.join(' ')} (${machine.cores} cores); ${machine.duration_seconds} s`,
   );
   if (failed.length > 0) log(`FAILED phases: ${failed.join(', ')}`);
-  await writeResults(outFile, machine, results, failed);
+  await writeResults(outFile, machine, results, failed, sections);
   log(`written: ${path.relative(process.cwd(), outFile)}`);
   return failed.length > 0 ? 1 : 0;
 }

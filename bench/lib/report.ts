@@ -78,6 +78,20 @@ export function workload(
   };
 }
 
+/** Every number in `record` (and in the objects it holds) rounded to 3 decimals. */
+export function roundAll(record: object): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(record).map(([key, value]) => [
+      key,
+      typeof value === 'number'
+        ? round(value, 3)
+        : typeof value === 'object' && value !== null && !Array.isArray(value)
+          ? roundAll(value)
+          : value,
+    ]),
+  );
+}
+
 function pad(text: string, width: number, right = false): string {
   return right ? text.padStart(width) : text.padEnd(width);
 }
@@ -124,11 +138,14 @@ export async function writeResults(
   machine: Machine,
   workloads: readonly Workload[],
   failedPhases: readonly string[],
+  /** Figures a phase reports apart from its rows (`foreach`), by name. */
+  sections: Record<string, unknown> = {},
 ): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const body = {
     machine,
     workloads,
+    ...sections,
     ...(failedPhases.length > 0 ? { failed_phases: failedPhases } : {}),
   };
   await writeFile(file, `${JSON.stringify(body, null, 2)}\n`);

@@ -72,6 +72,21 @@ export async function runAtRate(
   return index;
 }
 
+/** Runs `task(i)` every `intervalMs` (a slow task delays the next) until `stop()` or `limit`. */
+export async function every(
+  intervalMs: number,
+  limit: number,
+  stop: () => boolean,
+  task: (index: number) => Promise<void>,
+): Promise<void> {
+  for (let index = 0; index < limit && !stop(); index += 1) {
+    const started = performance.now();
+    await task(index);
+    const wait = intervalMs - (performance.now() - started);
+    if (wait > 0 && index + 1 < limit && !stop()) await sleep(wait);
+  }
+}
+
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 
 /** The benchmark only ever talks to this machine: refuses any other host. */

@@ -41,12 +41,16 @@ export function engineDriver(
   workflowId: string,
   input: Record<string, unknown> = {},
 ): ChainDriver<string> {
-  const pool = app.pg;
+  return executionsDriver(app.pg, async () => {
+    const { execution } = await app.executions.execute(workflowId, input, undefined);
+    return execution.id;
+  });
+}
+
+/** Executions started by `start` (in process or over HTTP), read from the service's database. */
+export function executionsDriver(pool: pg.Pool, start: () => Promise<string>): ChainDriver<string> {
   return {
-    async start() {
-      const { execution } = await app.executions.execute(workflowId, input, undefined);
-      return execution.id;
-    },
+    start,
     async countCompleted(ids) {
       const { rows } = await pool.query<{ done: number; bad: number }>(
         `SELECT count(*) FILTER (WHERE status = 'completed')::int AS done,

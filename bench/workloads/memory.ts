@@ -1,12 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import net from 'node:net';
-import path from 'node:path';
 import pg from 'pg';
-import { projectRoot } from '../../src/project.js';
 import type { BenchContext } from '../lib/context.js';
-import { serviceEnvironment } from '../lib/service.js';
-import { runPool, sleep, waitUntil } from '../lib/util.js';
+import {
+  createWorkflowOver,
+  executeOver,
+  MIB,
+  startServiceProcess,
+} from '../lib/service-process.js';
+import { runPool, waitUntil } from '../lib/util.js';
 
 /**
  * The service as its own process (src/server.ts through tsx, SERVICE_ROLE=all, LOG_LEVEL info
@@ -35,99 +35,25 @@ export interface MemoryFigures {
 
 const WORKFLOWS = 4;
 
-const MIB = 1024 * 1024;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function vmRssBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kib = /VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1];
-  if (kib === undefined) throw new Error('VmRSS not found');
-  return Number(kib) * 1024;
-}
-
-/** Full GC in the child, then its heap (from the child) and RSS (from /proc). */
-async function measureChild(child: ChildProcess): Promise<{ rss: number; heapUsed: number }> {
-  const usage = await new Promise<NodeJS.MemoryUsage>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no memory answer from the service')), 10_000);
-    child.once('message', (message: { usage: NodeJS.MemoryUsage }) => {
-      clearTimeout(timer);
-      resolve(message.usage);
-    });
-    child.send('bench:gc');
-  });
-  await sleep(200);
-  return { rss: await vmRssBytes(child.pid as number), heapUsed: usage.heapUsed };
-}
-
 export async function measureMemory(
   context: BenchContext,
   options: { executions: number; every: number; concurrency: number; deadline: number },
   log: (message: string) => void,
 ): Promise<MemoryFigures> {
-  const database = await context.database('memory');
-  const port = await freePort();
-  const env = serviceEnvironment(database, context.redisUrl, context.prefix('memory'), {
-    SERVICE_PORT: String(port),
-    LOG_LEVEL: 'info',
-  });
-  const child = spawn(
-    process.execPath,
-    [
-      '--expose-gc',
-      '--import',
-      'tsx',
-      '--import',
-      path.join(projectRoot, 'bench/lib/gc-preload.ts'),
-      path.join(projectRoot, 'src/server.ts'),
-    ],
-    { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
-  );
-  context.track(child);
-  // Keep only the end of the log, for a failure message.
-  let tail = '';
-  const keep = (chunk: Buffer) => {
-    tail = (tail + chunk.toString()).slice(-20_000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const base = `http://127.0.0.1:${port}`;
-  const db = new pg.Client({ connectionString: database.url });
+  const service = await startServiceProcess(context, 'memory', { LOG_LEVEL: 'info' });
+  const { base } = service;
+  const db = new pg.Client({ connectionString: service.databaseUrl });
   try {
-    await waitUntil(
-      'the service process to be ready',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`service exited:\n${tail}`);
-        const response = await fetch(`${base}/health/ready`).catch(() => null);
-        return response?.status === 200;
-      },
-      60_000,
-      100,
-    );
     await db.connect();
     const workflowIds: string[] = [];
     for (let i = 0; i < WORKFLOWS; i += 1) {
-      const created = await fetch(`${base}/workflows`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
+      workflowIds.push(
+        await createWorkflowOver(base, {
           name: `bench memory ${i + 1}`,
           workflow_type: 'sequential',
           steps: [{ id: 'only', name: 'Only', step_type: 'noop' }],
         }),
-      });
-      if (created.status !== 201) throw new Error(`creating a workflow: ${created.status}`);
-      workflowIds.push(((await created.json()) as { id: string }).id);
+      );
     }
     const completed = async () => {
       const { rows } = await db.query<{ count: number }>(
@@ -149,13 +75,7 @@ export async function measureMemory(
       const checkpoint = Math.min(done + options.every, options.executions);
       await runPool(checkpoint - done, options.concurrency, async (index) => {
         const workflowId = workflowIds[(done + index) % WORKFLOWS] as string;
-        const response = await fetch(`${base}/workflows/${workflowId}/execute`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ input_data: { n: done + index } }),
-        });
-        await response.arrayBuffer();
-        if (response.status !== 202) throw new Error(`execute answered ${response.status}`);
+        await executeOver(base, workflowId, { n: done + index });
       });
       done = checkpoint;
       await waitUntil(
@@ -165,7 +85,7 @@ export async function measureMemory(
         200,
       );
       lastBatchMs = performance.now() - batchStarted;
-      const { rss, heapUsed } = await measureChild(child);
+      const { rss, heapUsed } = await service.measure();
       const seconds = (performance.now() - started) / 1000;
       samples.push({
         executions: checkpoint,
@@ -197,12 +117,6 @@ export async function measureMemory(
     };
   } finally {
     await db.end().catch(() => {});
-    if (child.exitCode === null) {
-      child.disconnect();
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await service.stop();
   }
 }
