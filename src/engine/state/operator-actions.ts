@@ -4,10 +4,9 @@ import { ExecutionNotFoundError, ExecutionStateError } from '../../errors.js';
 import type { Queryable } from '../../store/db.js';
 import * as executions from '../../store/executions.js';
 import * as stepRuns from '../../store/step-runs.js';
-import { advance } from './advance.js';
 import { type Effects, jobFor, noEffects } from './effects.js';
 import { finish } from './finish.js';
-import { ANY_EXECUTION_STATUS, lockExecutionIn, withLockedExecution } from './lock.js';
+import { withLockedExecution } from './lock.js';
 import type { Machine } from './machine.js';
 
 /**
@@ -56,8 +55,9 @@ export function retry(m: Machine, id: string): Promise<Effects> {
     'only a failed or timed-out execution can be retried',
     async (tx, execution, effects) => {
       await executions.reopenExecution(tx, execution);
-      const reopened = await lockExecutionIn(tx, id, ANY_EXECUTION_STATUS);
-      if (reopened) await advance(m, tx, reopened, effects);
+      // Its failed steps' conditions and for_each lists are decided by a worker's advance job,
+      // not in this request (docs/ARCHITECTURE.md, "Life of a request").
+      effects.advanceExecutions.push(id);
       effects.changedWorkflows.push(execution.workflow_id);
     },
   );
@@ -92,7 +92,8 @@ export function resume(m: Machine, id: string): Promise<Effects> {
           ...(run.status === 'waiting' ? { wake: true } : {}),
         });
       }
-      await advance(m, tx, resumed, effects);
+      // What became ready while paused starts from a worker's advance job, as above.
+      effects.advanceExecutions.push(id);
     },
   );
 }
