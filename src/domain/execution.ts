@@ -149,4 +149,6 @@ export interface StepJob {
   runAt?: Date;
   /** A wake-up of a sleeping run (delay step), distinct from the attempt's first job. */
   wake?: boolean;
+  /** A for_each item's attempt: queued behind other executions' steps (step-queue.ts). */
+  item?: boolean;
 }

@@ -26,7 +26,7 @@ export async function settleConnection(owner: {
 }
 
 /** What a step job carries: enough to find the run and fence the attempt. */
-export type StepJobData = Omit<StepJob, 'runAt' | 'wake'>;
+export type StepJobData = Omit<StepJob, 'runAt' | 'wake' | 'item'>;
 
 /** The job that takes an execution's first scheduling decisions (conditions, for_each) on a
  * worker, so that a request that starts an execution never evaluates an expression. */
@@ -52,6 +52,14 @@ export function stepJobId(job: Pick<StepJob, 'runId' | 'attempt' | 'wake'>): str
 export function advanceJobId(executionId: string): string {
   return `a-${executionId}`;
 }
+
+/**
+ * BullMQ runs jobs without a priority before prioritised ones: a fan-out's item jobs (up to
+ * for_each_concurrency of them queued at once) wait while other executions' steps are
+ * queued, instead of those steps waiting behind the whole fan-out (docs/ARCHITECTURE.md,
+ * "Fan-outs"). Items still run whenever no other step is waiting.
+ */
+const ITEM_JOB_PRIORITY = 1;
 
 /** The producer side of the step queue. */
 export class StepQueue {
@@ -88,6 +96,7 @@ export class StepQueue {
         },
         opts: {
           jobId: stepJobId(job),
+          ...(job.item ? { priority: ITEM_JOB_PRIORITY } : {}),
           ...(job.runAt && job.runAt.getTime() > now ? { delay: job.runAt.getTime() - now } : {}),
         },
       })),

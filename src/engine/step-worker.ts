@@ -46,6 +46,12 @@ type JobContext = StepWorkerOptions & { isClosing(): boolean };
  */
 const MAX_INLINE_STEPS = 100;
 const MAX_INLINE_MS = 1000;
+/**
+ * for_each items one job runs inline. A fan-out keeps for_each_concurrency items in flight,
+ * most of them as queued jobs: were each to hold its slot for 100 items, every other
+ * execution's job would wait behind the whole fan-out (measured: 5 s instead of 12 ms).
+ */
+const MAX_INLINE_ITEMS = 10;
 
 /**
  * Processes one step job: claim the attempt in Postgres (new lease), run it, record the
@@ -98,8 +104,9 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
         log.info(attempt, 'attempt aborted: execution stopped');
         return 'aborted';
       }
+      const inlineBudget = claim.item_index >= 0 ? MAX_INLINE_ITEMS : MAX_INLINE_STEPS;
       const inline: InlineSlot | undefined =
-        inlineSteps < MAX_INLINE_STEPS && Date.now() - began < MAX_INLINE_MS && !options.isClosing()
+        inlineSteps < inlineBudget && Date.now() - began < MAX_INLINE_MS && !options.isClosing()
           ? { leaseId: randomUUID(), accepts: runsInline }
           : undefined;
       const effects = await state.recordAttempt(

@@ -201,7 +201,7 @@ async function startItems(p: Pass, starts: SchedulerDecision['startItems']): Pro
     const parent = ownRun(p, step_id);
     parents.push(parent.id);
     for (const row of await stepRuns.startItems(p.tx, parent.id, count)) {
-      p.effects.jobs.push(jobFor(p.current, row.id, row.step_id, row.attempt));
+      p.effects.jobs.push({ ...jobFor(p.current, row.id, row.step_id, row.attempt), item: true });
     }
   }
   return stepRuns.foldItemCounts(p.tx, parents);

@@ -132,10 +132,9 @@ async function completeItemAlone(
   const definition = await m.definition(m.options.pool, claim.workflow_id, claim.workflow_version);
   const step = definition.steps.find((candidate) => candidate.id === claim.step_id);
   if (!parent || !step) return null;
-  const next =
-    inline && inline.accepts(step)
-      ? { leaseId: inline.leaseId, timeoutSeconds: step.timeout_seconds }
-      : null;
+  const next = inline?.accepts(step)
+    ? { leaseId: inline.leaseId, timeoutSeconds: step.timeout_seconds }
+    : null;
   const rows = await completions.completeItem(m.options.pool, {
     execution: { id: claim.execution_id, current_iteration: claim.iteration },
     run: { id: claim.id, leaseId: completion.leaseId, output: completion.output, startedAt },
@@ -148,8 +147,10 @@ async function completeItemAlone(
   const effects = noEffects();
   const started = rows.find((row) => row.id !== claim.id);
   if (started && inline && next) inline.claimed = claimedRun(claim, started, claim.iteration_runs);
-  else if (started)
-    effects.jobs.push(jobFor(executionOf(claim), started.id, started.step_id, started.attempt));
+  else if (started) {
+    const job = jobFor(executionOf(claim), started.id, started.step_id, started.attempt);
+    effects.jobs.push({ ...job, item: true });
+  }
   return effects;
 }
 
