@@ -251,6 +251,52 @@ export function alive(service: ServiceProcess): boolean {
   return service.child.exitCode === null && service.child.signalCode === null;
 }
 
+/** A worker process of a scenario that kills them, and its replacement once started. */
+export interface WorkerSlot {
+  process: ServiceProcess | undefined;
+  readyAt: number;
+  restarting?: Promise<void>;
+}
+
+/**
+ * Every 1-3 s, SIGKILLs a random worker and starts a new one in its place, `kills` times.
+ * Only a worker that has run for at least a second is a candidate, so every kill hits one
+ * that has taken jobs (boot takes seconds; killing one still booting would interrupt
+ * nothing). The last replacements may still be starting: await the slots' `restarting`
+ * before reading `restarts` of the returned counts, which they update.
+ */
+export async function killWorkersRepeatedly(
+  fleet: Fleet,
+  slots: WorkerSlot[],
+  kills: number,
+): Promise<{ kills: number; restarts: number }> {
+  const counts = { kills: 0, restarts: 0 };
+  const seasoned = () =>
+    slots.filter(
+      (slot) => slot.process && alive(slot.process) && Date.now() - slot.readyAt >= 1000,
+    );
+  while (counts.kills < kills) {
+    await sleep(randomBetween(1000, 3000));
+    const giveUpAt = Date.now() + 90_000;
+    while (seasoned().length === 0) {
+      if (Date.now() > giveUpAt) throw new Error('no worker came back up within 90 s');
+      await sleep(100);
+    }
+    const candidates = seasoned();
+    const slot = candidates[Math.floor(Math.random() * candidates.length)];
+    if (!slot?.process) continue;
+    await slot.process.kill('SIGKILL');
+    counts.kills += 1;
+    slot.process = undefined;
+    slot.restarting = fleet.worker().then((process) => {
+      slot.process = process;
+      slot.readyAt = Date.now();
+      counts.restarts += 1;
+    });
+  }
+  return counts;
+}
+
 export interface HttpAnswer {
   status: number;
   headers: Headers;
@@ -351,9 +397,40 @@ export function fanOutWorkflow(
   };
 }
 
-/** The side-effect path of a run of the workflows above (every step is an http step). */
-export function sideEffectPath(run: { execution_id: string; step_id: string }): string {
-  return `/${run.execution_id}/${run.step_id}`;
+/** The side-effect path of a run of the workflows here (every step is an http step; a
+ * for_each item's path ends with its index, as forEachWorkflow's url does, and the for_each
+ * step's own run calls nothing). */
+export function sideEffectPath(run: {
+  execution_id: string;
+  step_id: string;
+  item_index: number;
+  item_count: number | null;
+}): string | null {
+  if (run.item_index < 0 && run.item_count !== null) return null;
+  const item = run.item_index >= 0 ? `/${run.item_index}` : '';
+  return `/${run.execution_id}/${run.step_id}${item}`;
+}
+
+/** One http step over `items` items (`for_each_concurrency` of them at once), then one more. */
+export function forEachWorkflow(
+  sideEffectUrl: string,
+  items: number,
+  concurrency: number,
+): Record<string, unknown> {
+  const each = httpStep(sideEffectUrl, 'each');
+  return {
+    name: `for_each over ${items}`,
+    workflow_type: 'sequential',
+    steps: [
+      {
+        ...each,
+        config: { url: `{% '${sideEffectUrl}/' & execution.id & '/each/' & $string(index) %}` },
+        for_each: `[0..${items - 1}]`,
+        for_each_concurrency: concurrency,
+      },
+      httpStep(sideEffectUrl, 'after', ['each']),
+    ],
+  };
 }
 
 export interface SubmitReport {

@@ -123,7 +123,12 @@ export interface SideEffects {
   /** Calls seen per path. */
   calls: ReadonlyMap<string, number>;
   /** The path an http run calls, or null for steps without side effects. */
-  pathOf(run: { execution_id: string; step_id: string; item_index: number }): string | null;
+  pathOf(run: {
+    execution_id: string;
+    step_id: string;
+    item_index: number;
+    item_count: number | null;
+  }): string | null;
 }
 
 export interface InvariantOptions {
@@ -169,6 +174,8 @@ interface RunFacts {
   execution_id: string;
   step_id: string;
   item_index: number;
+  /** Set on a for_each step's own run: it aggregates its items and calls nothing itself. */
+  item_count: number | null;
   status: string;
   output: unknown;
   claims: number;
@@ -235,7 +242,7 @@ export async function checkInvariants(options: InvariantOptions): Promise<Invari
     for (const row of duplicateRows.rows) problem(`run ${row.key} has ${row.count} rows`);
     const runs = (
       await client.query<RunFacts>(
-        `SELECT s.id, s.execution_id, s.step_id, s.item_index, s.status, s.output,
+        `SELECT s.id, s.execution_id, s.step_id, s.item_index, s.item_count, s.status, s.output,
                 count(a.id) FILTER (WHERE a.kind = 'claim')::int AS claims,
                 count(a.id) FILTER (WHERE a.kind = 'complete')::int AS completions
            FROM step_executions s LEFT JOIN fault_audit a ON a.run_id = s.id
