@@ -11,9 +11,10 @@ import {
 import type { ExecutionBody } from '../helpers/workflows.js';
 
 /*
- * Hostile expressions against a real service process (src/server.ts under tsx, so the sandbox's
- * worker entry loads as it does with `npm run dev`): each fails its own execution while an
- * ordinary one completes and readiness keeps answering 200.
+ * Hostile work against a real service process (src/server.ts under tsx, so the sandbox's
+ * worker entry loads as it does with `npm run dev`): hostile expressions each fail their own
+ * execution, and a large fan-out runs to its end, while an ordinary execution completes and
+ * readiness keeps answering 200.
  */
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
@@ -49,6 +50,29 @@ async function start(
   const started = await call('POST', `/workflows/${id}/execute`, { input_data: { go: true } });
   expect(started.status, await started.clone().text()).toBe(202);
   return ((await started.json()) as { id: string }).id;
+}
+
+/** Samples readiness every 200 ms while `work` runs: each answer's status and time. */
+async function sampleReadiness<T>(
+  work: () => Promise<T>,
+): Promise<{ result: T; samples: { status: number; ms: number }[] }> {
+  const samples: { status: number; ms: number }[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const started = Date.now();
+      const response = await call('GET', '/health/ready');
+      await response.arrayBuffer();
+      samples.push({ status: response.status, ms: Date.now() - started });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
+  try {
+    return { result: await work(), samples };
+  } finally {
+    sampling = false;
+    await sampler;
+  }
 }
 
 async function finished(id: string, timeoutMs = 60_000): Promise<ExecutionBody> {
@@ -129,19 +153,8 @@ describe('expression hardening', () => {
   });
 
   it('fails every hostile expression as expression_limit while the service answers within 1 s', async () => {
-    const samples: { status: number; ms: number }[] = [];
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const started = Date.now();
-        const response = await call('GET', '/health/ready');
-        await response.arrayBuffer();
-        samples.push({ status: response.status, ms: Date.now() - started });
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    })();
     const pid = service.child.pid;
-    try {
+    const { samples } = await sampleReadiness(async () => {
       const hostile = [
         await start('pad', '$length($pad("", 200000000)) > 0'),
         await start(
@@ -177,15 +190,64 @@ describe('expression hardening', () => {
         });
         expect(step?.error?.message).toMatch(/(time|memory|output) limit/);
       }
-    } finally {
-      sampling = false;
-      await sampler;
-    }
-    expect(service.child.pid).toBe(pid);
-    expect(service.child.exitCode).toBeNull();
-    expect(service.child.signalCode).toBeNull();
-    expect(samples.length).toBeGreaterThan(0);
-    expect(samples.filter((sample) => sample.status !== 200 || sample.ms >= 1000)).toEqual([]);
-    expect(service.output()).not.toContain('FATAL');
+    });
+    expectAliveAndReady(pid, samples);
   }, 180_000);
+
+  it('runs a 20,000-item fan-out to its end while an ordinary execution completes alongside', async () => {
+    const pid = service.child.pid;
+    const items = 20_000;
+    const created = await call('POST', '/workflows', {
+      name: 'large fan-out',
+      workflow_type: 'sequential',
+      steps: [
+        {
+          id: 'each',
+          name: 'Each',
+          step_type: 'noop',
+          for_each: `[0..${items - 1}]`,
+          for_each_concurrency: 100,
+        },
+      ],
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+    const { id: workflowId } = (await created.json()) as { id: string };
+    const { samples } = await sampleReadiness(async () => {
+      const started = await call('POST', `/workflows/${workflowId}/execute`, {});
+      expect(started.status, await started.clone().text()).toBe(202);
+      const fanOut = ((await started.json()) as { id: string }).id;
+      // Once items run, an ordinary execution starts and ends while the fan-out still runs:
+      // its steps do not queue behind the fan-out's items.
+      for (let polls = 0; ; polls += 1) {
+        const view = (await (await call('GET', `/executions/${fanOut}`)).json()) as ExecutionBody;
+        const own = view.steps.find((step) => step.step_id === 'each') as { status: string };
+        if (own.status === 'running') break;
+        if (polls > 600) throw new Error(`fan-out never started: ${JSON.stringify(view)}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const ordinary = await finished(
+        await start('ordinary beside a fan-out', '$boolean(input.go)'),
+      );
+      expect(ordinary.status, JSON.stringify(ordinary)).toBe('completed');
+      const meanwhile = (await (
+        await call('GET', `/executions/${fanOut}`)
+      ).json()) as ExecutionBody;
+      expect(meanwhile.status).toBe('running');
+      const done = await finished(fanOut, 240_000);
+      expect(done.status, JSON.stringify(done.error)).toBe('completed');
+      const own = done.steps.find((step) => step.step_id === 'each') as { items?: unknown };
+      expect(own.items).toEqual({ total: items, by_status: { completed: items } });
+    });
+    expectAliveAndReady(pid, samples);
+  }, 300_000);
 });
+
+/** The service process is the one started, still running, and answered readiness quickly. */
+function expectAliveAndReady(pid: number | undefined, samples: { status: number; ms: number }[]) {
+  expect(service.child.pid).toBe(pid);
+  expect(service.child.exitCode).toBeNull();
+  expect(service.child.signalCode).toBeNull();
+  expect(samples.length).toBeGreaterThan(0);
+  expect(samples.filter((sample) => sample.status !== 200 || sample.ms >= 1000)).toEqual([]);
+  expect(service.output()).not.toContain('FATAL');
+}
