@@ -5,6 +5,7 @@ import type { EffectSink, Effects } from '../engine/state/effects.js';
 import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
 import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
+import type { Diagnosis } from '../schemas/diagnosis.js';
 import {
   type ExecutionView,
   type StepRunView,
@@ -14,6 +15,9 @@ import { decodeCursor, toPage } from '../store/cursor.js';
 import type { Pool, Queryable } from '../store/db.js';
 import * as executions from '../store/executions.js';
 import * as runPages from '../store/step-run-pages.js';
+import * as stepRuns from '../store/step-runs.js';
+import * as taskStore from '../store/task-store.js';
+import { diagnose } from './execution-diagnosis.js';
 import { executionView, stepRunViews, stepRunViewsInOrder } from './execution-views.js';
 
 export type { ExecutionView, StepRunView } from '../schemas/executions.js';
@@ -119,6 +123,29 @@ export class ExecutionManager {
       ...executionView(row, definition),
       steps: stepRunViews(definition, read.runs, read.itemCounts),
     };
+  }
+
+  /** Why the execution, and each of its unfinished step runs, is not running now. */
+  async diagnosis(id: string): Promise<Diagnosis> {
+    const { pool, state } = this.options;
+    const row = await executions.getExecution(pool, id);
+    if (!row) throw new ExecutionNotFoundError(id);
+    const [definition, runs] = await Promise.all([
+      state.definition(pool, row.workflow_id, row.workflow_version),
+      stepRuns.loadIterationRuns(pool, row.id, row.current_iteration),
+    ]);
+    const expanded = runs.filter((run) => run.status === 'running' && run.item_count !== null);
+    const taskTypes = runs.flatMap((run) =>
+      run.wait_kind === 'task' ? [run.wait_spec.step_type] : [],
+    );
+    const [fanOuts, polls] = await Promise.all([
+      runPages.itemProgress(
+        pool,
+        expanded.map((run) => run.id),
+      ),
+      taskTypes.length > 0 ? taskStore.lastPolls(pool, taskTypes) : new Map<string, Date>(),
+    ]);
+    return diagnose({ execution: row, definition, runs, fanOuts, polls, now: new Date() });
   }
 
   /** A page of an execution's step runs, in the order they were created (run id). */

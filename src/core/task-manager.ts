@@ -25,6 +25,9 @@ function checkToken(token: string): void {
 /** How often a long poll looks again; an answer comes at most this late after a task appears. */
 const POLL_INTERVAL_MS = 200;
 
+/** How often one process records a poll per step type: far below NO_WORKER_SECONDS. */
+const POLL_RECORD_MS = 5000;
+
 function leaseExpiry(claimedAt: Date | null, spec: taskStore.TaskSpec): string {
   return new Date((claimedAt ?? new Date()).getTime() + spec.lease_seconds * 1000).toISOString();
 }
@@ -60,8 +63,25 @@ export class TaskManager {
     this.closing.abort();
   }
 
+  /** Step types whose poll this process recorded, and when (ms). */
+  private readonly pollsRecorded = new Map<string, number>();
+
+  /**
+   * Records who polls for what (task_pollers), so a diagnosis can tell a task nobody polls
+   * for; at most once per POLL_RECORD_MS per step type and process.
+   */
+  private async recordPoll(request: PollRequest): Promise<void> {
+    const now = Date.now();
+    const types = request.step_types && request.step_types.length > 0 ? request.step_types : ['*'];
+    const due = types.filter((type) => now - (this.pollsRecorded.get(type) ?? 0) >= POLL_RECORD_MS);
+    if (due.length === 0) return;
+    await taskStore.recordPoll(this.options.pool, due, request.worker_id);
+    for (const type of due) this.pollsRecorded.set(type, now);
+  }
+
   /** Claims up to max_tasks tasks, waiting up to wait_seconds for one to appear. */
   async poll(request: PollRequest, caller?: AbortSignal): Promise<TaskView[]> {
+    await this.recordPoll(request);
     const deadline = Date.now() + request.wait_seconds * 1000;
     const signal = caller ? AbortSignal.any([caller, this.closing.signal]) : this.closing.signal;
     for (;;) {

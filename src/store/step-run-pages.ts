@@ -147,3 +147,33 @@ export function decodeRunCursor(cursor: string): number {
   }
   throw new InvalidCursorError('decode it from next_cursor of a previous page');
 }
+
+/**
+ * Item counts of expanded for_each steps, by their own run's id: the counts kept on the run
+ * plus the deltas not folded into it yet (docs/ARCHITECTURE.md, "Fan-outs").
+ */
+export async function itemProgress(
+  db: Queryable,
+  parentIds: readonly number[],
+): Promise<Map<number, { active: number; waiting: number; done: number; failed: number }>> {
+  if (parentIds.length === 0) return new Map();
+  const { rows } = await db.query<{
+    id: string;
+    active: number;
+    waiting: number;
+    done: number;
+    failed: number;
+  }>(
+    `SELECT p.id, p.items_active + COALESCE(d.active, 0) AS active,
+            p.items_waiting + COALESCE(d.waiting, 0) AS waiting,
+            p.items_done + COALESCE(d.done, 0) AS done, p.items_failed + COALESCE(d.failed, 0) AS failed
+       FROM step_executions p
+       LEFT JOIN (SELECT parent_id, sum(active)::int AS active, sum(waiting)::int AS waiting,
+                         sum(done)::int AS done, sum(failed)::int AS failed
+                    FROM for_each_item_deltas WHERE parent_id = ANY($1::bigint[])
+                   GROUP BY parent_id) d ON d.parent_id = p.id
+      WHERE p.id = ANY($1::bigint[])`,
+    [parentIds],
+  );
+  return new Map(rows.map(({ id, ...counts }) => [Number(id), counts]));
+}

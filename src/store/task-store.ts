@@ -101,3 +101,30 @@ export async function findExpiredTaskLeases(
   );
   return rows;
 }
+
+/** Records that `workerId` polled for these step types (`*`: every type) now. */
+export async function recordPoll(
+  db: Queryable,
+  stepTypes: readonly string[],
+  workerId: string,
+): Promise<void> {
+  await db.query(
+    `INSERT INTO task_pollers (step_type, last_poll_at, worker_id)
+     SELECT step_type, now(), $2 FROM unnest($1::text[]) AS step_type
+     ON CONFLICT (step_type) DO UPDATE SET last_poll_at = excluded.last_poll_at,
+                                           worker_id = excluded.worker_id`,
+    [stepTypes, workerId],
+  );
+}
+
+/** When a worker last polled for each of these step types, and for every type (`*`). */
+export async function lastPolls(
+  db: Queryable,
+  stepTypes: readonly string[],
+): Promise<Map<string, Date>> {
+  const { rows } = await db.query<{ step_type: string; last_poll_at: Date }>(
+    `SELECT step_type, last_poll_at FROM task_pollers WHERE step_type = ANY($1::text[])`,
+    [[...stepTypes, '*']],
+  );
+  return new Map(rows.map((row) => [row.step_type, row.last_poll_at]));
+}

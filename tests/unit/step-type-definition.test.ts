@@ -8,6 +8,7 @@ import { runAttempt } from '../../src/engine/step-runner.js';
 import { getStepHandler, registerStepType } from '../../src/engine/steps/registry.js';
 import { defineStepType, StepFailure, type StepInvocation } from '../../src/engine/steps/types.js';
 import { ValidationFailedError } from '../../src/errors.js';
+import { stepRunRow } from '../helpers/rows.js';
 
 /**
  * A step type is one file: this test declares a throwaway one, registers it, and checks that
@@ -84,36 +85,18 @@ function problemsOf(draft: WorkflowDraft): Array<{ path: string; message: string
 function claimOf(step: StepDefinition): ClaimedRun {
   const now = new Date();
   return {
-    id: 1,
-    execution_id: 'ex-1',
-    step_id: step.id,
-    iteration: 0,
-    item_index: -1,
-    status: 'running',
-    attempt: 1,
-    first_attempt: 1,
-    lease_id: 'lease',
-    item: null,
-    item_count: null,
-    items_materialised: 0,
-    items_active: 0,
-    items_waiting: 0,
-    items_done: 0,
-    items_failed: 0,
-    output: null,
-    error: null,
-    wait_reason: null,
+    ...stepRunRow({
+      step_id: step.id,
+      status: 'running',
+      lease_id: 'lease',
+      worker_id: 'w',
+      heartbeat_at: now,
+      deadline_at: new Date(now.getTime() + 10_000),
+      queued_at: now,
+      started_at: now,
+    }),
     wait_kind: null,
     wait_spec: null,
-    worker_id: 'w',
-    heartbeat_at: now,
-    wake_at: null,
-    deadline_at: new Date(now.getTime() + 10_000),
-    queued_at: now,
-    started_at: now,
-    completed_at: null,
-    created_at: now,
-    updated_at: now,
     workflow_id: 'wf-1',
     workflow_version: 1,
     input_data: { n: 3 },

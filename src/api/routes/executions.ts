@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { idParams } from '../../schemas/common.js';
+import { diagnosisSchema } from '../../schemas/diagnosis.js';
 import {
   executeBodySchema,
   executeHeadersSchema,
@@ -92,7 +93,7 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
           operationId: 'listExecutionSteps',
           tags: ['executions'],
           summary: 'A page of the step runs of an execution, every for_each item included',
-          description: `Runs in the order they were created (run id): each loop iteration's own step runs in definition order, then the item runs of each for_each in item order. Filter by step_id and status; at most ${MAX_STEP_PAGE} a page. The own run of a for_each over more than ${SUMMARISED_FAN_OUT_ITEMS} items shows a note instead of its output; its item runs carry the outputs.`,
+          description: `Runs in the order they were created (run id): each loop iteration's own step runs in definition order, then the item runs of each for_each in item order, inserted in batches as they are about to start (items not inserted yet are not listed). Filter by step_id and status; at most ${MAX_STEP_PAGE} a page. The own run of a for_each over more than ${SUMMARISED_FAN_OUT_ITEMS} items shows a note instead of its output; its item runs carry the outputs.`,
           params: idParams(),
           querystring: stepRunListQuerySchema,
           response: {
@@ -106,6 +107,22 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
       async (request) => app.executions.steps(request.params.id, request.query),
     );
   }
+
+  app.get(
+    '/executions/:id/diagnosis',
+    {
+      schema: {
+        operationId: 'diagnoseExecution',
+        tags: ['executions'],
+        summary: 'Why the execution, and each unfinished step run, is not running now',
+        description:
+          'For each unfinished step run of the current iteration: blocked_by (dependency, concurrency, timer, retry_backoff, event, external_task, sub_workflow, paused, worker_capacity) with its details, and a one-sentence summary. A fan-out is one entry with its item counts.',
+        params: idParams(),
+        response: { 200: diagnosisSchema, 404: errors[404], 503: errors[503] },
+      },
+    },
+    async (request) => app.executions.diagnosis(request.params.id),
+  );
 
   actionRoutes();
 

@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { diagnose, NO_WORKER_SECONDS } from '../../src/core/execution-diagnosis.js';
+import { validateWorkflow } from '../../src/core/workflow-validator.js';
+import type { StepRunRow } from '../../src/domain/execution.js';
+import type { StepStatus } from '../../src/domain/statuses.js';
+import { stepInputSchema } from '../../src/domain/workflow-definition.js';
+import { stepRunRow } from '../helpers/rows.js';
+
+/** The reasons the integration test cannot bring about on demand, from rows made up here. */
+
+const now = new Date('2026-12-02T10:00:00Z');
+const limits = loadConfig({});
+
+function definition(config: Record<string, unknown> = {}) {
+  return validateWorkflow(
+    {
+      name: 'w',
+      workflow_type: 'parallel',
+      config,
+      metadata: {},
+      tags: [],
+      steps: ['a', 'b', 'c'].map((id) =>
+        stepInputSchema.parse({ id, name: id, step_type: 'noop' }),
+      ),
+    },
+    limits,
+  );
+}
+
+let nextId = 1;
+function run(stepId: string, status: StepStatus, extra: Partial<StepRunRow> = {}): StepRunRow {
+  nextId += 1;
+  return stepRunRow({
+    id: nextId,
+    step_id: stepId,
+    status,
+    created_at: now,
+    updated_at: now,
+    ...extra,
+  });
+}
+
+const input = (runs: StepRunRow[], config: Record<string, unknown> = {}) => ({
+  execution: { id: 'ex-1', status: 'running' as const },
+  definition: definition(config),
+  runs,
+  fanOuts: new Map(),
+  polls: new Map<string, Date>(),
+  now,
+});
+
+describe('diagnose', () => {
+  it('tells a queued run waiting for a worker slot from a ready one waiting to be decided', () => {
+    const queuedAt = new Date(now.getTime() - 5000);
+    const answer = diagnose(
+      input([
+        run('a', 'queued', { queued_at: queuedAt }),
+        run('b', 'pending'),
+        run('c', 'running'),
+      ]),
+    );
+    expect(answer.steps.map((step) => [step.step_id, step.blocked_by])).toEqual([
+      ['a', { kind: 'worker_capacity', since: queuedAt.toISOString() }],
+      ['b', { kind: 'worker_capacity', since: null }],
+      ['c', null],
+    ]);
+    expect(answer.summary).toBe('running: c');
+  });
+
+  it("names the workflow's max_concurrency when it holds a ready step", () => {
+    const answer = diagnose(
+      input([run('a', 'running'), run('b', 'pending'), run('c', 'pending')], {
+        max_concurrency: 1,
+      }),
+    );
+    expect(answer.steps.find((step) => step.step_id === 'b')?.blocked_by).toEqual({
+      kind: 'concurrency',
+      limit: 'max_concurrency',
+      in_use: 1,
+      max: 1,
+      waiting: 2,
+    });
+  });
+
+  it('names the sub-workflow execution a run waits for', () => {
+    const child = run('c', 'waiting', {
+      wait_kind: 'child',
+      wait_spec: { workflow_id: 'wf-child', execution_id: 'ex-child' },
+    } as Partial<StepRunRow>);
+    const answer = diagnose(input([run('a', 'completed'), run('b', 'completed'), child]));
+    expect(answer.steps).toEqual([
+      {
+        step_id: 'c',
+        iteration: 0,
+        status: 'waiting',
+        blocked_by: { kind: 'sub_workflow', execution_id: 'ex-child' },
+        summary: 'waits for its sub-workflow execution ex-child',
+      },
+    ]);
+    expect(answer.summary).toBe(
+      'nothing runs now: c waits for its sub-workflow execution ex-child',
+    );
+  });
+
+  it(`counts a poll for every step type, and forgets one older than ${NO_WORKER_SECONDS} s`, () => {
+    const task = run('a', 'waiting', {
+      wait_kind: 'task',
+      wait_spec: { step_type: 'ocr', agent_id: null, config: {}, input: {}, lease_seconds: 60 },
+    } as Partial<StepRunRow>);
+    const recent = new Date(now.getTime() - 1000);
+    const old = new Date(now.getTime() - (NO_WORKER_SECONDS + 1) * 1000);
+    const reason = (polls: Map<string, Date>) =>
+      diagnose({ ...input([task]), polls }).steps[0]?.blocked_by;
+    expect(reason(new Map([['*', recent]]))).toMatchObject({ no_worker: false });
+    expect(reason(new Map([['ocr', old]]))).toMatchObject({
+      no_worker: true,
+      last_poll_at: old.toISOString(),
+    });
+  });
+});
