@@ -90,18 +90,46 @@ function stepRunsTable(workflow, runs) {
   );
 }
 
+/** GET /executions/{id}/diagnosis as a panel: the execution's summary, then each held run. */
+function diagnosisPanel(diagnosis) {
+  if (!diagnosis) return [];
+  const held = diagnosis.steps.filter((step) => step.blocked_by !== null);
+  return [
+    h('h2', {}, 'Why is it waiting?'),
+    h('p', { id: 'diagnosis-summary' }, diagnosis.summary),
+    ...(held.length === 0
+      ? []
+      : [
+          h(
+            'ul',
+            { id: 'diagnosis-steps' },
+            ...held.map((step) =>
+              h(
+                'li',
+                { 'data-step-id': step.step_id, 'data-kind': step.blocked_by.kind },
+                h('strong', {}, step.step_id),
+                ` (${step.blocked_by.kind}): ${step.summary}`,
+              ),
+            ),
+          ),
+        ]),
+  ];
+}
+
 /**
- * The execution's panels: summary, step graph, step runs and timeline.
+ * The execution's panels: summary, why it waits, step graph, step runs and timeline.
  * @param {{ execution: any, workflow: any }} state the stream's snapshot, kept up to date
  * @param {Map<string, any>} runs every step run, by run key
  * @param {Node} connection the stream's connection status (kept across redraws)
+ * @param {any} diagnosis the latest GET /executions/{id}/diagnosis answer, if any
  */
-export function executionPanels(state, runs, connection) {
+export function executionPanels(state, runs, connection, diagnosis) {
   const { execution, workflow } = state;
   const own = latestOwnRuns(runs);
   const steps = workflow.steps.map((step) => ({ ...step, run: own.get(step.id) }));
   return [
     ...summary(execution, connection),
+    ...diagnosisPanel(diagnosis),
     h('h2', {}, 'Steps'),
     h(
       'figure',

@@ -21,8 +21,32 @@ export function executionView(id) {
   let stream = null;
   let closed = false;
 
+  /** The latest diagnosis; refreshed after every change, one request at a time. */
+  let diagnosis = null;
+  let diagnosing = false;
+  let diagnoseAgain = false;
+
   const draw = () => {
-    if (state) content.replaceChildren(...executionPanels(state, runs, connection));
+    if (state) content.replaceChildren(...executionPanels(state, runs, connection, diagnosis));
+  };
+
+  const refreshDiagnosis = async () => {
+    if (diagnosing) {
+      diagnoseAgain = true;
+      return;
+    }
+    diagnosing = true;
+    try {
+      do {
+        diagnoseAgain = false;
+        diagnosis = await api(`/executions/${encodeURIComponent(id)}/diagnosis`);
+        draw();
+      } while (diagnoseAgain && !closed);
+    } catch {
+      // The panel keeps its last answer; the stream's own errors are reported above it.
+    } finally {
+      diagnosing = false;
+    }
   };
 
   const close = (message) => {
@@ -36,6 +60,7 @@ export function executionView(id) {
     runs.clear();
     for (const run of state.execution.steps ?? []) runs.set(runKey(run), run);
     draw();
+    void refreshDiagnosis();
     if (ENDED.has(state.execution.status)) close('Ended');
     else connection.textContent = 'Live';
   };
@@ -64,6 +89,7 @@ export function executionView(id) {
     });
     runs.set(key, run);
     draw();
+    void refreshDiagnosis();
     announce(`Step ${change.step_id} ${change.status}`);
   };
   const onExecution = (event) => {
@@ -76,6 +102,7 @@ export function executionView(id) {
       duration_seconds: change.duration_seconds ?? null,
     });
     draw();
+    void refreshDiagnosis();
     announce(`Execution ${change.status}`);
     if (ENDED.has(change.status)) close('Ended');
   };

@@ -140,6 +140,11 @@ describe('the dashboard in a browser', () => {
     await poll(() => status('hold').textContent()).toBe('waiting');
     await poll(() => status('check').textContent()).toBe('pending');
     await poll(() => page.locator('#execution-status').textContent()).toBe('paused');
+    // Why it waits: paused, and its next steps wait on a sleeping one.
+    await poll(() => page.locator('#diagnosis-summary').textContent()).toContain('paused');
+    await poll(() =>
+      page.locator('#diagnosis-steps li[data-step-id="check"]').getAttribute('data-kind'),
+    ).toBe('paused');
     await page.evaluate('window.loadedOnce = true');
 
     expect((await app.inject({ method: 'POST', url: `/executions/${id}/resume` })).statusCode).toBe(
@@ -149,6 +154,7 @@ describe('the dashboard in a browser', () => {
       await poll(() => status(stepId).textContent()).toBe('completed');
     }
     await poll(() => page.locator('#execution-status').textContent()).toBe('completed');
+    await poll(() => page.locator('#diagnosis-summary').textContent()).toBe('ended: completed');
     // The same document all along: the changes came over the stream.
     expect(await page.evaluate('window.loadedOnce')).toBe(true);
     // The graph shows every step, completed.
