@@ -57,6 +57,9 @@ DECLARE
     v_old INTEGER := wf_item_kind(OLD.status);
     v_new INTEGER := wf_item_kind(NEW.status);
 BEGIN
+    IF v_old = v_new THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO for_each_item_deltas (parent_id, active, waiting, done, failed)
     SELECT p.id, (v_new = 1)::int - (v_old = 1)::int, (v_new = 2)::int - (v_old = 2)::int,
            (v_new >= 3)::int - (v_old >= 3)::int, (v_new = 4)::int - (v_old = 4)::int
@@ -67,10 +70,13 @@ BEGIN
 END
 $$;
 
+-- The WHEN clause calls no function: it is prepared for every statement that updates a
+-- status, the engine's hottest, and a function in it (inlined at that moment) cost a chain
+-- about 0.2 ms of Postgres CPU per step. Items of the same kind return at once.
 CREATE TRIGGER step_executions_count_items
     AFTER UPDATE OF status ON step_executions
     FOR EACH ROW
-    WHEN (NEW.item_index >= 0 AND wf_item_kind(OLD.status) <> wf_item_kind(NEW.status))
+    WHEN (NEW.item_index >= 0 AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION wf_count_item_change();
 
 -- Folds the appended deltas into the steps' runs. A delta appended while this runs is not
