@@ -54,6 +54,7 @@ export class ExecutionManager {
     workflowId: string,
     input: unknown,
     idempotencyKey: string | undefined,
+    priority?: number,
   ): Promise<{ execution: ExecutionView; created: boolean }> {
     const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
     if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
@@ -64,7 +65,12 @@ export class ExecutionManager {
         },
       ]);
     }
-    const request = { workflowId, input: input ?? {}, idempotencyKey: idempotencyKey ?? null };
+    const request = {
+      workflowId,
+      input: input ?? {},
+      idempotencyKey: idempotencyKey ?? null,
+      priority,
+    };
     const { started, answer } = await this.options.state.startAndAnswer(
       request,
       async (db, outcome) => {

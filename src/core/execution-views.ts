@@ -57,6 +57,7 @@ export function executionView(row: ExecutionRow, definition?: WorkflowDefinition
     current_iteration: row.current_iteration,
     deadline_at: iso(row.deadline_at),
     idempotency_key: row.idempotency_key,
+    priority: row.priority,
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { MAX_PRIORITY } from '../domain/execution.js';
 import {
   DEFAULT_FOR_EACH_CONCURRENCY,
   DEFAULT_RETRY_BACKOFF,
@@ -104,6 +105,7 @@ function positiveIntegerProblem(path: string, value: unknown, max: number): Fiel
 function checkWorkflowConfig(type: WorkflowType, config: Record<string, unknown>): FieldProblem[] {
   const problems: FieldProblem[] = [
     ...positiveIntegerProblem('config.max_concurrency', config.max_concurrency, 10_000),
+    ...positiveIntegerProblem('config.priority', config.priority, MAX_PRIORITY),
     ...positiveIntegerProblem('config.timeout_seconds', config.timeout_seconds, 31_536_000),
     ...expressionProblem('config.output', config.output),
   ];

@@ -26,6 +26,8 @@ export interface ExecutionRow {
   parent_execution_id: string | null;
   parent_run_id: number | null;
   trigger: Record<string, unknown> | null;
+  /** 1 (first) to MAX_PRIORITY (last): its steps' jobs carry it. */
+  priority: number;
 }
 
 /**
@@ -130,6 +132,8 @@ export type ClaimedRun = StepRunRow & {
   workflow_id: string;
   workflow_version: number;
   input_data: unknown;
+  /** Its execution's priority, for the jobs its record adds. */
+  priority: number;
   /** The own runs of the run's iteration (no for_each items), as of the claim, by id. */
   iteration_runs: RunSnapshot[];
   /** Claims in a row that found this attempt abandoned by its process (a job's claim only;
@@ -149,6 +153,12 @@ export interface StepJob {
   runAt?: Date;
   /** A wake-up of a sleeping run (delay step), distinct from the attempt's first job. */
   wake?: boolean;
-  /** A for_each item's attempt: queued behind other executions' steps (step-queue.ts). */
+  /** A for_each item's attempt: queued behind other steps of its priority (step-queue.ts). */
   item?: boolean;
+  /** Its execution's priority. */
+  priority: number;
 }
+
+/** Execution priorities: 1 runs first, MAX_PRIORITY last, DEFAULT_PRIORITY when none is named. */
+export const MAX_PRIORITY = 10;
+export const DEFAULT_PRIORITY = 5;

@@ -105,6 +105,8 @@ export type WorkflowUpdateInput = z.infer<typeof workflowUpdateSchema>;
 /** The keys of `config` the engine reads; any other keys are kept and ignored. */
 export interface WorkflowEngineConfig {
   max_concurrency?: number;
+  /** Its executions' default priority: 1 (first) to 10 (last). */
+  priority?: number;
   timeout_seconds?: number;
   loop?: { condition?: string; max_iterations: number };
   output?: string;

@@ -212,6 +212,7 @@ export class RecoverySweep {
             id: run.execution_id,
             workflow_id: run.workflow_id,
             workflow_version: run.workflow_version,
+            priority: run.priority,
           },
           run.id,
           run.step_id,

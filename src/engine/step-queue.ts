@@ -26,7 +26,7 @@ export async function settleConnection(owner: {
 }
 
 /** What a step job carries: enough to find the run and fence the attempt. */
-export type StepJobData = Omit<StepJob, 'runAt' | 'wake' | 'item'>;
+export type StepJobData = Omit<StepJob, 'runAt' | 'wake' | 'item' | 'priority'>;
 
 /** The job that takes an execution's first scheduling decisions (conditions, for_each) on a
  * worker, so that a request that starts an execution never evaluates an expression. */
@@ -54,12 +54,15 @@ export function advanceJobId(executionId: string): string {
 }
 
 /**
- * BullMQ runs jobs without a priority before prioritised ones: a fan-out's item jobs (up to
- * for_each_concurrency of them queued at once) wait while other executions' steps are
- * queued, instead of those steps waiting behind the whole fan-out (docs/ARCHITECTURE.md,
- * "Fan-outs"). Items still run whenever no other step is waiting.
+ * A step job's BullMQ priority (1 runs first): its execution's priority (1..10), and within
+ * one priority a fan-out's item jobs after other steps. Up to for_each_concurrency item jobs
+ * of a fan-out are queued at once: other executions' steps go first instead of waiting behind
+ * the whole fan-out (docs/ARCHITECTURE.md, "Fan-outs"). Advance jobs carry none: BullMQ runs
+ * jobs without a priority before all others, and they only decide what starts.
  */
-const ITEM_JOB_PRIORITY = 1;
+function jobPriority(job: StepJob): number {
+  return 2 * job.priority - (job.item ? 0 : 1);
+}
 
 /** The producer side of the step queue. */
 export class StepQueue {
@@ -96,7 +99,7 @@ export class StepQueue {
         },
         opts: {
           jobId: stepJobId(job),
-          ...(job.item ? { priority: ITEM_JOB_PRIORITY } : {}),
+          priority: jobPriority(job),
           ...(job.runAt && job.runAt.getTime() > now ? { delay: job.runAt.getTime() - now } : {}),
         },
       })),

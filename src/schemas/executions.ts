@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_PRIORITY } from '../domain/execution.js';
 import { EXECUTION_STATUSES, STEP_STATUSES } from '../domain/statuses.js';
 import { jsonObject, pageOf, timestamp } from './common.js';
 
@@ -81,6 +82,7 @@ export const executionViewSchema = z
     current_iteration: z.number().int(),
     deadline_at: timestamp.nullable(),
     idempotency_key: z.string().nullable(),
+    priority: z.number().int().describe('1 (its steps go first under contention) to 10 (last)'),
     steps: z
       .array(stepRunViewSchema)
       .optional()
@@ -107,6 +109,7 @@ export const executionViewSchema = z
       current_iteration: 0,
       deadline_at: null,
       idempotency_key: null,
+      priority: 5,
       steps: [],
     },
   });
@@ -125,6 +128,15 @@ export const executeHeadersSchema = z.object({
 export const executeBodySchema = z
   .object({
     input_data: jsonObject.default({}).describe('Input the steps read as `input`'),
+    priority: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_PRIORITY)
+      .optional()
+      .describe(
+        "Under contention its ready steps go before those of executions with a larger number: 1 (first) to 10 (last); default the workflow's config.priority, else 5",
+      ),
   })
   .strict()
   .default({ input_data: {} })

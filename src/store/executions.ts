@@ -52,6 +52,8 @@ export interface NewExecution {
   parent?: { executionId: string; runId: number; attempt: number } | undefined;
   /** What started it: `{type: 'api'|'event'|'schedule'|'subworkflow', ...}`. */
   trigger?: Record<string, unknown> | undefined;
+  /** 1 (first) to 10 (last). */
+  priority: number;
 }
 
 /**
@@ -74,10 +76,10 @@ export async function insertExecution(
     text: `WITH inserted AS (
              INSERT INTO workflow_executions
                (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at,
-                deadline_at, parent_execution_id, parent_run_id, trigger)
+                deadline_at, parent_execution_id, parent_run_id, trigger, priority)
              SELECT $1, w.id, w.version, 'running', $4, $5, now(),
                     CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
-                    $7, $8, $9
+                    $7, $8, $9, $13
                FROM workflows w
               WHERE w.id = $2 AND w.version = $3 AND w.status = ANY($10::text[])
              ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -111,6 +113,7 @@ export async function insertExecution(
       expected.runnable,
       runs.stepIds,
       runs.queued,
+      execution.priority,
     ],
   });
   const inserted = rows[0];

@@ -11,7 +11,11 @@ import { RUNNING_EXECUTION_STATUSES, SQL_UNFINISHED_EXECUTIONS } from './sql-sta
  */
 
 /** A run with the workflow version its execution pinned, as the sweep needs to enqueue it. */
-export type PinnedRun = StepRunRow & { workflow_id: string; workflow_version: number };
+export type PinnedRun = StepRunRow & {
+  workflow_id: string;
+  workflow_version: number;
+  priority: number;
+};
 
 /** The instant `$1` milliseconds ago: the statements' staleness or grace parameter. */
 const MS_AGO = 'now() - make_interval(secs => $1::float8 / 1000)';
@@ -28,7 +32,7 @@ async function findRunsOfRunningExecutions<Row extends StepRunRow = PinnedRun>(
   limit: number,
 ): Promise<Row[]> {
   const { rows } = await db.query<Row>(
-    `SELECT s.*, e.workflow_id, e.workflow_version
+    `SELECT s.*, e.workflow_id, e.workflow_version, e.priority
        FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
       WHERE ${condition} AND e.status = ANY($3::text[])
       ORDER BY ${orderBy} LIMIT $2`,

@@ -100,6 +100,7 @@ function claimOf(step: StepDefinition): ClaimedRun {
     workflow_id: 'wf-1',
     workflow_version: 1,
     input_data: { n: 3 },
+    priority: 5,
     iteration_runs: [],
   };
 }

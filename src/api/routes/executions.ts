@@ -47,6 +47,7 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
         request.params.id,
         request.body?.input_data ?? {},
         request.headers['idempotency-key'],
+        request.body?.priority,
       );
       if (!created) reply.header('idempotent-replayed', 'true');
       reply.header('location', `/executions/${execution.id}`);

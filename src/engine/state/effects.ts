@@ -57,7 +57,7 @@ export interface ExecutionLinks {
 
 /** The job that runs one attempt of a run of an execution. */
 export function jobFor(
-  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version'>,
+  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version' | 'priority'>,
   runId: number,
   stepId: string,
   attempt: number,
@@ -69,6 +69,7 @@ export function jobFor(
     executionId: execution.id,
     workflowId: execution.workflow_id,
     workflowVersion: execution.workflow_version,
+    priority: execution.priority,
   };
 }
 

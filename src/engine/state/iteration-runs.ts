@@ -69,7 +69,7 @@ function snapshot(run: RunSnapshot): RunSnapshot {
  * included when it is one).
  */
 export function claimedRun(
-  execution: Pick<ExecutionRow, 'workflow_id' | 'workflow_version' | 'input_data'>,
+  execution: Pick<ExecutionRow, 'workflow_id' | 'workflow_version' | 'input_data' | 'priority'>,
   claimed: StepRunRow,
   runs: readonly RunSnapshot[],
 ): ClaimedRun {
@@ -78,6 +78,7 @@ export function claimedRun(
     workflow_id: execution.workflow_id,
     workflow_version: execution.workflow_version,
     input_data: execution.input_data,
+    priority: execution.priority,
     iteration_runs: runs
       .filter((run) => run.item_index < 0)
       .map((run) => snapshot(run.id === claimed.id ? claimed : run)),

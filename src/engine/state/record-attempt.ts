@@ -157,11 +157,12 @@ async function completeItemAlone(
 /** The execution of a claim, as jobFor names it. */
 function executionOf(
   claim: ClaimedRun,
-): Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version'> {
+): Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version' | 'priority'> {
   return {
     id: claim.execution_id,
     workflow_id: claim.workflow_id,
     workflow_version: claim.workflow_version,
+    priority: claim.priority,
   };
 }
 

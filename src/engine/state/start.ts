@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ExecutionRow, StepRunRow } from '../../domain/execution.js';
+import { DEFAULT_PRIORITY, type ExecutionRow, type StepRunRow } from '../../domain/execution.js';
 import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
 import {
   DependencyUnavailableError,
@@ -29,6 +29,8 @@ export interface StartRequest {
   activeOnly?: boolean;
   parent?: NewExecution['parent'];
   trigger?: Record<string, unknown>;
+  /** 1 (first) to 10 (last); else the workflow's config.priority, else 5. */
+  priority?: number | undefined;
 }
 
 export interface Started {
@@ -61,6 +63,7 @@ function newExecution(
     timeoutSeconds: typeof timeout === 'number' ? timeout : null,
     parent: request.parent,
     trigger: request.trigger,
+    priority: request.priority ?? definition.config.priority ?? DEFAULT_PRIORITY,
   };
 }
 
