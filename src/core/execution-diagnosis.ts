@@ -1,5 +1,10 @@
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
-import { FINISHED_EXECUTION_STATUSES, isIn, TERMINAL_STEP_STATUSES } from '../domain/statuses.js';
+import {
+  ACTIVE_STEP_STATUSES,
+  FINISHED_EXECUTION_STATUSES,
+  isIn,
+  TERMINAL_STEP_STATUSES,
+} from '../domain/statuses.js';
 import type { StepDefinition, WorkflowDefinition } from '../domain/workflow-definition.js';
 import type { BlockedBy, Diagnosis, StepDiagnosis } from '../schemas/diagnosis.js';
 
@@ -124,9 +129,7 @@ function pendingReason(
     };
   }
   const max = input.definition.config.max_concurrency;
-  const inUse = input.runs.filter((run) =>
-    ['queued', 'running', 'waiting'].includes(run.status),
-  ).length;
+  const inUse = input.runs.filter((run) => isIn(ACTIVE_STEP_STATUSES, run.status)).length;
   if (max !== undefined && inUse >= max) {
     const waiting = input.runs.filter((run) => run.status === 'pending').length;
     return {
