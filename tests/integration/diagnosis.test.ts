@@ -149,7 +149,8 @@ describe('GET /executions/{id}/diagnosis', () => {
       last_error: string;
     };
     expect(blocked.attempt).toBe(2);
-    expect(Date.parse(blocked.eta)).toBeGreaterThan(Date.now() + 500_000);
+    // Fixed backoff jitters by ±20%: 600 s waits at least 480 s.
+    expect(Date.parse(blocked.eta)).toBeGreaterThan(Date.now() + 400_000);
     expect(blocked.last_error).toContain('500');
   });
 
