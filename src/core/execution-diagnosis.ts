@@ -7,6 +7,7 @@ import {
 } from '../domain/statuses.js';
 import type { StepDefinition, WorkflowDefinition } from '../domain/workflow-definition.js';
 import type { BlockedBy, Diagnosis, StepDiagnosis } from '../schemas/diagnosis.js';
+import type { SlotStanding } from '../store/execution-slots.js';
 
 /**
  * Why an execution is not running now, from what its rows say (README "Why is it waiting?").
@@ -25,7 +26,9 @@ export interface ItemProgress {
 }
 
 export interface DiagnosisInput {
-  execution: Pick<ExecutionRow, 'id' | 'status'>;
+  execution: Pick<ExecutionRow, 'id' | 'status' | 'concurrency_key'>;
+  /** For a queued execution: its key's slots in use and the executions queued before it. */
+  standing?: SlotStanding | undefined;
   definition: WorkflowDefinition;
   /** The steps' own runs of the current iteration. */
   runs: readonly StepRunRow[];
@@ -181,12 +184,53 @@ function diagnoseRun(
   return pendingReason(input, step, own);
 }
 
+/** A queued execution: what holds it is its key's slots, for it and every one of its steps. */
+function queuedReason(input: DiagnosisInput): { blocked_by: BlockedBy; summary: string } {
+  const { execution, definition, standing } = input;
+  const config = definition.config.concurrency;
+  const key = execution.concurrency_key;
+  const max = config?.limit ?? 0;
+  const inUse = standing?.in_use ?? 0;
+  const position = key === null ? null : (standing?.ahead ?? 0) + 1;
+  const keyError = standing?.key_error ?? null;
+  const blocked_by: BlockedBy = {
+    kind: 'execution_concurrency',
+    key,
+    key_error: keyError,
+    in_use: inUse,
+    max,
+    position,
+    on_limit: config?.on_limit ?? 'queue',
+  };
+  if (key === null) {
+    return { blocked_by, summary: 'queued: a worker has yet to evaluate its concurrency key' };
+  }
+  const scope = key === '' ? 'its workflow' : `key "${key}"`;
+  const failed = keyError === null ? '' : ` (its key expression failed: ${keyError})`;
+  return {
+    blocked_by,
+    summary: `queued: ${inUse} of ${max} executions of ${scope} run${failed}; number ${position} in line`,
+  };
+}
+
 /** The diagnosis of one execution: its unfinished runs, each with why it is not running. */
 export function diagnose(input: DiagnosisInput): Diagnosis {
   const { execution, definition } = input;
   const base = { execution_id: execution.id, status: execution.status };
   if (isIn(FINISHED_EXECUTION_STATUSES, execution.status)) {
     return { ...base, blocked_by: null, summary: `ended: ${execution.status}`, steps: [] };
+  }
+  if (execution.status === 'queued') {
+    const reason = queuedReason(input);
+    const steps = input.runs
+      .filter((run) => !isIn(TERMINAL_STEP_STATUSES, run.status))
+      .map((run) => ({
+        step_id: run.step_id,
+        iteration: run.iteration,
+        status: run.status,
+        ...reason,
+      }));
+    return { ...base, ...reason, steps };
   }
   const own = new Map(input.runs.map((run) => [run.step_id, run]));
   const steps: StepDiagnosis[] = [];

@@ -13,6 +13,7 @@ import {
 } from '../schemas/executions.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import type { Pool, Queryable } from '../store/db.js';
+import * as slots from '../store/execution-slots.js';
 import * as executions from '../store/executions.js';
 import * as runPages from '../store/step-run-pages.js';
 import * as stepRuns from '../store/step-runs.js';
@@ -144,14 +145,16 @@ export class ExecutionManager {
     const taskTypes = runs.flatMap((run) =>
       run.wait_kind === 'task' ? [run.wait_spec.step_type] : [],
     );
-    const [fanOuts, polls] = await Promise.all([
+    const [fanOuts, polls, standing] = await Promise.all([
       runPages.itemProgress(
         pool,
         expanded.map((run) => run.id),
       ),
       taskTypes.length > 0 ? taskStore.lastPolls(pool, taskTypes) : new Map<string, Date>(),
+      row.status === 'queued' ? slots.slotStanding(pool, row) : undefined,
     ]);
-    return diagnose({ execution: row, definition, runs, fanOuts, polls, now: new Date() });
+    const now = new Date();
+    return diagnose({ execution: row, definition, runs, fanOuts, polls, standing, now });
   }
 
   /** A page of an execution's step runs, in the order they were created (run id). */

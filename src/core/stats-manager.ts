@@ -1,4 +1,9 @@
-import { EXECUTION_STATUSES, type ExecutionStatus, WORKFLOW_STATUSES } from '../domain/statuses.js';
+import {
+  EXECUTION_STATUSES,
+  type ExecutionStatus,
+  UNFINISHED_EXECUTION_STATUSES,
+  WORKFLOW_STATUSES,
+} from '../domain/statuses.js';
 import { WORKFLOW_TYPES, type WorkflowDefinition } from '../domain/workflow-definition.js';
 import { WorkflowNotFoundError } from '../errors.js';
 import type {
@@ -37,7 +42,6 @@ export interface StatsManagerOptions {
   definitionOf(workflowId: string, version: number): Promise<WorkflowDefinition>;
 }
 
-const UNFINISHED: readonly ExecutionStatus[] = ['pending', 'running', 'waiting', 'paused'];
 const QUEUE_TIMEOUT_MS = 1500;
 
 const round = (value: number | null, digits = 3): number | null =>
@@ -93,7 +97,7 @@ export class StatsManager {
       failure_count: byStatus.failed + byStatus.timed_out,
       cancelled_count: byStatus.cancelled,
       timed_out_count: byStatus.timed_out,
-      running_count: count(UNFINISHED),
+      running_count: count(UNFINISHED_EXECUTION_STATUSES),
       executions_by_status: byStatus,
       success_rate: finished === 0 ? null : round(byStatus.completed / finished, 4),
       average_duration_seconds: round(aggregate.average_duration_seconds),
@@ -158,7 +162,10 @@ export class StatsManager {
       executions: {
         total: executionTotal,
         by_status: executionsByStatus,
-        running: UNFINISHED.reduce((sum, status) => sum + executionsByStatus[status], 0),
+        running: UNFINISHED_EXECUTION_STATUSES.reduce(
+          (sum, status) => sum + executionsByStatus[status],
+          0,
+        ),
         started_last_hour: window.started_last_hour,
         started_last_day: window.started_last_day,
         finished_last_hour: window.finished_last_hour,

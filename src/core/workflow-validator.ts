@@ -14,6 +14,7 @@ import { getStepHandler } from '../engine/steps/registry.js';
 import type { StepTypeDefinition } from '../engine/steps/types.js';
 import { childPath, findTemplateProblems, isTemplate } from '../engine/templates.js';
 import { type FieldProblem, ValidationFailedError } from '../errors.js';
+import { flowControlProblems } from './flow-control-rules.js';
 
 export type WorkflowLimits = Pick<
   Config,
@@ -108,6 +109,7 @@ function checkWorkflowConfig(type: WorkflowType, config: Record<string, unknown>
     ...positiveIntegerProblem('config.priority', config.priority, MAX_PRIORITY),
     ...positiveIntegerProblem('config.timeout_seconds', config.timeout_seconds, 31_536_000),
     ...expressionProblem('config.output', config.output),
+    ...flowControlProblems(config),
   ];
   const loop = config.loop;
   if (type === 'loop') {

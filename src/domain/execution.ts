@@ -28,6 +28,8 @@ export interface ExecutionRow {
   trigger: Record<string, unknown> | null;
   /** 1 (first) to MAX_PRIORITY (last): its steps' jobs carry it. */
   priority: number;
+  /** Its workflow's `config.concurrency` key, once a worker evaluated it; else null. */
+  concurrency_key: string | null;
 }
 
 /**

@@ -9,6 +9,7 @@ export type WorkflowStatus = (typeof WORKFLOW_STATUSES)[number];
 
 export const EXECUTION_STATUSES = [
   'pending',
+  'queued',
   'running',
   'waiting',
   'paused',
@@ -33,6 +34,16 @@ export type StepStatus = (typeof STEP_STATUSES)[number];
 
 /** Executions that have not ended: they hold their workflow's version and count as active. */
 export const UNFINISHED_EXECUTION_STATUSES: readonly ExecutionStatus[] = [
+  'pending',
+  'queued',
+  'running',
+  'waiting',
+  'paused',
+];
+
+/** Unfinished executions that hold a slot of their workflow's `config.concurrency`: all but
+ * those still queued for one. */
+export const SLOT_HOLDING_EXECUTION_STATUSES: readonly ExecutionStatus[] = [
   'pending',
   'running',
   'waiting',

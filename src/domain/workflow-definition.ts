@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { ConcurrencyConfig } from './flow-control.js';
 import { WORKFLOW_STATUSES } from './statuses.js';
 
 /**
@@ -105,6 +106,8 @@ export type WorkflowUpdateInput = z.infer<typeof workflowUpdateSchema>;
 /** The keys of `config` the engine reads; any other keys are kept and ignored. */
 export interface WorkflowEngineConfig {
   max_concurrency?: number;
+  /** Executions per key that may run at once; the rest wait `queued` (or are cancelled). */
+  concurrency?: ConcurrencyConfig;
   /** Its executions' default priority: 1 (first) to 10 (last). */
   priority?: number;
   timeout_seconds?: number;

@@ -2,6 +2,7 @@ import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import type { Pool } from '../store/db.js';
+import { findIdleQueued } from '../store/execution-slots.js';
 import * as sweep from '../store/sweep-queries.js';
 import * as taskStore from '../store/task-store.js';
 import { foldCounterDeltas } from '../store/workflow-counter-store.js';
@@ -20,6 +21,7 @@ import type { StepQueue } from './step-queue.js';
 // One sweeper at a time across all processes: the others skip their turn.
 const SWEEP_LOCK_KEY = 7_210_492_602;
 const BATCH = 200;
+const QUEUED = ['queued'] as const;
 /** Grace after an attempt's deadline before the sweep declares it timed out, so the worker's
  * own timer (which aborts the handler) normally wins. */
 const DEADLINE_GRACE_MS = 1000;
@@ -110,6 +112,7 @@ export class RecoverySweep {
     await this.resumeWaits(effects, report);
     await this.requeueStale(effects, report);
     await this.nudgeIdle(effects, report);
+    await this.admitIdleQueued(effects, report);
     await this.options.effects.apply(effects);
     // Workflows' counters: executions count themselves as deltas; the leader folds them.
     await foldCounterDeltas(this.options.pool);
@@ -227,6 +230,23 @@ export class RecoverySweep {
       [...queued, ...stuck].map((run) => run.id),
     );
     report.requeued += queued.length + stuck.length;
+  }
+
+  /**
+   * Queued executions nothing moved for long: never admitted (their advance job was lost), or
+   * first in a line whose slot freed while its end passed over them. Admitted again, once
+   * per key and sweep: an admission fills every free slot of its key.
+   */
+  private async admitIdleQueued(effects: Effects, report: SweepReport): Promise<void> {
+    const { pool, state, staleAfterMs } = this.options;
+    for (const { id } of await findIdleQueued(pool, staleAfterMs, BATCH)) {
+      const before = effects.jobs.length + effects.advanceExecutions.length;
+      await withLockedExecution(pool, id, QUEUED, async (tx, execution) => {
+        await state.advance(tx, execution, effects);
+        await sweep.touchExecution(tx, id);
+      });
+      if (effects.jobs.length + effects.advanceExecutions.length > before) report.advanced += 1;
+    }
   }
 
   /** Executions nothing happened to for long: the scheduler runs on them once more. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type ConnectionOptions, type Job, Worker } from 'bullmq';
 import type { ClaimedRun } from '../domain/execution.js';
-import { ADVANCING_EXECUTION_STATUSES } from '../domain/statuses.js';
+import { ADVANCING_EXECUTION_STATUSES, type ExecutionStatus } from '../domain/statuses.js';
 import type { StepDefinition } from '../domain/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
@@ -165,13 +165,16 @@ export async function processAdvanceJob(
   const effects = await withLockedExecution(
     pool,
     job.data.executionId,
-    ADVANCING_EXECUTION_STATUSES,
+    ADVANCED_BY_JOB,
     (tx, execution) => state.advance(tx, execution),
   );
   if (!effects) return 'gone';
   await options.effects.apply(effects);
   return 'advanced';
 }
+
+/** An advance job admits a queued execution, and advances one that runs. */
+const ADVANCED_BY_JOB: readonly ExecutionStatus[] = ['queued', ...ADVANCING_EXECUTION_STATUSES];
 
 const isAdvanceJob = (job: Job<QueueJobData>): boolean => job.name === ADVANCE_JOB;
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ON_LIMIT_ACTIONS } from '../domain/flow-control.js';
 import { EXECUTION_STATUSES, STEP_STATUSES } from '../domain/statuses.js';
 import { timestamp } from './common.js';
 
@@ -10,6 +11,7 @@ import { timestamp } from './common.js';
 
 export const BLOCKED_BY_KINDS = [
   'dependency',
+  'execution_concurrency',
   'concurrency',
   'timer',
   'retry_backoff',
@@ -25,6 +27,18 @@ export const blockedBySchema = z.discriminatedUnion('kind', [
     kind: z.literal('dependency'),
     /** The steps it depends on that have not ended. */
     dependencies: z.array(z.string()),
+  }),
+  z.object({
+    kind: z.literal('execution_concurrency'),
+    /** Its key (`""` for the workflow's one budget), null until a worker evaluated it. */
+    key: z.string().nullable(),
+    /** Why the key is `__error__`: the key expression's failure. */
+    key_error: z.string().nullable(),
+    in_use: z.number().int(),
+    max: z.number().int(),
+    /** 1 for the next execution of its key to start; null until keyed. */
+    position: z.number().int().nullable(),
+    on_limit: z.enum(ON_LIMIT_ACTIONS),
   }),
   z.object({
     kind: z.literal('concurrency'),

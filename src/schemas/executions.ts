@@ -83,6 +83,12 @@ export const executionViewSchema = z
     deadline_at: timestamp.nullable(),
     idempotency_key: z.string().nullable(),
     priority: z.number().int().describe('1 (its steps go first under contention) to 10 (last)'),
+    concurrency_key: z
+      .string()
+      .nullable()
+      .describe(
+        "Its key under the workflow's config.concurrency, once evaluated (`__error__` when the key expression failed)",
+      ),
     steps: z
       .array(stepRunViewSchema)
       .optional()
@@ -110,6 +116,7 @@ export const executionViewSchema = z
       deadline_at: null,
       idempotency_key: null,
       priority: 5,
+      concurrency_key: null,
       steps: [],
     },
   });

@@ -42,7 +42,10 @@ export const workflowStatsSchema = z
     failure_count: z.number().int().describe('Failed and timed-out executions'),
     cancelled_count: z.number().int(),
     timed_out_count: z.number().int(),
-    running_count: z.number().int().describe('Not ended yet: pending, running, waiting, paused'),
+    running_count: z
+      .number()
+      .int()
+      .describe('Not ended yet: pending, queued, running, waiting, paused'),
     executions_by_status: byExecutionStatus,
     success_rate: z
       .number()
@@ -135,7 +138,7 @@ export const systemStatsSchema = z.object({
   executions: z.object({
     total: z.number().int(),
     by_status: byExecutionStatus,
-    running: z.number().int().describe('Not ended yet: pending, running, waiting, paused'),
+    running: z.number().int().describe('Not ended yet: pending, queued, running, waiting, paused'),
     started_last_hour: z.number().int(),
     started_last_day: z.number().int(),
     finished_last_hour: z.number().int(),

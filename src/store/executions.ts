@@ -54,6 +54,8 @@ export interface NewExecution {
   trigger?: Record<string, unknown> | undefined;
   /** 1 (first) to 10 (last). */
   priority: number;
+  /** Starts `queued`, holding no worker, until a worker admits it (config.concurrency). */
+  queued?: boolean;
 }
 
 /**
@@ -77,7 +79,8 @@ export async function insertExecution(
              INSERT INTO workflow_executions
                (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at,
                 deadline_at, parent_execution_id, parent_run_id, trigger, priority)
-             SELECT $1, w.id, w.version, 'running', $4, $5, now(),
+             SELECT $1, w.id, w.version, CASE WHEN $14::boolean THEN 'queued' ELSE 'running' END,
+                    $4, $5, now(),
                     CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
                     $7, $8, $9, $13
                FROM workflows w
@@ -114,6 +117,7 @@ export async function insertExecution(
       runs.stepIds,
       runs.queued,
       execution.priority,
+      execution.queued === true,
     ],
   });
   const inserted = rows[0];

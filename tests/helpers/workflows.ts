@@ -38,6 +38,7 @@ export interface ExecutionBody {
   step_results: Record<string, unknown>;
   workflow_version: number;
   current_iteration: number;
+  concurrency_key?: string | null;
   steps: Array<{
     step_id: string;
     status: string;

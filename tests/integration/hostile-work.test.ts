@@ -248,6 +248,8 @@ function expectAliveAndReady(pid: number | undefined, samples: { status: number;
   expect(service.child.exitCode).toBeNull();
   expect(service.child.signalCode).toBeNull();
   expect(samples.length).toBeGreaterThan(0);
-  expect(samples.filter((sample) => sample.status !== 200 || sample.ms >= 1000)).toEqual([]);
+  // A liveness bound, not a speed figure: the freezes this guards against lasted 10 s and more,
+  // while two shared cores under a parallel test run can delay a healthy answer past 1 s.
+  expect(samples.filter((sample) => sample.status !== 200 || sample.ms >= 5000)).toEqual([]);
   expect(service.output()).not.toContain('FATAL');
 }

@@ -42,7 +42,7 @@ function run(stepId: string, status: StepStatus, extra: Partial<StepRunRow> = {}
 }
 
 const input = (runs: StepRunRow[], config: Record<string, unknown> = {}) => ({
-  execution: { id: 'ex-1', status: 'running' as const },
+  execution: { id: 'ex-1', status: 'running' as const, concurrency_key: null },
   definition: definition(config),
   runs,
   fanOuts: new Map(),

@@ -9,6 +9,7 @@ import { sinkSteps } from '../scheduler.js';
 import type { ExpressionContext } from '../steps/types.js';
 import type { Effects } from './effects.js';
 import type { Machine } from './machine.js';
+import { fillSlots } from './slots.js';
 
 /** How an execution ends: its output, its row, and what its end asks of the outside world. */
 
@@ -51,6 +52,8 @@ export async function finish(
     : 0;
   const finished = await executions.finishExecution(tx, execution, outcome);
   if (stopped > 0) effects.abortExecutions.push(execution.id);
+  // Its slot is free from this commit on: the next execution queued under its key takes it.
+  await fillSlots(m, tx, execution, effects);
   ended(m, finished, effects);
   return finished;
 }

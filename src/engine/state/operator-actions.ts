@@ -55,6 +55,9 @@ export function retry(m: Machine, id: string): Promise<Effects> {
     'only a failed or timed-out execution can be retried',
     async (tx, execution, effects) => {
       await executions.reopenExecution(tx, execution);
+      const { config } = await m.definition(tx, execution.workflow_id, execution.workflow_version);
+      // Under config.concurrency it takes a slot again only through admission, like a start.
+      if (config.concurrency) await executions.setExecutionStatus(tx, id, 'queued');
       // Its failed steps' conditions and for_each lists are decided by a worker's advance job,
       // not in this request (docs/ARCHITECTURE.md, "Life of a request").
       effects.advanceExecutions.push(id);

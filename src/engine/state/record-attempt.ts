@@ -245,6 +245,8 @@ async function endOnPrediction(
   const { claim } = completion.report;
   const last = definition.workflow_type !== 'loop' || definition.config.loop === undefined;
   if (!last || typeof definition.config.output === 'string') return null;
+  // Its end frees a concurrency slot: the general path hands it on under the key's lock.
+  if (definition.config.concurrency !== undefined) return null;
   const output = await executionOutput(
     m,
     definition,

@@ -64,6 +64,7 @@ function newExecution(
     parent: request.parent,
     trigger: request.trigger,
     priority: request.priority ?? definition.config.priority ?? DEFAULT_PRIORITY,
+    queued: definition.config.concurrency !== undefined,
   };
 }
 
@@ -80,6 +81,14 @@ export async function findStarted(
     request.idempotencyKey,
   );
   return existing ? { row: existing, created: false, effects } : null;
+}
+
+/** A workflow under config.concurrency starts queued: none of its runs is queued yet. */
+function admitted(
+  definition: WorkflowDefinition,
+  first: ReturnType<typeof firstIteration>,
+): ReturnType<typeof firstIteration> {
+  return definition.config.concurrency === undefined ? first : { ...first, queued: [] };
 }
 
 /** Inserts the execution and its first iteration's runs, if `version` is still the current
@@ -121,7 +130,7 @@ export async function start(
     throw new WorkflowNotRunnableError(request.workflowId, head.status);
   }
   const definition = await m.definition(tx, request.workflowId, head.version);
-  const first = firstIteration(definition);
+  const first = admitted(definition, firstIteration(definition));
   const inserted = await insertFirst(tx, request, head.version, definition, first);
   if (!inserted) {
     // A concurrent start with the same key won the insert: return its execution.
@@ -134,11 +143,12 @@ export async function start(
     return start(m, tx, request, effects, attemptsLeft - 1);
   }
   queueJobs(inserted.row, inserted.runs, effects);
-  if (!first.settled && request.parent === undefined) {
+  if (inserted.row.status === 'queued' || (!first.settled && request.parent === undefined)) {
     // The first pass takes decisions (conditions, for_each, the output of an empty
-    // workflow): expressions, run by a worker, never by the request or event that starts the
-    // execution. Its runs stay pending until then; a lost job leaves the execution idle, and
-    // the recovery sweep's idle pass advances it.
+    // workflow), and the admission of a queued execution evaluates its key: expressions, run
+    // by a worker, never by the request or event that starts the execution. Its runs stay
+    // pending until then; a lost job leaves the execution idle, and the recovery sweep's idle
+    // passes advance or admit it.
     effects.advanceExecutions.push(inserted.row.id);
     const settled = { execution: inserted.row, runs: inserted.runs };
     return { row: inserted.row, created: true, effects, settled };
@@ -169,7 +179,7 @@ export async function startAtOnce(
   if (version === undefined || request.idempotencyKey) return null;
   const definition = await m.definition(db, request.workflowId, version);
   const first = firstIteration(definition);
-  if (!first.settled) return null;
+  if (!first.settled || definition.config.concurrency !== undefined) return null;
   const inserted = await insertFirst(db, request, version, definition, first);
   if (!inserted) return null;
   const effects = queueJobs(inserted.row, inserted.runs, noEffects());

@@ -1,6 +1,7 @@
 import type { ClaimedRun, ExecutionRow, StepRunRow } from '../../domain/execution.js';
 import type { Queryable } from '../../store/db.js';
 import type { EventRow } from '../../store/event-store.js';
+import { admit } from './admission.js';
 import { advance } from './advance.js';
 import { type Effects, noEffects } from './effects.js';
 import { type ExecutionOutcome, finish } from './finish.js';
@@ -44,13 +45,16 @@ export class StateManager extends Machine {
     return startAndAnswer(this, request, answer);
   }
 
-  /** Runs the scheduler to a fixpoint on a locked execution (the sweep's nudge). */
+  /** Runs the scheduler to a fixpoint on a locked execution (an advance job, the sweep's
+   * nudge); a queued one is first admitted, if its concurrency key has a free slot. */
   advance(
     tx: Queryable,
     execution: ExecutionRow,
     effects: Effects = noEffects(),
   ): Promise<Effects> {
-    return advance(this, tx, execution, effects);
+    return execution.status === 'queued'
+      ? admit(this, tx, execution, effects)
+      : advance(this, tx, execution, effects);
   }
 
   /** Ends a locked execution: stops what still runs. */

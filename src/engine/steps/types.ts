@@ -9,6 +9,8 @@ import type { z } from 'zod';
 /** What expressions see: docs/ARCHITECTURE.md, "Workflows and expressions". */
 export interface ExpressionContext {
   input: unknown;
+  /** The execution's labels, for flow-control keys. */
+  labels?: Record<string, string>;
   steps: Record<string, { output: unknown; status: string }>;
   item?: unknown;
   index?: number;

@@ -1,0 +1,114 @@
+import type { ExecutionRow } from '../../domain/execution.js';
+import {
+  type ConcurrencyConfig,
+  ERROR_FLOW_KEY,
+  MAX_FLOW_KEY_LENGTH,
+} from '../../domain/flow-control.js';
+import type { Queryable } from '../../store/db.js';
+import * as slots from '../../store/execution-slots.js';
+import * as executions from '../../store/executions.js';
+import { evaluateExpression, messageOf } from '../expressions.js';
+import { advance } from './advance.js';
+import type { Effects } from './effects.js';
+import { finish } from './finish.js';
+import type { Machine } from './machine.js';
+import { fillSlots } from './slots.js';
+
+/**
+ * Admission of queued executions under their workflow's `config.concurrency`
+ * (docs/ARCHITECTURE.md, "Flow control"). A start never evaluates the key: it inserts the
+ * execution `queued` and leaves its admission to a worker's advance job, which evaluates the
+ * key in the expression sandbox and then, under the (workflow, key) lock, admits it if a slot
+ * is free, or applies `on_limit`.
+ */
+
+/** The key as text: strings as they are, numbers and booleans spelt; anything else fails. */
+function keyText(value: unknown): string {
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+    const text = String(value);
+    if (text.length <= MAX_FLOW_KEY_LENGTH) return text;
+    throw new Error(`the key is longer than ${MAX_FLOW_KEY_LENGTH} characters`);
+  }
+  throw new Error(
+    value === undefined
+      ? 'the key expression gave nothing'
+      : 'the key expression must give a string, a number or a boolean',
+  );
+}
+
+/** The execution's key: its key expression over {input, labels}, or one budget for all. A
+ * failure is never fatal: the execution goes under ERROR_FLOW_KEY, with the reason. */
+export async function concurrencyKey(
+  m: Machine,
+  config: ConcurrencyConfig,
+  execution: ExecutionRow,
+): Promise<{ key: string; error: string | null }> {
+  if (config.key === undefined) return { key: '', error: null };
+  try {
+    const value = await evaluateExpression(
+      config.key,
+      {
+        input: execution.input_data,
+        labels: {},
+        steps: {},
+        iteration: 0,
+        execution: {
+          id: execution.id,
+          workflow_id: execution.workflow_id,
+          workflow_version: execution.workflow_version,
+        },
+      },
+      { timeoutMs: m.options.expressionTimeoutMs },
+    );
+    return { key: keyText(value), error: null };
+  } catch (error) {
+    return { key: ERROR_FLOW_KEY, error: messageOf(error) };
+  }
+}
+
+/** What cancel_new and cancel_oldest write as the cancelled execution's error. */
+function limitReason(config: ConcurrencyConfig, key: string): string {
+  const scope = key === '' ? 'its workflow' : `key "${key}"`;
+  return `${config.limit} execution(s) of ${scope} already run (config.concurrency.on_limit ${config.on_limit})`;
+}
+
+/**
+ * Admits a queued, locked execution, or leaves it queued, or cancels it (cancel_new), or
+ * cancels the oldest execution running under its key to make room (cancel_oldest).
+ */
+export async function admit(
+  m: Machine,
+  tx: Queryable,
+  execution: ExecutionRow,
+  effects: Effects,
+): Promise<Effects> {
+  const definition = await m.definition(tx, execution.workflow_id, execution.workflow_version);
+  const config = definition.config.concurrency;
+  let queued = execution;
+  if (config && execution.concurrency_key === null) {
+    const { key, error } = await concurrencyKey(m, config, execution);
+    await slots.setConcurrencyKey(tx, execution.id, key, error);
+    queued = { ...execution, concurrency_key: key };
+  }
+  if (!config || (await fillSlots(m, tx, queued, effects)).includes(execution.id)) {
+    if (!config) await executions.setExecutionStatus(tx, execution.id, 'running');
+    return advance(m, tx, { ...queued, status: 'running' }, effects);
+  }
+  const key = queued.concurrency_key as string;
+  if (config.on_limit === 'cancel_new') {
+    await finish(m, tx, queued, { status: 'cancelled', error: limitReason(config, key) }, effects);
+  } else if (config.on_limit === 'cancel_oldest') {
+    for (const oldest of await slots.lockOldestHolders(tx, execution.workflow_id, key, 1)) {
+      const reason = `${limitReason(config, key)}: cancelled to make room for ${execution.id}`;
+      // Its end admits the line's first execution: this one, unless others queued before it.
+      await finish(m, tx, oldest, { status: 'cancelled', error: reason }, effects);
+    }
+    const now = await executions.lockExecution(tx, execution.id);
+    if (now?.status === 'running') {
+      // Admitted by that end, which also asked for an advance job: it advances here instead.
+      effects.advanceExecutions = effects.advanceExecutions.filter((id) => id !== now.id);
+      return advance(m, tx, now, effects);
+    }
+  }
+  return effects;
+}
