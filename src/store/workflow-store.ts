@@ -10,7 +10,9 @@ import {
   COLUMNS,
   CURSOR_TIMESTAMP,
   type RawWorkflowRow,
+  type StoredStepDefinition,
   type StoredWorkflow,
+  storedStep,
   toRow,
   type WorkflowListQuery,
   type WorkflowPage,
@@ -227,11 +229,11 @@ export class WorkflowStore {
   ): Promise<StoredWorkflow | null> {
     const row = await this.readRow(db, id, lock);
     if (row === null) return null;
-    const steps = await db.query<{ definition: StepDefinition }>(
+    const steps = await db.query<{ definition: StoredStepDefinition }>(
       'SELECT definition FROM workflow_steps WHERE workflow_id = $1 ORDER BY position',
       [id],
     );
-    return { ...row, steps: steps.rows.map((step) => step.definition) };
+    return { ...row, steps: steps.rows.map((step) => storedStep(step.definition)) };
   }
 
   /**
