@@ -45,13 +45,13 @@ export const LIMIT_NAME_RULE =
 /** How many limits one step may name. */
 export const MAX_LIMITS_PER_STEP = 5;
 
+/** A limit's name, as a path parameter and as a step names it. */
+export const limitNameSchema = z.string().regex(LIMIT_NAME_PATTERN, LIMIT_NAME_RULE);
+
 /** A named limit a step takes a slot or token of (src/domain/limits.ts). */
 export const stepLimitInputSchema = z
   .object({
-    name: z
-      .string()
-      .regex(LIMIT_NAME_PATTERN, LIMIT_NAME_RULE)
-      .describe('A limit defined with PUT /limits/{name}'),
+    name: limitNameSchema.describe('A limit defined with PUT /limits/{name}'),
     key: z
       .string()
       .min(1)

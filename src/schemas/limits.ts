@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LIMIT_NAME_PATTERN, LIMIT_NAME_RULE } from '../domain/workflow-definition.js';
+import { limitNameSchema } from '../domain/workflow-definition.js';
 import { dateTime } from './common.js';
 
 /** Named limits shared across workflows: the requests that set them and what the API shows. */
@@ -12,10 +12,7 @@ export const MAX_LISTED_KEYS = 100;
 
 export const limitNameParamsSchema = z
   .object({
-    name: z
-      .string()
-      .regex(LIMIT_NAME_PATTERN, LIMIT_NAME_RULE)
-      .describe('The limit\'s name, e.g. "payments-api" (no ":")'),
+    name: limitNameSchema.describe('The limit\'s name, e.g. "payments-api" (no ":")'),
   })
   .strict();
 

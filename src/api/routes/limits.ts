@@ -6,12 +6,12 @@ import {
   limitPutBodySchema,
   limitViewSchema,
 } from '../../schemas/limits.js';
-import { problemResponse } from '../../schemas/problem.js';
+import { invalidRequestResponse, problemResponse } from '../../schemas/problem.js';
 import { judgeParamsWithBody } from '../request-parts.js';
 
 /** Named limits shared across workflows (README "Flow control"). Thin: parse, call, reply. */
 
-const invalid = problemResponse('The request is invalid; `errors` lists every problem');
+const invalid = invalidRequestResponse;
 const notFound = problemResponse('No limit has this name');
 
 export const limitRoutes: FastifyPluginAsyncZod = async (app) => {
