@@ -16,6 +16,7 @@ import { executionStreamRoutes } from './api/routes/execution-stream.js';
 import { executionRoutes } from './api/routes/executions.js';
 import { healthRoutes } from './api/routes/health.js';
 import { infoRoutes } from './api/routes/info.js';
+import { limitRoutes } from './api/routes/limits.js';
 import { metricsRoutes } from './api/routes/metrics.js';
 import { statsRoutes } from './api/routes/stats.js';
 import { taskRoutes } from './api/routes/tasks.js';
@@ -26,6 +27,7 @@ import { loggerOptions } from './logger.js';
 import { enginePlugin } from './plugins/engine.js';
 import { executionsPlugin } from './plugins/executions.js';
 import { infrastructurePlugin } from './plugins/infrastructure.js';
+import { limitsPlugin } from './plugins/limits.js';
 import { monitoringPlugin } from './plugins/monitoring.js';
 import { accessPolicyPlugin, SECURITY_SCHEMES } from './plugins/security/access-policy.js';
 import { authenticationPlugin } from './plugins/security/authentication.js';
@@ -85,6 +87,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
 
   await app.register(infrastructurePlugin, { config });
   await app.register(workflowsPlugin);
+  await app.register(limitsPlugin);
   await app.register(executionsPlugin);
   await app.register(monitoringPlugin);
   if (config.SERVICE_ROLE !== 'api') await app.register(enginePlugin);
@@ -94,6 +97,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(metricsRoutes);
   if (config.SERVICE_ROLE !== 'worker') {
     await app.register(workflowRoutes);
+    await app.register(limitRoutes);
     await app.register(executionRoutes);
     await app.register(eventRoutes);
     await app.register(taskRoutes);
@@ -118,6 +122,10 @@ async function registerOpenApi(app: FastifyInstance): Promise<void> {
       },
       tags: [
         { name: 'workflows', description: 'Workflow definitions' },
+        {
+          name: 'limits',
+          description: 'Named limits that steps of any workflow share (flow control)',
+        },
         { name: 'executions', description: 'Running and finished executions' },
         { name: 'events', description: 'Events that start workflows and resume waiting steps' },
         {

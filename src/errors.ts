@@ -50,6 +50,17 @@ export const WorkflowBusyError = createError(
   'Workflow %s has %s unfinished execution(s); cancel them before deleting it',
   409,
 );
+export const LimitNotFoundError = createError(
+  'WF_ERR_LIMIT_NOT_FOUND',
+  'No limit is named %s',
+  404,
+);
+/** A limit named by workflows that are not archived cannot be deleted; %s lists them. */
+export const LimitInUseError = createError(
+  'WF_ERR_LIMIT_IN_USE',
+  'Limit %s is named by the steps of %s workflow(s) that are not archived: %s. Remove it from their steps (or archive them) first',
+  409,
+);
 export const ExecutionStateError = createError(
   'WF_ERR_EXECUTION_STATE',
   'Execution %s is %s: %s',

@@ -5,6 +5,8 @@ import type {
   WorkflowUpdateInput,
 } from '../domain/workflow-definition.js';
 import { type FieldProblem, ValidationFailedError, WorkflowNotFoundError } from '../errors.js';
+import type { Queryable } from '../store/db.js';
+import { lockExistingLimits } from '../store/limit-store.js';
 import type { WorkflowCache } from '../store/workflow-cache.js';
 import {
   type StoredWorkflow,
@@ -72,6 +74,23 @@ function toStepInput(step: StepDefinition): StepInput {
   return { ...toStepView(step), dependencies: step.dependencies ?? undefined };
 }
 
+/** Every limit the steps name that does not exist, by its place; those that do are locked. */
+async function unknownLimitProblems(steps: StepInput[], db: Queryable): Promise<FieldProblem[]> {
+  const references = steps.flatMap((step, index) =>
+    (step.limits ?? []).map((limit, position) => ({
+      path: `steps[${index}].limits[${position}].name`,
+      name: limit.name,
+    })),
+  );
+  const existing = await lockExistingLimits(db, [...new Set(references.map((ref) => ref.name))]);
+  return references
+    .filter((ref) => !existing.has(ref.name))
+    .map((ref) => ({
+      path: ref.path,
+      message: `no limit is named "${ref.name}"; create it first with PUT /limits/${ref.name}`,
+    }));
+}
+
 function uniqueTags(tags: string[]): string[] {
   return [...new Set(tags)];
 }
@@ -95,7 +114,7 @@ export class WorkflowManager {
       tags: uniqueTags(input.tags),
       steps: input.steps,
     };
-    const stored = await this.store.insert(this.toWrite(draft, input.status));
+    const stored = await this.store.insert((db) => this.toWrite(draft, input.status, db));
     return toWorkflowView(stored);
   }
 
@@ -125,8 +144,8 @@ export class WorkflowManager {
 
   /** Merges the given fields over the stored workflow, validates, and stores a new version. */
   async update(id: string, input: WorkflowUpdateInput): Promise<WorkflowView> {
-    const stored = await this.store.update(id, (current) =>
-      this.toWrite(this.merge(current, input), input.status ?? current.status),
+    const stored = await this.store.update(id, (current, db) =>
+      this.toWrite(this.merge(current, input), input.status ?? current.status, db),
     );
     if (stored === null) throw new WorkflowNotFoundError(id);
     await this.cache.invalidate(id);
@@ -152,7 +171,30 @@ export class WorkflowManager {
     };
   }
 
-  private toWrite(draft: WorkflowDraft, status: WorkflowWrite['status']): WorkflowWrite {
+  /**
+   * What a create or update writes, in its transaction: the validated definition, whose
+   * named limits must exist (locked until the commit, so none is deleted meanwhile). Every
+   * problem found, of the definition and its limits, is refused at once.
+   */
+  private async toWrite(
+    draft: WorkflowDraft,
+    status: WorkflowWrite['status'],
+    db: Queryable,
+  ): Promise<WorkflowWrite> {
+    let write: WorkflowWrite | null = null;
+    let problems: FieldProblem[] = [];
+    try {
+      write = this.validate(draft, status);
+    } catch (error) {
+      if (!(error instanceof ValidationFailedError)) throw error;
+      problems = error.errors;
+    }
+    problems.push(...(await unknownLimitProblems(draft.steps, db)));
+    if (write === null || problems.length > 0) throw new ValidationFailedError(problems);
+    return write;
+  }
+
+  private validate(draft: WorkflowDraft, status: WorkflowWrite['status']): WorkflowWrite {
     const storage = findStorageProblems(draft);
     if (storage.deep) throw new ValidationFailedError(storage.problems);
     let definition: WorkflowWrite['definition'];

@@ -189,6 +189,26 @@ function configProblems(
     }));
 }
 
+/** A step's named limits: each name once, each key a JSONata expression. Whether the limits
+ * exist is the use case's question (it needs the store). */
+function stepLimitProblems(step: StepInput, at: string): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const firstIndexOfName = new Map<string, number>();
+  (step.limits ?? []).forEach((limit, index) => {
+    const first = firstIndexOfName.get(limit.name);
+    if (first === undefined) {
+      firstIndexOfName.set(limit.name, index);
+    } else {
+      problems.push({
+        path: `${at}.limits[${index}].name`,
+        message: `limit "${limit.name}" is already named by ${at}.limits[${first}]`,
+      });
+    }
+    problems.push(...expressionProblem(`${at}.limits[${index}].key`, limit.key));
+  });
+  return problems;
+}
+
 function checkStep(step: StepInput, index: number, limits: WorkflowLimits): FieldProblem[] {
   const at = `steps[${index}]`;
   const problems: FieldProblem[] = [];
@@ -206,6 +226,7 @@ function checkStep(step: StepInput, index: number, limits: WorkflowLimits): Fiel
   }
   problems.push(...expressionProblem(`${at}.condition`, step.condition));
   problems.push(...expressionProblem(`${at}.for_each`, step.for_each));
+  problems.push(...stepLimitProblems(step, at));
   // Unknown types are external tasks: their config belongs to their worker, so no rules.
   const definition = getStepHandler(step.step_type);
   for (const field of definition?.expressionFields ?? []) {
@@ -311,6 +332,7 @@ export function validateWorkflow(draft: WorkflowDraft, limits: WorkflowLimits): 
       retry_count: step.retry_count,
       retry_backoff: step.retry_backoff ?? DEFAULT_RETRY_BACKOFF,
       continue_on_error: step.continue_on_error,
+      limits: (step.limits ?? []).map((limit) => ({ name: limit.name, key: limit.key ?? null })),
     };
   });
 

@@ -7,6 +7,11 @@
 export const WORKFLOW_STATUSES = ['draft', 'active', 'paused', 'archived'] as const;
 export type WorkflowStatus = (typeof WORKFLOW_STATUSES)[number];
 
+/** Workflows whose steps' named limits must exist: all but archived ones. */
+export const LIMIT_BINDING_WORKFLOW_STATUSES: readonly WorkflowStatus[] = WORKFLOW_STATUSES.filter(
+  (status) => status !== 'archived',
+);
+
 export const EXECUTION_STATUSES = [
   'pending',
   'queued',

@@ -35,6 +35,35 @@ export type RetryBackoff = z.infer<typeof retryBackoffSchema>;
 
 export const STEP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
+/**
+ * A named limit's name (README "Flow control"): lower-case letters, digits, `_`, `.` and `-`;
+ * no `:`, which separates name and key in a run's `limit_keys` (src/domain/limits.ts).
+ */
+export const LIMIT_NAME_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+export const LIMIT_NAME_RULE =
+  'must be 1 to 63 characters: lower-case letters, digits, "_", "." and "-", starting with a letter or digit';
+
+/** How many limits one step may name. */
+export const MAX_LIMITS_PER_STEP = 5;
+
+/** A limit's name, as a path parameter and as a step names it. */
+export const limitNameSchema = z.string().regex(LIMIT_NAME_PATTERN, LIMIT_NAME_RULE);
+
+/** A named limit a step takes a slot or token of (src/domain/limits.ts). */
+export const stepLimitInputSchema = z
+  .object({
+    name: limitNameSchema.describe('A limit defined with PUT /limits/{name}'),
+    key: z
+      .string()
+      .min(1)
+      .nullable()
+      .optional()
+      .describe(
+        'JSONata over the step context (e.g. `input.account_id`): each value has a budget of its own; absent, one budget for the limit',
+      ),
+  })
+  .strict();
+
 export const stepInputSchema = z
   .object({
     id: z
@@ -70,6 +99,13 @@ export const stepInputSchema = z
     retry_count: z.number().int().min(0).max(100).default(3),
     retry_backoff: retryBackoffSchema.optional(),
     continue_on_error: z.boolean().default(false),
+    limits: z
+      .array(stepLimitInputSchema)
+      .max(MAX_LIMITS_PER_STEP)
+      .optional()
+      .describe(
+        `Named limits each run takes a slot or token of before it starts, at most ${MAX_LIMITS_PER_STEP}, each name once`,
+      ),
   })
   .strict();
 export type StepInput = z.infer<typeof stepInputSchema>;
@@ -136,6 +172,14 @@ export interface StepDefinition {
   retry_count: number;
   retry_backoff: RetryBackoff;
   continue_on_error: boolean;
+  /** The named limits each run takes a slot or token of, in the order given; [] for none. */
+  limits: StepLimit[];
+}
+
+/** A limit as a step names it: `key` is the JSONata source of its key, null for none. */
+export interface StepLimit {
+  name: string;
+  key: string | null;
 }
 
 /** What a workflow version pins: everything the engine needs to run it. */

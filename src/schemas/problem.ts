@@ -34,3 +34,8 @@ export type ProblemDetails = z.infer<typeof problemSchema>;
 export function problemResponse(description: string) {
   return problemSchema.describe(description);
 }
+
+/** A 400 whose `errors` list every problem of the request (validation). */
+export const invalidRequestResponse = problemResponse(
+  'The request is invalid; `errors` lists every problem',
+);

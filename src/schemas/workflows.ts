@@ -28,6 +28,9 @@ export const stepViewSchema = z.object({
     max_delay_ms: z.number().int(),
   }),
   continue_on_error: z.boolean(),
+  limits: z
+    .array(z.object({ name: z.string(), key: z.string().nullable() }))
+    .describe('Named limits each run takes a slot or token of; key null: one budget'),
 });
 /** A step as the API shows it: the user's fields with defaults applied. */
 export type StepView = z.infer<typeof stepViewSchema>;
@@ -88,6 +91,7 @@ const exampleStep = {
   retry_count: 3,
   retry_backoff: { type: 'exponential', delay_ms: 1000, max_delay_ms: 60000 },
   continue_on_error: false,
+  limits: [],
 };
 
 /** What GET /workflows/{id} returns, and what the cache holds. */

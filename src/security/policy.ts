@@ -53,6 +53,8 @@ export const ROUTE_POLICIES: readonly RoutePolicy[] = [
   { method: 'GET', url: '/executions/:id/diagnosis', access: 'viewer' },
   { method: 'GET', url: '/executions/:id/stream', access: 'viewer', queryToken: true },
   { method: 'GET', url: '/events', access: 'viewer' },
+  { method: 'GET', url: '/limits', access: 'viewer' },
+  { method: 'GET', url: '/limits/:name', access: 'viewer' },
 
   // Running and steering executions, events, external tasks.
   { method: 'POST', url: '/workflows/:id/execute', access: 'operator' },
@@ -70,6 +72,9 @@ export const ROUTE_POLICIES: readonly RoutePolicy[] = [
   { method: 'POST', url: '/workflows', access: 'editor' },
   { method: 'PUT', url: '/workflows/:id', access: 'editor' },
   { method: 'DELETE', url: '/workflows/:id', access: 'editor' },
+  // Named limits: workflows' steps refer to them, so they change with the definitions.
+  { method: 'PUT', url: '/limits/:name', access: 'editor' },
+  { method: 'DELETE', url: '/limits/:name', access: 'editor' },
 
   // Key management.
   { method: 'POST', url: '/api-keys', access: 'admin' },

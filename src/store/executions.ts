@@ -13,6 +13,7 @@ import {
 } from './execution-columns.js';
 import { REOPENED_STEP_STATUSES } from './sql-statuses.js';
 import { uncountEnded } from './workflow-counter-store.js';
+import { type StoredStepDefinition, storedStep } from './workflow-rows.js';
 
 /** SQL for execution rows: start, read, lock, list, status, end and reopen. Every function
  * takes the pool or a transaction. */
@@ -22,11 +23,14 @@ export async function loadDefinition(
   workflowId: string,
   version: number,
 ): Promise<WorkflowDefinition | null> {
-  const { rows } = await db.query<{ definition: WorkflowDefinition }>(
-    'SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2',
-    [workflowId, version],
-  );
-  return rows[0]?.definition ?? null;
+  const { rows } = await db.query<{
+    definition: Omit<WorkflowDefinition, 'steps'> & { steps: StoredStepDefinition[] };
+  }>('SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2', [
+    workflowId,
+    version,
+  ]);
+  const definition = rows[0]?.definition;
+  return definition ? { ...definition, steps: definition.steps.map(storedStep) } : null;
 }
 
 /** The workflow's status and current version: what an execute request pins. */

@@ -51,3 +51,8 @@ export const SQL_UNFINISHED_EXECUTIONS = sqlList(UNFINISHED_EXECUTION_STATUSES);
 /** For the claim, a prepared statement on the per-step path. */
 export const SQL_RUNNING_EXECUTIONS = sqlList(RUNNING_EXECUTION_STATUSES);
 export const SQL_CLAIMABLE_RUNS = sqlList(CLAIMABLE_STEP_STATUSES);
+/**
+ * Runs a named limit counts (running: in use; waiting for a slot or token), as the partial
+ * index step_executions_limit_keys_idx spells them (migration named-limits).
+ */
+export const SQL_LIMIT_COUNTED_RUNS = sqlList(LEASED_STEP_STATUSES);

@@ -112,7 +112,17 @@ export function toStepView(step: StepDefinition): StepView {
     retry_count: step.retry_count,
     retry_backoff: step.retry_backoff,
     continue_on_error: step.continue_on_error,
+    limits: step.limits,
   };
+}
+
+/** A step definition as Postgres holds it: versions pinned before named limits have none. */
+export type StoredStepDefinition = Omit<StepDefinition, 'limits'> &
+  Partial<Pick<StepDefinition, 'limits'>>;
+
+/** A stored step definition with the defaults of fields added since it was written. */
+export function storedStep(step: StoredStepDefinition): StepDefinition {
+  return { ...step, limits: step.limits ?? [] };
 }
 
 /** Shapes a stored workflow for the API. */

@@ -10,7 +10,9 @@ import {
   COLUMNS,
   CURSOR_TIMESTAMP,
   type RawWorkflowRow,
+  type StoredStepDefinition,
   type StoredWorkflow,
+  storedStep,
   toRow,
   type WorkflowListQuery,
   type WorkflowPage,
@@ -52,11 +54,16 @@ function isLookupableId(id: string): boolean {
 export class WorkflowStore {
   constructor(private readonly pool: Pool) {}
 
-  /** Inserts a workflow, its steps and its version 1 in one transaction. */
-  async insert(write: WorkflowWrite): Promise<StoredWorkflow> {
+  /**
+   * Inserts a workflow, its steps and its version 1 in one transaction. `build` makes what is
+   * written inside it: it may read and lock with the transaction (the limits its steps name)
+   * and throws to refuse the write.
+   */
+  async insert(build: (db: Queryable) => Promise<WorkflowWrite>): Promise<StoredWorkflow> {
     const id = newWorkflowId();
     try {
       return await withTransaction(this.pool, async (client) => {
+        const write = await build(client);
         await client.query(
           `INSERT INTO workflows
              (id, name, description, workflow_type, status, config, metadata, tags, version)
@@ -91,12 +98,13 @@ export class WorkflowStore {
   /**
    * Applies `change` to the current workflow under a row lock, so concurrent updates apply one
    * after the other and each sees the previous one's result. `change` returns the complete new
-   * state; the version goes up by one and the new definition is pinned as that version.
+   * state (it may read and lock with the transaction, and throws to refuse the write); the
+   * version goes up by one and the new definition is pinned as that version.
    * Resolves to null when the workflow does not exist.
    */
   async update(
     id: string,
-    change: (current: StoredWorkflow) => WorkflowWrite,
+    change: (current: StoredWorkflow, db: Queryable) => Promise<WorkflowWrite>,
   ): Promise<StoredWorkflow | null> {
     if (!isLookupableId(id)) return null;
     try {
@@ -105,7 +113,7 @@ export class WorkflowStore {
         // inserted (their foreign key takes KEY SHARE, which DELETE's FOR UPDATE does block).
         const current = await this.read(client, id, 'FOR NO KEY UPDATE OF w');
         if (current === null) return null;
-        const next = change(current);
+        const next = await change(current, client);
         await client.query(
           `UPDATE workflows
               SET name = $2, description = $3, workflow_type = $4, status = $5, config = $6,
@@ -227,11 +235,11 @@ export class WorkflowStore {
   ): Promise<StoredWorkflow | null> {
     const row = await this.readRow(db, id, lock);
     if (row === null) return null;
-    const steps = await db.query<{ definition: StepDefinition }>(
+    const steps = await db.query<{ definition: StoredStepDefinition }>(
       'SELECT definition FROM workflow_steps WHERE workflow_id = $1 ORDER BY position',
       [id],
     );
-    return { ...row, steps: steps.rows.map((step) => step.definition) };
+    return { ...row, steps: steps.rows.map((step) => storedStep(step.definition)) };
   }
 
   /**

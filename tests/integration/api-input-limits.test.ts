@@ -176,7 +176,8 @@ describe('empty JSON bodies', () => {
       const url = path
         .replace('/executions/{id}', `/executions/${executionId}`)
         .replace('{token}', randomUUID())
-        .replace('{id}', 'does_not_exist');
+        .replace('{id}', 'does_not_exist')
+        .replace('{name}', 'does-not-exist');
       const response = await ctx.app.inject({ method, url, headers: JSON_TYPE, payload: '' });
       expect(response.statusCode, `${method} ${url}: ${response.body}`).not.toBe(400);
       expect(response.statusCode, `${method} ${url}: ${response.body}`).toBeLessThan(500);

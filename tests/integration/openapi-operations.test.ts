@@ -57,6 +57,10 @@ describe('OpenAPI operations', () => {
       'POST /tasks/{token}/complete': 'completeTask',
       'GET /stats': 'getSystemStats',
       'GET /health/live': 'getLiveness',
+      'PUT /limits/{name}': 'putLimit',
+      'GET /limits': 'listLimits',
+      'GET /limits/{name}': 'getLimit',
+      'DELETE /limits/{name}': 'deleteLimit',
     };
     for (const [route, id] of Object.entries(expected)) expect(byRoute.get(route), route).toBe(id);
   });

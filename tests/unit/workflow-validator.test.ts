@@ -151,6 +151,7 @@ describe('validateWorkflow: implicit dependencies', () => {
       retry_count: 3,
       retry_backoff: { type: 'exponential', delay_ms: 1000, max_delay_ms: 60000 },
       continue_on_error: false,
+      limits: [],
     });
   });
 });

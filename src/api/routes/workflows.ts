@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { problemResponse } from '../../schemas/problem.js';
+import { invalidRequestResponse, problemResponse } from '../../schemas/problem.js';
 import {
   workflowCreateBodySchema,
   workflowIdParamsSchema,
@@ -12,7 +12,7 @@ import {
 
 /** Workflow definitions CRUD: parse, call the manager, shape the reply. */
 
-const invalid = problemResponse('The request is invalid; `errors` lists every problem');
+const invalid = invalidRequestResponse;
 const notFound = problemResponse('No workflow has this id');
 
 export const workflowRoutes: FastifyPluginAsyncZod = async (app) => {
