@@ -1,4 +1,5 @@
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
+import { limitWaitOf } from '../domain/limits.js';
 import {
   ACTIVE_STEP_STATUSES,
   FINISHED_EXECUTION_STATUSES,
@@ -95,6 +96,23 @@ function waitReason(
         summary: `an external task: ${who}`,
       };
     }
+    case 'limit': {
+      const wait = run.wait_spec;
+      const error = wait.key_error === undefined ? {} : { key_error: wait.key_error };
+      return {
+        blocked_by: {
+          kind: 'concurrency',
+          limit: 'named_limit',
+          name: wait.name,
+          key: wait.key,
+          ...error,
+          in_use: wait.in_use ?? 0,
+          max: wait.max ?? 0,
+          waiting: 1,
+        },
+        summary: run.wait_reason ?? `waits for a slot of limit ${wait.name}`,
+      };
+    }
     case 'child':
       return {
         blocked_by: { kind: 'sub_workflow', execution_id: run.wait_spec.execution_id },
@@ -164,6 +182,22 @@ function diagnoseRun(
     return { blocked_by: null, summary: `running since ${iso(run.started_at) ?? 'now'}` };
   }
   if (run.status === 'waiting') return waitReason(input, run);
+  const refused = limitWaitOf(run.limit_wait);
+  if (run.status === 'queued' && refused?.kind === 'rate' && refused.rate) {
+    const error = refused.key_error === undefined ? {} : { key_error: refused.key_error };
+    return {
+      blocked_by: {
+        kind: 'rate_limit',
+        name: refused.name,
+        key: refused.key,
+        ...error,
+        limit: refused.rate.limit,
+        period_seconds: refused.rate.period_seconds,
+        eta: refused.eta ?? iso(run.wake_at) ?? input.now.toISOString(),
+      },
+      summary: run.wait_reason ?? `waits for a token of limit ${refused.name}`,
+    };
+  }
   if (run.status === 'queued' && run.wake_at && run.wake_at > input.now) {
     return {
       blocked_by: {

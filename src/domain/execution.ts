@@ -1,3 +1,4 @@
+import type { LimitTurns, LimitWait } from './limits.js';
 import type { ExecutionStatus, StepStatus } from './statuses.js';
 
 /**
@@ -67,6 +68,10 @@ export interface StepRunFields {
   completed_at: Date | null;
   created_at: Date;
   updated_at: Date;
+  /** The budgets of its step's limits it holds or waits for (limitKeyText), else null. */
+  limit_keys: string[] | null;
+  /** Why it was turned away by one of its limits (until it enters them: then the turns). */
+  limit_wait: LimitWait | LimitTurns | null;
 }
 
 /** What an external worker needs to run a task: stored when the run starts waiting. */
@@ -96,7 +101,8 @@ export type RunWait =
   | { wait_kind: null; wait_spec: null }
   | { wait_kind: 'task'; wait_spec: TaskWaitSpec }
   | { wait_kind: 'event'; wait_spec: EventWaitSpec }
-  | { wait_kind: 'child'; wait_spec: ChildWaitSpec };
+  | { wait_kind: 'child'; wait_spec: ChildWaitSpec }
+  | { wait_kind: 'limit'; wait_spec: LimitWait };
 
 export type WaitKind = NonNullable<RunWait['wait_kind']>;
 
@@ -155,6 +161,8 @@ export interface StepJob {
   runAt?: Date;
   /** A wake-up of a sleeping run (delay step), distinct from the attempt's first job. */
   wake?: boolean;
+  /** For a run its limits turned away: how often, so each new job has an id of its own. */
+  turn?: number;
   /** A for_each item's attempt: queued behind other steps of its priority (step-queue.ts). */
   item?: boolean;
   /** Its execution's priority. */

@@ -1,8 +1,9 @@
 import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
-import type { Pool } from '../store/db.js';
+import { type Pool, withTransaction } from '../store/db.js';
 import { findIdleQueued } from '../store/execution-slots.js';
+import { idleWaitingKeys } from '../store/limit-slots.js';
 import * as sweep from '../store/sweep-queries.js';
 import * as taskStore from '../store/task-store.js';
 import { foldCounterDeltas } from '../store/workflow-counter-store.js';
@@ -10,10 +11,12 @@ import {
   type EffectSink,
   type Effects,
   type ExecutionLinks,
-  jobFor,
+  jobOfRun,
   mergeEffects,
   noEffects,
+  turnOf,
 } from './state/effects.js';
+import { releaseLimitKeys } from './state/limit-release.js';
 import { ANY_EXECUTION_STATUS, withLockedExecution } from './state/lock.js';
 import type { StateManager } from './state/state-manager.js';
 import type { StepQueue } from './step-queue.js';
@@ -113,6 +116,7 @@ export class RecoverySweep {
     await this.requeueStale(effects, report);
     await this.nudgeIdle(effects, report);
     await this.admitIdleQueued(effects, report);
+    await this.releaseIdleLimitWaiters(effects, report);
     await this.options.effects.apply(effects);
     // Workflows' counters: executions count themselves as deltas; the leader folds them.
     await foldCounterDeltas(this.options.pool);
@@ -202,24 +206,23 @@ export class RecoverySweep {
     const stuck = [];
     for (const run of await sweep.findStaleActiveRuns(pool, staleAfterMs, BATCH)) {
       const wake = run.status === 'waiting';
+      const turn = turnOf(run);
       const live =
-        (await queue.hasJob({ runId: run.id, attempt: run.attempt, wake })) ||
+        (await queue.hasJob({ runId: run.id, attempt: run.attempt, wake, turn })) ||
         (!wake && (await queue.hasJob({ runId: run.id, attempt: run.attempt, wake: true })));
       if (!live) stuck.push(run);
     }
     for (const run of [...queued, ...stuck]) {
       const wake = run.status === 'waiting';
       effects.jobs.push({
-        ...jobFor(
+        ...jobOfRun(
           {
             id: run.execution_id,
             workflow_id: run.workflow_id,
             workflow_version: run.workflow_version,
             priority: run.priority,
           },
-          run.id,
-          run.step_id,
-          run.attempt,
+          run,
         ),
         ...(run.wake_at ? { runAt: run.wake_at } : {}),
         ...(wake ? { wake } : {}),
@@ -247,6 +250,19 @@ export class RecoverySweep {
       });
       if (effects.jobs.length + effects.advanceExecutions.length > before) report.advanced += 1;
     }
+  }
+
+  /**
+   * Runs waiting long for a slot of a named limit: a hand-off passed them over (locked at that
+   * moment), or the limit was raised or deleted since. Each key gives what room it has.
+   */
+  private async releaseIdleLimitWaiters(effects: Effects, report: SweepReport): Promise<void> {
+    const { pool, staleAfterMs } = this.options;
+    const keys = await idleWaitingKeys(pool, staleAfterMs, BATCH);
+    if (keys.length === 0) return;
+    const before = effects.jobs.length;
+    await withTransaction(pool, (tx) => releaseLimitKeys(tx, keys, effects));
+    report.requeued += effects.jobs.length - before;
   }
 
   /** Executions nothing happened to for long: the scheduler runs on them once more. */

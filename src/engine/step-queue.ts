@@ -44,8 +44,9 @@ export const ADVANCE_JOB = 'advance';
  * Postgres says it is due, and BullMQ ignores the add while the first job still exists.
  * BullMQ job ids may not contain ':'.
  */
-export function stepJobId(job: Pick<StepJob, 'runId' | 'attempt' | 'wake'>): string {
-  return `${job.wake ? 'w' : 's'}-${job.runId}-${job.attempt}`;
+export function stepJobId(job: Pick<StepJob, 'runId' | 'attempt' | 'wake' | 'turn'>): string {
+  const turn = job.turn ? `-t${job.turn}` : '';
+  return `${job.wake ? 'w' : 's'}-${job.runId}-${job.attempt}${turn}`;
 }
 
 /** One advance job per execution at a time; execution ids are base64url, so no ':'. */
@@ -119,7 +120,7 @@ export class StepQueue {
   }
 
   /** Whether BullMQ still holds a job for this attempt (waiting, delayed or active). */
-  async hasJob(job: Pick<StepJob, 'runId' | 'attempt' | 'wake'>): Promise<boolean> {
+  async hasJob(job: Pick<StepJob, 'runId' | 'attempt' | 'wake' | 'turn'>): Promise<boolean> {
     return (await this.queue.getJob(stepJobId(job))) !== undefined;
   }
 

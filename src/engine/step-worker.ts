@@ -7,6 +7,7 @@ import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
 import type { CancellationBus } from './cancellation-bus.js';
+import { type LimitGateOptions, passLimitGate } from './limit-gate.js';
 import type { EffectSink } from './state/effects.js';
 import { withLockedExecution } from './state/lock.js';
 import { crashedAttempt } from './state/record-attempt.js';
@@ -32,6 +33,8 @@ export interface StepWorkerOptions {
   effects: EffectSink;
   bus: CancellationBus;
   env: StepEnvironment;
+  /** The gate of named limits: where their rate tokens are kept. */
+  limits: LimitGateOptions;
   logger: Log;
 }
 
@@ -92,6 +95,15 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
     }
     if (await failedAsCrashed(options, first, log)) return 'crashed';
     let claim: ClaimedRun = first;
+    if (step.limits.length > 0) {
+      const gate = await passLimitGate(options.limits, first, step);
+      if (gate.kind === 'stale') return 'stale';
+      if (gate.kind === 'turned_away') {
+        await options.effects.apply(gate.effects);
+        return 'limited';
+      }
+      claim = { ...first, limit_keys: gate.keys };
+    }
     const began = Date.now();
     let wokenFromSleep = job.name === 'wake' && claim.wake_at ? claim.wake_at : undefined;
     for (let inlineSteps = 0; ; inlineSteps += 1) {
@@ -178,8 +190,9 @@ const ADVANCED_BY_JOB: readonly ExecutionStatus[] = ['queued', ...ADVANCING_EXEC
 
 const isAdvanceJob = (job: Job<QueueJobData>): boolean => job.name === ADVANCE_JOB;
 
+/** A step with limits never runs inline: its claim must pass their gate (limit-gate.ts). */
 function runsInline(step: StepDefinition): boolean {
-  return stepHandlerFor(step.step_type).runsInline;
+  return stepHandlerFor(step.step_type).runsInline && step.limits.length === 0;
 }
 
 export function createStepWorker(options: StepWorkerOptions): Worker<QueueJobData> {

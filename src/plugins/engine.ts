@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
 import { CronScheduler } from '../engine/cron-scheduler.js';
+import { RateTokens } from '../engine/rate-tokens.js';
 import { RecoverySweep } from '../engine/recovery-sweep.js';
 import { settleConnection } from '../engine/step-queue.js';
 import { createStepWorker } from '../engine/step-worker.js';
@@ -24,6 +25,9 @@ export const enginePlugin = fp(
     // Workers block on Redis and must retry forever (BullMQ's requirement).
     const subscriber = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
     subscriber.on('error', () => {});
+    // Rate tokens of named limits: a failed command turns the run away briefly, never hangs.
+    const tokens = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1 });
+    tokens.on('error', () => {});
     const worker = createStepWorker({
       connection: { ...redisOptionsFromUrl(config.REDIS_URL), maxRetriesPerRequest: null },
       prefix: config.REDIS_PREFIX,
@@ -36,6 +40,11 @@ export const enginePlugin = fp(
       env: {
         httpAllowedHosts: config.HTTP_STEP_ALLOWED_HOSTS,
         httpMaxResponseBytes: config.HTTP_STEP_MAX_RESPONSE_BYTES,
+        expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
+      },
+      limits: {
+        pool: app.pg,
+        tokens: new RateTokens(tokens, config.REDIS_PREFIX),
         expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
       },
       logger: log,
@@ -89,6 +98,7 @@ export const enginePlugin = fp(
         await worker.close(true);
       }
       subscriber.disconnect();
+      tokens.disconnect();
     });
   },
   { name: 'engine', dependencies: ['infrastructure', 'executions', 'monitoring'] },

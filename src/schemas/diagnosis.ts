@@ -13,6 +13,7 @@ export const BLOCKED_BY_KINDS = [
   'dependency',
   'execution_concurrency',
   'concurrency',
+  'rate_limit',
   'timer',
   'retry_backoff',
   'event',
@@ -42,12 +43,28 @@ export const blockedBySchema = z.discriminatedUnion('kind', [
   }),
   z.object({
     kind: z.literal('concurrency'),
-    /** `for_each_concurrency` of a fan-out, or the workflow's `max_concurrency`. */
-    limit: z.enum(['for_each_concurrency', 'max_concurrency']),
+    /** `for_each_concurrency` of a fan-out, the workflow's `max_concurrency`, or a named
+     * limit's `max_concurrent` (then `name` and `key` say which budget). */
+    limit: z.enum(['for_each_concurrency', 'max_concurrency', 'named_limit']),
+    name: z.string().optional(),
+    /** The evaluated key; null for a limit named without a key. */
+    key: z.string().nullable().optional(),
+    /** Why the key is `__error__`: the key expression's failure. */
+    key_error: z.string().optional(),
     in_use: z.number().int(),
     max: z.number().int(),
     /** Items (of a fan-out) or steps waiting for a slot. */
     waiting: z.number().int(),
+  }),
+  z.object({
+    kind: z.literal('rate_limit'),
+    name: z.string(),
+    key: z.string().nullable(),
+    key_error: z.string().optional(),
+    limit: z.number().int(),
+    period_seconds: z.number().int(),
+    /** When the run tries for a token again. */
+    eta: timestamp,
   }),
   z.object({ kind: z.literal('timer'), eta: timestamp }),
   z.object({

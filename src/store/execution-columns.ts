@@ -17,7 +17,8 @@ export const EXECUTION_COLUMNS = `id, workflow_id, status, input_data, output_da
   concurrency_key`;
 export const RUN_COLUMNS = `id, execution_id, step_id, iteration, item_index, status, attempt, first_attempt,
   lease_id, item, item_count, items_materialised, items_active, items_waiting, items_done, items_failed, output, error, wait_reason, wait_kind, wait_spec, worker_id,
-  heartbeat_at, wake_at, deadline_at, queued_at, started_at, completed_at, created_at, updated_at`;
+  heartbeat_at, wake_at, deadline_at, queued_at, started_at, completed_at, created_at, updated_at,
+  limit_keys, limit_wait`;
 
 /** An execution as readers see it: step_results as stored once it ended, derived before
  * (steps record nothing on the execution row: see wf_step_results). */

@@ -1,13 +1,9 @@
 import type { ExecutionRow } from '../../domain/execution.js';
-import {
-  type ConcurrencyConfig,
-  ERROR_FLOW_KEY,
-  MAX_FLOW_KEY_LENGTH,
-} from '../../domain/flow-control.js';
+import type { ConcurrencyConfig } from '../../domain/flow-control.js';
 import type { Queryable } from '../../store/db.js';
 import * as slots from '../../store/execution-slots.js';
 import * as executions from '../../store/executions.js';
-import { evaluateExpression, messageOf } from '../expressions.js';
+import { evaluateFlowKey } from '../flow-keys.js';
 import { advance } from './advance.js';
 import type { Effects } from './effects.js';
 import { finish } from './finish.js';
@@ -22,48 +18,25 @@ import { fillSlots } from './slots.js';
  * is free, or applies `on_limit`.
  */
 
-/** The key as text: strings as they are, numbers and booleans spelt; anything else fails. */
-function keyText(value: unknown): string {
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
-    const text = String(value);
-    if (text.length <= MAX_FLOW_KEY_LENGTH) return text;
-    throw new Error(`the key is longer than ${MAX_FLOW_KEY_LENGTH} characters`);
-  }
-  throw new Error(
-    value === undefined
-      ? 'the key expression gave nothing'
-      : 'the key expression must give a string, a number or a boolean',
-  );
-}
-
-/** The execution's key: its key expression over {input, labels}, or one budget for all. A
- * failure is never fatal: the execution goes under ERROR_FLOW_KEY, with the reason. */
+/** The execution's key: its key expression over {input, labels}, or one budget for all. */
 export async function concurrencyKey(
   m: Machine,
   config: ConcurrencyConfig,
   execution: ExecutionRow,
 ): Promise<{ key: string; error: string | null }> {
   if (config.key === undefined) return { key: '', error: null };
-  try {
-    const value = await evaluateExpression(
-      config.key,
-      {
-        input: execution.input_data,
-        labels: {},
-        steps: {},
-        iteration: 0,
-        execution: {
-          id: execution.id,
-          workflow_id: execution.workflow_id,
-          workflow_version: execution.workflow_version,
-        },
-      },
-      { timeoutMs: m.options.expressionTimeoutMs },
-    );
-    return { key: keyText(value), error: null };
-  } catch (error) {
-    return { key: ERROR_FLOW_KEY, error: messageOf(error) };
-  }
+  const context = {
+    input: execution.input_data,
+    labels: {},
+    steps: {},
+    iteration: 0,
+    execution: {
+      id: execution.id,
+      workflow_id: execution.workflow_id,
+      workflow_version: execution.workflow_version,
+    },
+  };
+  return evaluateFlowKey(config.key, context, m.options.expressionTimeoutMs);
 }
 
 /** What cancel_new and cancel_oldest write as the cancelled execution's error. */

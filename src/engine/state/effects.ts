@@ -73,6 +73,25 @@ export function jobFor(
   };
 }
 
+/**
+ * The job of a run queued again after its limits turned it away (`turns` times): an id of its
+ * own, since the job that ran the claim may still be in the queue, yet the same id whoever
+ * adds it again (the sweep, a resume), so BullMQ keeps one.
+ */
+export function jobOfRun(
+  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version' | 'priority'>,
+  run: Pick<StepRunRow, 'id' | 'step_id' | 'attempt' | 'limit_wait'>,
+): StepJob {
+  const turn = turnOf(run);
+  return { ...jobFor(execution, run.id, run.step_id, run.attempt), ...(turn ? { turn } : {}) };
+}
+
+/** How often the run's current attempt was turned away by its limits (0: never). */
+export function turnOf(run: Pick<StepRunRow, 'attempt' | 'limit_wait'>): number {
+  const turns = run.limit_wait;
+  return turns && turns.attempt === run.attempt ? turns.turns : 0;
+}
+
 /** Adds the jobs of the runs that were inserted queued. */
 export function queueJobs(
   execution: ExecutionRow,

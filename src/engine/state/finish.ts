@@ -3,11 +3,13 @@ import { isIn, UNFINISHED_STEP_STATUSES } from '../../domain/statuses.js';
 import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
 import type { Queryable } from '../../store/db.js';
 import * as executions from '../../store/executions.js';
+import * as limitSlots from '../../store/limit-slots.js';
 import * as stepRuns from '../../store/step-runs.js';
 import { evaluateExpression } from '../expressions.js';
 import { sinkSteps } from '../scheduler.js';
 import type { ExpressionContext } from '../steps/types.js';
 import type { Effects } from './effects.js';
+import { releaseLimitKeys } from './limit-release.js';
 import type { Machine } from './machine.js';
 import { fillSlots } from './slots.js';
 
@@ -47,11 +49,18 @@ export async function finish(
   runs?: readonly StepRunRow[],
 ): Promise<ExecutionRow> {
   const unfinished = runs?.some((run) => isIn(UNFINISHED_STEP_STATUSES, run.status)) ?? true;
+  const definition = await m.definition(tx, execution.workflow_id, execution.workflow_version);
+  const held =
+    unfinished && definition.steps.some((step) => step.limits.length > 0)
+      ? await limitSlots.heldKeys(tx, execution.id)
+      : [];
   const stopped = unfinished
     ? await stepRuns.cancelUnfinishedRuns(tx, execution.id, `execution ${outcome.status}`)
     : 0;
   const finished = await executions.finishExecution(tx, execution, outcome);
   if (stopped > 0) effects.abortExecutions.push(execution.id);
+  // The slots of named limits its runs held are free from this commit on.
+  await releaseLimitKeys(tx, held, effects);
   // Its slot is free from this commit on: the next execution queued under its key takes it.
   await fillSlots(m, tx, execution, effects);
   ended(m, finished, effects);

@@ -4,7 +4,7 @@ import { ExecutionNotFoundError, ExecutionStateError } from '../../errors.js';
 import type { Queryable } from '../../store/db.js';
 import * as executions from '../../store/executions.js';
 import * as stepRuns from '../../store/step-runs.js';
-import { type Effects, jobFor, noEffects } from './effects.js';
+import { type Effects, jobOfRun, noEffects } from './effects.js';
 import { finish } from './finish.js';
 import { withLockedExecution } from './lock.js';
 import type { Machine } from './machine.js';
@@ -89,7 +89,7 @@ export function resume(m: Machine, id: string): Promise<Effects> {
       const resumed = { ...execution, status: 'running' as const };
       for (const run of await stepRuns.listHeldRuns(tx, id)) {
         effects.jobs.push({
-          ...jobFor(resumed, run.id, run.step_id, run.attempt),
+          ...jobOfRun(resumed, run),
           ...(run.wake_at ? { runAt: run.wake_at } : {}),
           // A sleeping run needs its wake-up, not a new attempt.
           ...(run.status === 'waiting' ? { wake: true } : {}),

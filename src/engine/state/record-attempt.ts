@@ -9,6 +9,7 @@ import { advance } from './advance.js';
 import { type Effects, jobFor, noEffects } from './effects.js';
 import { ended, executionOutput } from './finish.js';
 import { claimedExecution, claimedRun, expressionContext, withChanges } from './iteration-runs.js';
+import { releaseLimitKeys } from './limit-release.js';
 import { lockExecutionIn } from './lock.js';
 import type { AttemptFence, AttemptReport, AttemptResult, InlineSlot, Machine } from './machine.js';
 import { applyOutcome } from './outcome.js';
@@ -91,7 +92,8 @@ export async function recordAttempt(
     result.kind === 'completed' && 'leaseId' in fence && report
       ? { runId, executionId, leaseId: fence.leaseId, output: result.output, report }
       : null;
-  if (completion) {
+  // A run holding slots of named limits takes the general path, which hands them on.
+  if (completion && completion.report.claim.limit_keys === null) {
     const effects =
       completion.report.claim.item_index >= 0
         ? await completeItemAlone(m, completion)
@@ -309,7 +311,9 @@ async function recordCompletion(
     report.startedAt,
   );
   if (!runs) return null;
-  return advance(m, tx, execution, noEffects(), { runs, inline: report.inline });
+  const effects = await advance(m, tx, execution, noEffects(), { runs, inline: report.inline });
+  await releaseLimitKeys(tx, report.claim.limit_keys, effects);
+  return effects;
 }
 
 /** Any other result, or a completion without a report: lock, check the fence, apply. */
@@ -335,7 +339,10 @@ async function recordFenced(
         )
       : await stepRuns.lockRunAttempt(tx, runId, fence.attempt);
   if (!run) return null;
-  return applyAttempt(m, tx, execution, run, result, report?.inline);
+  const effects = await applyAttempt(m, tx, execution, run, result, report?.inline);
+  // The run left `running`: the slots it held go to the runs waiting for them.
+  await releaseLimitKeys(tx, run.limit_keys, effects);
+  return effects;
 }
 
 /** Applies a result to its run (locked with its execution by the caller), then advances. */
