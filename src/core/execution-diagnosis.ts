@@ -30,6 +30,8 @@ export interface DiagnosisInput {
   execution: Pick<ExecutionRow, 'id' | 'status' | 'concurrency_key'>;
   /** For a queued execution: its key's slots in use and the executions queued before it. */
   standing?: SlotStanding | undefined;
+  /** For an execution collecting debounced starts: its window. */
+  window?: { key: string; until: Date; deadline: Date } | null | undefined;
   definition: WorkflowDefinition;
   /** The steps' own runs of the current iteration. */
   runs: readonly StepRunRow[];
@@ -220,7 +222,20 @@ function diagnoseRun(
 
 /** A queued execution: what holds it is its key's slots, for it and every one of its steps. */
 function queuedReason(input: DiagnosisInput): { blocked_by: BlockedBy; summary: string } {
-  const { execution, definition, standing } = input;
+  const { execution, definition, standing, window } = input;
+  if (window) {
+    const eta = window.until.toISOString();
+    const scope = window.key === '' ? '' : ` of key "${window.key}"`;
+    return {
+      blocked_by: {
+        kind: 'debounce',
+        key: window.key,
+        eta,
+        deadline: window.deadline.toISOString(),
+      },
+      summary: `debounced: collects starts${scope} until ${eta} (at the latest ${window.deadline.toISOString()})`,
+    };
+  }
   const config = definition.config.concurrency;
   const key = execution.concurrency_key;
   const max = config?.limit ?? 0;

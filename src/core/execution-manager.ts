@@ -13,6 +13,7 @@ import {
 } from '../schemas/executions.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import type { Pool, Queryable } from '../store/db.js';
+import * as debounce from '../store/debounce.js';
 import * as slots from '../store/execution-slots.js';
 import * as executions from '../store/executions.js';
 import * as runPages from '../store/step-run-pages.js';
@@ -56,7 +57,7 @@ export class ExecutionManager {
     input: unknown,
     idempotencyKey: string | undefined,
     priority?: number,
-  ): Promise<{ execution: ExecutionView; created: boolean }> {
+  ): Promise<{ execution: ExecutionView; created: boolean; debounced: boolean }> {
     const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
     if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
       throw new ValidationFailedError([
@@ -90,7 +91,12 @@ export class ExecutionManager {
       },
     );
     await this.options.effects.apply(started.effects);
-    return { execution: answer, created: started.created };
+    const debounced = started.debounced === true;
+    return {
+      execution: debounced ? { ...answer, debounced } : answer,
+      created: started.created,
+      debounced,
+    };
   }
 
   /** One execution with every step run. */
@@ -145,16 +151,17 @@ export class ExecutionManager {
     const taskTypes = runs.flatMap((run) =>
       run.wait_kind === 'task' ? [run.wait_spec.step_type] : [],
     );
-    const [fanOuts, polls, standing] = await Promise.all([
+    const [fanOuts, polls, standing, window] = await Promise.all([
       runPages.itemProgress(
         pool,
         expanded.map((run) => run.id),
       ),
       taskTypes.length > 0 ? taskStore.lastPolls(pool, taskTypes) : new Map<string, Date>(),
       row.status === 'queued' ? slots.slotStanding(pool, row) : undefined,
+      row.debounce_until ? debounce.debounceWindow(pool, row.id) : undefined,
     ]);
     const now = new Date();
-    return diagnose({ execution: row, definition, runs, fanOuts, polls, standing, now });
+    return diagnose({ execution: row, definition, runs, fanOuts, polls, standing, window, now });
   }
 
   /** A page of an execution's step runs, in the order they were created (run id). */

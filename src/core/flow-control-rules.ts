@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { concurrencyConfigSchema } from '../domain/flow-control.js';
+import { concurrencyConfigSchema, debounceConfigSchema } from '../domain/flow-control.js';
 import { checkExpression } from '../engine/expressions.js';
 import { childPath } from '../engine/templates.js';
 import type { FieldProblem } from '../errors.js';
@@ -30,10 +30,12 @@ function keyProblem(setting: unknown, at: string): FieldProblem[] {
   return message ? [{ path: `${at}.key`, message: `invalid expression: ${message}` }] : [];
 }
 
-/** Problems of `config.concurrency`. */
+/** Problems of `config.concurrency` and `config.debounce`. */
 export function flowControlProblems(config: Record<string, unknown>): FieldProblem[] {
   return [
     ...schemaProblems(concurrencyConfigSchema, config.concurrency, 'config.concurrency'),
     ...keyProblem(config.concurrency, 'config.concurrency'),
+    ...schemaProblems(debounceConfigSchema, config.debounce, 'config.debounce'),
+    ...keyProblem(config.debounce, 'config.debounce'),
   ];
 }

@@ -31,6 +31,8 @@ export interface ExecutionRow {
   priority: number;
   /** Its workflow's `config.concurrency` key, once a worker evaluated it; else null. */
   concurrency_key: string | null;
+  /** While it collects debounced starts: when its window closes (config.debounce). */
+  debounce_until: Date | null;
 }
 
 /**

@@ -30,3 +30,21 @@ export const concurrencyConfigSchema = z
   })
   .strict();
 export type ConcurrencyConfig = z.infer<typeof concurrencyConfigSchema>;
+
+/** Longest debounce window, and longest wait from a debounced execution's first start. */
+export const MAX_DEBOUNCE_SECONDS = 86_400;
+
+export const debounceConfigSchema = z
+  .object({
+    period_seconds: z.number().int().min(1).max(MAX_DEBOUNCE_SECONDS),
+    key: keyExpression.optional(),
+    max_wait_seconds: z.number().int().min(1).max(MAX_DEBOUNCE_SECONDS).optional(),
+  })
+  .strict()
+  .refine(
+    (debounce) =>
+      debounce.max_wait_seconds === undefined ||
+      debounce.max_wait_seconds >= debounce.period_seconds,
+    { path: ['max_wait_seconds'], message: 'must be at least period_seconds' },
+  );
+export type DebounceConfig = z.infer<typeof debounceConfigSchema>;

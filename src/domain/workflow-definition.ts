@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ConcurrencyConfig } from './flow-control.js';
+import type { ConcurrencyConfig, DebounceConfig } from './flow-control.js';
 import { WORKFLOW_STATUSES } from './statuses.js';
 
 /**
@@ -144,6 +144,8 @@ export interface WorkflowEngineConfig {
   max_concurrency?: number;
   /** Executions per key that may run at once; the rest wait `queued` (or are cancelled). */
   concurrency?: ConcurrencyConfig;
+  /** Starts with the same key within the window collapse into one execution. */
+  debounce?: DebounceConfig;
   /** Its executions' default priority: 1 (first) to 10 (last). */
   priority?: number;
   timeout_seconds?: number;

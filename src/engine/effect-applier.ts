@@ -29,10 +29,11 @@ export class EffectApplier implements EffectSink {
 
   async apply(effects: Effects, depth = 0): Promise<void> {
     const { queue, bus, publisher, logger, links } = this.options;
-    if (effects.jobs.length + effects.advanceExecutions.length > 0 && !this.options.dropJobs) {
+    const advances = effects.advanceExecutions.length + effects.timedAdvances.length;
+    if (effects.jobs.length + advances > 0 && !this.options.dropJobs) {
       try {
         await queue.enqueue(effects.jobs);
-        await queue.enqueueAdvances(effects.advanceExecutions);
+        await queue.enqueueAdvances(effects.advanceExecutions, effects.timedAdvances);
       } catch (error) {
         logger.warn(
           { err: error, jobs: effects.jobs.length, executionIds: executionIdsOf(effects.jobs) },

@@ -107,16 +107,32 @@ export class StepQueue {
     );
   }
 
-  /** Adds the advance jobs of executions whose start left decisions to a worker. */
-  async enqueueAdvances(executionIds: readonly string[]): Promise<void> {
-    if (executionIds.length === 0) return;
-    await this.queue.addBulk(
-      executionIds.map((executionId) => ({
+  /**
+   * Adds the advance jobs of executions whose start left decisions to a worker, and those due
+   * later (a debounce window's end): each due time its own job, so a window pushed back adds
+   * the job of its new end beside the old one, which then finds nothing to do.
+   */
+  async enqueueAdvances(
+    executionIds: readonly string[],
+    timed: ReadonlyArray<{ executionId: string; runAt: Date }> = [],
+  ): Promise<void> {
+    if (executionIds.length + timed.length === 0) return;
+    const now = Date.now();
+    await this.queue.addBulk([
+      ...executionIds.map((executionId) => ({
         name: ADVANCE_JOB,
         data: { executionId },
         opts: { jobId: advanceJobId(executionId) },
       })),
-    );
+      ...timed.map(({ executionId, runAt }) => ({
+        name: ADVANCE_JOB,
+        data: { executionId },
+        opts: {
+          jobId: `${advanceJobId(executionId)}-${runAt.getTime()}`,
+          delay: Math.max(runAt.getTime() - now, 0),
+        },
+      })),
+    ]);
   }
 
   /** Whether BullMQ still holds a job for this attempt (waiting, delayed or active). */

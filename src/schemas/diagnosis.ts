@@ -14,6 +14,7 @@ export const BLOCKED_BY_KINDS = [
   'execution_concurrency',
   'concurrency',
   'rate_limit',
+  'debounce',
   'timer',
   'retry_backoff',
   'event',
@@ -65,6 +66,15 @@ export const blockedBySchema = z.discriminatedUnion('kind', [
     period_seconds: z.number().int(),
     /** When the run tries for a token again. */
     eta: timestamp,
+  }),
+  z.object({
+    kind: z.literal('debounce'),
+    /** The debounce key (`""` for the workflow's one window). */
+    key: z.string(),
+    /** When its window closes unless another start comes. */
+    eta: timestamp,
+    /** The latest it closes (max_wait_seconds after its first start). */
+    deadline: timestamp,
   }),
   z.object({ kind: z.literal('timer'), eta: timestamp }),
   z.object({

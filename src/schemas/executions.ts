@@ -89,6 +89,12 @@ export const executionViewSchema = z
       .describe(
         "Its key under the workflow's config.concurrency, once evaluated (`__error__` when the key expression failed)",
       ),
+    debounced: z
+      .boolean()
+      .optional()
+      .describe(
+        "On a start's answer only: the workflow has config.debounce, and this is the execution that collects the starts of its key",
+      ),
     steps: z
       .array(stepRunViewSchema)
       .optional()

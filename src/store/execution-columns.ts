@@ -14,7 +14,7 @@ import { SQL_UNFINISHED_EXECUTIONS } from './sql-statuses.js';
 export const EXECUTION_COLUMNS = `id, workflow_id, status, input_data, output_data, step_results, started_at,
   completed_at, error, error_details, duration_seconds, created_at, updated_at, workflow_version,
   idempotency_key, current_iteration, deadline_at, parent_execution_id, parent_run_id, trigger, priority,
-  concurrency_key`;
+  concurrency_key, debounce_until`;
 export const RUN_COLUMNS = `id, execution_id, step_id, iteration, item_index, status, attempt, first_attempt,
   lease_id, item, item_count, items_materialised, items_active, items_waiting, items_done, items_failed, output, error, wait_reason, wait_kind, wait_spec, worker_id,
   heartbeat_at, wake_at, deadline_at, queued_at, started_at, completed_at, created_at, updated_at,
@@ -53,7 +53,14 @@ export function firstAttempt(stepId: string, queued: string): string {
 }
 
 /** Timestamps of a row that comes back as JSON, turned into Dates as pg turns them. */
-const EXECUTION_DATES = ['started_at', 'completed_at', 'created_at', 'updated_at', 'deadline_at'];
+const EXECUTION_DATES = [
+  'started_at',
+  'completed_at',
+  'created_at',
+  'updated_at',
+  'deadline_at',
+  'debounce_until',
+];
 const RUN_DATES = [
   'heartbeat_at',
   'wake_at',

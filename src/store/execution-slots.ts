@@ -1,5 +1,6 @@
 import type { ExecutionRow } from '../domain/execution.js';
 import { SLOT_HOLDING_EXECUTION_STATUSES } from '../domain/statuses.js';
+import { lockFlowKey, workflowKey } from './advisory-locks.js';
 import type { Queryable } from './db.js';
 import { EXECUTION_COLUMNS } from './execution-columns.js';
 import { sqlList } from './sql-statuses.js';
@@ -10,9 +11,6 @@ import { sqlList } from './sql-statuses.js';
  * and changed only under the (workflow, key) advisory lock.
  */
 
-/** Namespace of the two-integer advisory locks on (workflow, key): apart from other locks. */
-const EXECUTION_KEY_LOCK = 0x464c01;
-
 /** The partial index's predicate (workflow_executions_concurrency_idx), spelt as it is. */
 const HOLDING = sqlList(SLOT_HOLDING_EXECUTION_STATUSES);
 
@@ -20,11 +18,8 @@ const HOLDING = sqlList(SLOT_HOLDING_EXECUTION_STATUSES);
  * Serialises, until the transaction ends, every admission and every end under this workflow
  * and key: an end that frees a slot then always sees the executions queued before it.
  */
-export async function lockExecutionKey(tx: Queryable, workflowId: string, key: string) {
-  await tx.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2))', [
-    EXECUTION_KEY_LOCK,
-    `${workflowId}\u001f${key}`,
-  ]);
+export function lockExecutionKey(tx: Queryable, workflowId: string, key: string) {
+  return lockFlowKey(tx, 'executionKey', workflowKey(workflowId, key));
 }
 
 export async function setConcurrencyKey(

@@ -1,5 +1,6 @@
 import type { StepRunRow } from '../domain/execution.js';
 import type { LimitRefusal } from '../domain/limits.js';
+import { lockFlowKey } from './advisory-locks.js';
 import type { Queryable } from './db.js';
 import { RUN_COLUMNS } from './execution-columns.js';
 import type { LimitRow } from './limit-store.js';
@@ -12,14 +13,11 @@ import { SQL_LIMIT_COUNTED_RUNS } from './sql-statuses.js';
  * worker's slot is held by its run until the run is re-run or ends.
  */
 
-/** Namespace of the two-integer advisory locks on a limit's key. */
-const LIMIT_KEY_LOCK = 0x464c02;
-
 /** Locks the keys (limitKeyText) until the transaction ends, in one order so two
  * transactions that lock several never deadlock. */
 export async function lockLimitKeys(tx: Queryable, keys: readonly string[]): Promise<void> {
   for (const key of [...new Set(keys)].sort()) {
-    await tx.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2))', [LIMIT_KEY_LOCK, key]);
+    await lockFlowKey(tx, 'limitKey', key);
   }
 }
 

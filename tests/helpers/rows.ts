@@ -35,6 +35,8 @@ export function stepRunRow(overrides: Partial<StepRunRow> = {}): StepRunRow {
     completed_at: null,
     created_at: now,
     updated_at: now,
+    limit_keys: null,
+    limit_wait: null,
     ...overrides,
   } as StepRunRow;
 }

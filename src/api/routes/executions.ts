@@ -35,7 +35,7 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['executions'],
         summary: 'Start an execution of the workflow (its current version)',
         description:
-          'Answers 202 with the new execution. With an Idempotency-Key header, repeating the request returns the same execution (200). No body (or an empty one) means no input.',
+          'Answers 202 with the new execution. With an Idempotency-Key header, repeating the request returns the same execution (200). No body (or an empty one) means no input. For a workflow with config.debounce, starts with the same key within the window answer 202 with the one execution that collects them and `debounced: true`.',
         params: idParams(),
         headers: executeHeadersSchema,
         body: executeBodySchema,
@@ -43,15 +43,17 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const { execution, created } = await app.executions.execute(
+      const { execution, created, debounced } = await app.executions.execute(
         request.params.id,
         request.body?.input_data ?? {},
         request.headers['idempotency-key'],
         request.body?.priority,
       );
-      if (!created) reply.header('idempotent-replayed', 'true');
+      // A debounced start is accepted whether it opened the window or joined it.
+      const accepted = created || debounced;
+      if (!accepted) reply.header('idempotent-replayed', 'true');
       reply.header('location', `/executions/${execution.id}`);
-      return reply.code(created ? 202 : 200).send(execution);
+      return reply.code(accepted ? 202 : 200).send(execution);
     },
   );
 

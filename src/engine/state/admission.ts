@@ -5,6 +5,7 @@ import * as slots from '../../store/execution-slots.js';
 import * as executions from '../../store/executions.js';
 import { evaluateFlowKey } from '../flow-keys.js';
 import { advance } from './advance.js';
+import { stillCollecting } from './debounce.js';
 import type { Effects } from './effects.js';
 import { finish } from './finish.js';
 import type { Machine } from './machine.js';
@@ -55,6 +56,7 @@ export async function admit(
   execution: ExecutionRow,
   effects: Effects,
 ): Promise<Effects> {
+  if (await stillCollecting(tx, execution)) return effects;
   const definition = await m.definition(tx, execution.workflow_id, execution.workflow_version);
   const config = definition.config.concurrency;
   let queued = execution;

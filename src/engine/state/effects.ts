@@ -11,6 +11,8 @@ export interface Effects {
   /** New executions whose first scheduling decisions (conditions, for_each) a worker takes:
    * the start that made them runs no expression (see start.ts). */
   advanceExecutions: string[];
+  /** Advance jobs due later: a debounced execution's admission when its window closes. */
+  timedAdvances: Array<{ executionId: string; runAt: Date }>;
   /** Executions whose running attempts must be aborted (cancelled, failed, timed out). */
   abortExecutions: string[];
   /** Workflows whose cached view (counters) changed. */
@@ -25,6 +27,7 @@ export function noEffects(): Effects {
   return {
     jobs: [],
     advanceExecutions: [],
+    timedAdvances: [],
     abortExecutions: [],
     changedWorkflows: [],
     endedChildren: [],
@@ -35,6 +38,7 @@ export function noEffects(): Effects {
 export function mergeEffects(target: Effects, source: Effects): Effects {
   target.jobs.push(...source.jobs);
   target.advanceExecutions.push(...source.advanceExecutions);
+  target.timedAdvances.push(...source.timedAdvances);
   target.abortExecutions.push(...source.abortExecutions);
   target.changedWorkflows.push(...source.changedWorkflows);
   target.endedChildren.push(...source.endedChildren);

@@ -10,6 +10,7 @@ import { isPgError, type Queryable, SqlState, withTransactionThen } from '../../
 import type { NewExecution } from '../../store/executions.js';
 import * as executions from '../../store/executions.js';
 import { type AdvanceOptions, advance } from './advance.js';
+import { collectStart, openDebounceWindow } from './debounce.js';
 import { type Effects, noEffects, queueJobs } from './effects.js';
 import { firstIteration } from './iteration-runs.js';
 import type { Machine } from './machine.js';
@@ -36,6 +37,8 @@ export interface StartRequest {
 export interface Started {
   row: ExecutionRow;
   created: boolean;
+  /** A start of a workflow with config.debounce: it joined, or opened, a window. */
+  debounced?: boolean;
   effects: Effects;
   /** For a new execution still running: its runs as the start left them. */
   settled?: { execution: ExecutionRow; runs: StepRunRow[] };
@@ -64,7 +67,7 @@ function newExecution(
     parent: request.parent,
     trigger: request.trigger,
     priority: request.priority ?? definition.config.priority ?? DEFAULT_PRIORITY,
-    queued: definition.config.concurrency !== undefined,
+    queued: startsQueued(definition),
   };
 }
 
@@ -83,12 +86,18 @@ export async function findStarted(
   return existing ? { row: existing, created: false, effects } : null;
 }
 
-/** A workflow under config.concurrency starts queued: none of its runs is queued yet. */
+/** Under config.concurrency or config.debounce, an execution starts queued: a worker admits
+ * it (admission.ts). */
+function startsQueued(definition: WorkflowDefinition): boolean {
+  return definition.config.concurrency !== undefined || definition.config.debounce !== undefined;
+}
+
+/** A queued execution starts with none of its runs queued. */
 function admitted(
   definition: WorkflowDefinition,
   first: ReturnType<typeof firstIteration>,
 ): ReturnType<typeof firstIteration> {
-  return definition.config.concurrency === undefined ? first : { ...first, queued: [] };
+  return startsQueued(definition) ? { ...first, queued: [] } : first;
 }
 
 /** Inserts the execution and its first iteration's runs, if `version` is still the current
@@ -130,6 +139,14 @@ export async function start(
     throw new WorkflowNotRunnableError(request.workflowId, head.status);
   }
   const definition = await m.definition(tx, request.workflowId, head.version);
+  let debounceKey: string | null = null;
+  if (definition.config.debounce) {
+    const collected = await collectStart(m, tx, request, head.version, definition, effects);
+    if ('collected' in collected) {
+      return { row: collected.collected, created: false, debounced: true, effects };
+    }
+    debounceKey = collected.key;
+  }
   const first = admitted(definition, firstIteration(definition));
   const inserted = await insertFirst(tx, request, head.version, definition, first);
   if (!inserted) {
@@ -143,6 +160,10 @@ export async function start(
     return start(m, tx, request, effects, attemptsLeft - 1);
   }
   queueJobs(inserted.row, inserted.runs, effects);
+  if (debounceKey !== null) {
+    const row = await openDebounceWindow(tx, inserted.row, definition, debounceKey, effects);
+    return { row, created: true, debounced: true, effects };
+  }
   if (inserted.row.status === 'queued' || (!first.settled && request.parent === undefined)) {
     // The first pass takes decisions (conditions, for_each, the output of an empty
     // workflow), and the admission of a queued execution evaluates its key: expressions, run
@@ -179,7 +200,7 @@ export async function startAtOnce(
   if (version === undefined || request.idempotencyKey) return null;
   const definition = await m.definition(db, request.workflowId, version);
   const first = firstIteration(definition);
-  if (!first.settled || definition.config.concurrency !== undefined) return null;
+  if (!first.settled || startsQueued(definition)) return null;
   const inserted = await insertFirst(db, request, version, definition, first);
   if (!inserted) return null;
   const effects = queueJobs(inserted.row, inserted.runs, noEffects());
