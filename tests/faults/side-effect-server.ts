@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** Called on every request before it is answered; may hold the answer back (await). */
@@ -8,6 +8,8 @@ export interface SideEffectServerOptions {
   minDelayMs?: number;
   maxDelayMs?: number;
   onCall?: CallHook;
+  /** The groups a call (its full url) counts in, for the calls-in-flight audit. */
+  groupsOf?: (url: string) => readonly string[];
 }
 
 /**
@@ -18,6 +20,9 @@ export interface SideEffectServerOptions {
  */
 export class SideEffectServer {
   readonly calls = new Map<string, number>();
+  /** Calls in flight per group (groupsOf) now, and the most seen at once. */
+  readonly inFlight = new Map<string, number>();
+  readonly mostInFlight = new Map<string, number>();
   private readonly server: Server;
   private baseUrl = '';
 
@@ -26,6 +31,7 @@ export class SideEffectServer {
       const path = (request.url ?? '/').split('?')[0] as string;
       const call = (this.calls.get(path) ?? 0) + 1;
       this.calls.set(path, call);
+      this.track(this.options.groupsOf?.(request.url ?? '/') ?? [], response);
       const min = this.options.minDelayMs ?? 5;
       const max = this.options.maxDelayMs ?? 40;
       void Promise.resolve(this.options.onCall?.(path, call)).then(() => {
@@ -41,6 +47,18 @@ export class SideEffectServer {
       });
     });
     this.server.keepAliveTimeout = 5000;
+  }
+
+  /** Counts the call in its groups until its answer ends or its socket closes. */
+  private track(groups: readonly string[], response: ServerResponse): void {
+    for (const group of groups) {
+      const now = (this.inFlight.get(group) ?? 0) + 1;
+      this.inFlight.set(group, now);
+      this.mostInFlight.set(group, Math.max(this.mostInFlight.get(group) ?? 0, now));
+    }
+    response.once('close', () => {
+      for (const group of groups) this.inFlight.set(group, (this.inFlight.get(group) ?? 1) - 1);
+    });
   }
 
   async listen(): Promise<string> {
