@@ -18,6 +18,7 @@ import {
   type ExpressionIsolationFigures,
   measureExpressionIsolation,
 } from './workloads/expressions.js';
+import { type FlowFigures, measureFlowControl } from './workloads/flow-control.js';
 import { measureForeach } from './workloads/foreach.js';
 import { foreachSection, foreachWorkloads } from './workloads/foreach-report.js';
 import { type HistoryFigures, measureHistory } from './workloads/history.js';
@@ -29,7 +30,7 @@ import { measureReference } from './workloads/reference-phase.js';
  * `npm run bench`: every workload against the local Postgres and Redis, each on a database and
  * a Redis prefix of its own (dropped and deleted at the end), every figure next to a baseline
  * measured in the same run. Options:
- *   --only raw,reference,engine,expressions,api,history,foreach,memory   a subset (a figure
+ *   --only raw,reference,engine,expressions,api,history,flow,foreach,memory   a subset (a figure
  *                                                     whose baseline phase did not run shows NaN)
  *   --out FILE                                       where the JSON goes
  * Environment: BENCH_DATABASE_URL (an admin connection, default postgres@127.0.0.1:5432),
@@ -44,6 +45,7 @@ const PHASES = [
   'expressions',
   'api',
   'history',
+  'flow',
   'foreach',
   'memory',
 ] as const;
@@ -253,6 +255,45 @@ function apiWorkloads(api: ApiFigures): Workload[] {
   ];
 }
 
+function flowWorkloads(flow: FlowFigures): Workload[] {
+  return [
+    workload(
+      'flow_limited_throughput',
+      flow.limitedPerSecond,
+      'executions/s',
+      'the same workload without a limit',
+      flow.unlimitedPerSecond,
+      '>= 0.8',
+      {
+        note: '1,000 executions of 2 http steps (10 ms peer), config.concurrency limit 2 over 10 keys',
+      },
+    ),
+    workload(
+      'flow_fairness_start_latency',
+      flow.lateLoadedMedianMs,
+      'ms',
+      "the late key's start latency alone",
+      flow.lateIdleMedianMs,
+      '<= 3',
+      { note: 'median created -> first step of 20 executions of key B, behind 5,000 of key A' },
+    ),
+    workload('flow_fairness_jain', flow.jain, 'index', 'perfect fairness', 1, '>= 0.9', {
+      note: `completions while both keys had work: a ${flow.bothCompletions.a}, b ${flow.bothCompletions.b}`,
+    }),
+    workload(
+      'flow_diagnosis_p99',
+      flow.diagnosisP99Ms,
+      'ms',
+      'GET /executions/{id} p99, same executions',
+      flow.viewP99Ms,
+      null,
+      {
+        note: `10,000 executions queued for one slot; p50 ${flow.diagnosisP50Ms.toFixed(1)} ms (view ${flow.viewP50Ms.toFixed(1)} ms)`,
+      },
+    ),
+  ];
+}
+
 function historyWorkloads(history: HistoryFigures): Workload[] {
   const describe = (result: HistoryFigures['listFull']) => ({
     mean_ms: round(result.latencyMeanMs),
@@ -432,6 +473,21 @@ async function main(): Promise<number> {
       ),
     );
     if (history) results.push(...historyWorkloads(history));
+    const flow = await phase('flow', 'flow control (separate service process)', () =>
+      measureFlowControl(
+        context,
+        {
+          executions: 1000,
+          flood: 5000,
+          late: 20,
+          both: 1500,
+          waiting: 10_000,
+          diagnosisCalls: 200,
+        },
+        log,
+      ),
+    );
+    if (flow) results.push(...flowWorkloads(flow));
     const foreach = await phase('foreach', 'for_each fan-out (separate service process)', () =>
       measureForeach(
         context,

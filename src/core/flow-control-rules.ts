@@ -1,5 +1,9 @@
 import type { z } from 'zod';
-import { concurrencyConfigSchema, debounceConfigSchema } from '../domain/flow-control.js';
+import {
+  concurrencyConfigSchema,
+  debounceConfigSchema,
+  fairnessKeySchema,
+} from '../domain/flow-control.js';
 import { checkExpression } from '../engine/expressions.js';
 import { childPath } from '../engine/templates.js';
 import type { FieldProblem } from '../errors.js';
@@ -30,12 +34,17 @@ function keyProblem(setting: unknown, at: string): FieldProblem[] {
   return message ? [{ path: `${at}.key`, message: `invalid expression: ${message}` }] : [];
 }
 
-/** Problems of `config.concurrency` and `config.debounce`. */
+/** Problems of `config.concurrency`, `config.debounce` and `config.fairness_key`. */
 export function flowControlProblems(config: Record<string, unknown>): FieldProblem[] {
   return [
     ...schemaProblems(concurrencyConfigSchema, config.concurrency, 'config.concurrency'),
     ...keyProblem(config.concurrency, 'config.concurrency'),
     ...schemaProblems(debounceConfigSchema, config.debounce, 'config.debounce'),
     ...keyProblem(config.debounce, 'config.debounce'),
+    ...schemaProblems(fairnessKeySchema, config.fairness_key, 'config.fairness_key'),
+    ...keyProblem({ key: config.fairness_key }, 'config').map((problem) => ({
+      ...problem,
+      path: 'config.fairness_key',
+    })),
   ];
 }

@@ -144,6 +144,8 @@ export type ClaimedRun = StepRunRow & {
   input_data: unknown;
   /** Its execution's priority, for the jobs its record adds. */
   priority: number;
+  /** Its execution's flow key (fairness group of its jobs). */
+  concurrency_key: string | null;
   /** The own runs of the run's iteration (no for_each items), as of the claim, by id. */
   iteration_runs: RunSnapshot[];
   /** Claims in a row that found this attempt abandoned by its process (a job's claim only;
@@ -163,6 +165,9 @@ export interface StepJob {
   runAt?: Date;
   /** A wake-up of a sleeping run (delay step), distinct from the attempt's first job. */
   wake?: boolean;
+  /** Its fairness group: the workflow, and its execution's flow key if it has one. Under
+   * contention the queue serves the groups in turn (step-queue.ts). */
+  group: string;
   /** For a run its limits turned away: how often, so each new job has an id of its own. */
   turn?: number;
   /** A for_each item's attempt: queued behind other steps of its priority (step-queue.ts). */

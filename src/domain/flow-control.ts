@@ -22,6 +22,9 @@ const keyExpression = z
   .max(2000)
   .describe('JSONata over {input, labels}: executions with the same value share the budget');
 
+/** `config.fairness_key`: the fairness group of its executions' steps, with no limit. */
+export const fairnessKeySchema = keyExpression;
+
 export const concurrencyConfigSchema = z
   .object({
     limit: z.number().int().min(1).max(MAX_EXECUTION_CONCURRENCY),

@@ -146,6 +146,9 @@ export interface WorkflowEngineConfig {
   concurrency?: ConcurrencyConfig;
   /** Starts with the same key within the window collapse into one execution. */
   debounce?: DebounceConfig;
+  /** JSONata over {input, labels}: the fairness group of its executions' steps, where no
+   * concurrency limit is wanted (config.concurrency.key serves when there is one). */
+  fairness_key?: string;
   /** Its executions' default priority: 1 (first) to 10 (last). */
   priority?: number;
   timeout_seconds?: number;

@@ -165,6 +165,7 @@ export async function passLimitGate(
         workflow_id: claim.workflow_id,
         workflow_version: claim.workflow_version,
         priority: claim.priority,
+        concurrency_key: claim.concurrency_key,
       };
       effects.jobs.push({ ...jobOfRun(execution, run), runAt: wakeAt });
     }

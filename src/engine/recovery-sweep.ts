@@ -221,6 +221,7 @@ export class RecoverySweep {
             workflow_id: run.workflow_id,
             workflow_version: run.workflow_version,
             priority: run.priority,
+            concurrency_key: run.concurrency_key,
           },
           run,
         ),

@@ -1,5 +1,7 @@
 import { type ConnectionOptions, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { StepJob } from '../domain/execution.js';
+import { fairPriority, takePlaces } from './fair-queue.js';
 
 export const STEP_QUEUE = 'steps';
 
@@ -54,22 +56,16 @@ export function advanceJobId(executionId: string): string {
   return `a-${executionId}`;
 }
 
-/**
- * A step job's BullMQ priority (1 runs first): its execution's priority (1..10), and within
- * one priority a fan-out's item jobs after other steps. Up to for_each_concurrency item jobs
- * of a fan-out are queued at once: other executions' steps go first instead of waiting behind
- * the whole fan-out (docs/ARCHITECTURE.md, "Fan-outs"). Advance jobs carry none: BullMQ runs
- * jobs without a priority before all others, and they only decide what starts.
- */
-function jobPriority(job: StepJob): number {
-  return 2 * job.priority - (job.item ? 0 : 1);
-}
-
 /** The producer side of the step queue. */
 export class StepQueue {
   readonly queue: Queue<QueueJobData>;
 
-  constructor(connection: ConnectionOptions, prefix: string) {
+  constructor(
+    connection: ConnectionOptions,
+    private readonly prefix: string,
+    /** Where the fairness counts are kept (fair-queue.ts). */
+    private readonly counts: Redis,
+  ) {
     this.queue = new Queue<QueueJobData>(STEP_QUEUE, {
       connection,
       prefix,
@@ -86,9 +82,14 @@ export class StepQueue {
 
   async enqueue(jobs: readonly StepJob[]): Promise<void> {
     if (jobs.length === 0) return;
+    const places = await takePlaces(
+      this.counts,
+      this.prefix,
+      jobs.map((job) => job.group),
+    );
     const now = Date.now();
     await this.queue.addBulk(
-      jobs.map((job) => ({
+      jobs.map((job, index) => ({
         name: job.wake ? 'wake' : 'attempt',
         data: {
           runId: job.runId,
@@ -97,10 +98,12 @@ export class StepQueue {
           workflowId: job.workflowId,
           workflowVersion: job.workflowVersion,
           stepId: job.stepId,
+          group: job.group,
+          ...(job.turn ? { turn: job.turn } : {}),
         },
         opts: {
           jobId: stepJobId(job),
-          priority: jobPriority(job),
+          priority: fairPriority(job.priority, job.item === true, places[index] ?? 1),
           ...(job.runAt && job.runAt.getTime() > now ? { delay: job.runAt.getTime() - now } : {}),
         },
       })),

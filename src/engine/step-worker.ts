@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type ConnectionOptions, type Job, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { ClaimedRun } from '../domain/execution.js';
 import { ADVANCING_EXECUTION_STATUSES, type ExecutionStatus } from '../domain/statuses.js';
 import type { StepDefinition } from '../domain/workflow-definition.js';
@@ -7,6 +8,7 @@ import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
 import type { CancellationBus } from './cancellation-bus.js';
+import { leavePlace } from './fair-queue.js';
 import { type LimitGateOptions, passLimitGate } from './limit-gate.js';
 import type { EffectSink } from './state/effects.js';
 import { withLockedExecution } from './state/lock.js';
@@ -35,6 +37,8 @@ export interface StepWorkerOptions {
   env: StepEnvironment;
   /** The gate of named limits: where their rate tokens are kept. */
   limits: LimitGateOptions;
+  /** Where the fairness counts are kept (fair-queue.ts): a job taken leaves its line. */
+  counts: Redis;
   logger: Log;
 }
 
@@ -67,6 +71,8 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
   const { state, pool, logger } = options;
   const data = job.data;
   const log = logger.child({ executionId: data.executionId });
+  // A hint only (fair-queue.ts): the job is not held up for it, and a failure is harmless.
+  if (data.group) void leavePlace(options.counts, options.prefix, data.group).catch(() => {});
   const definition = await state.definition(pool, data.workflowId, data.workflowVersion);
   const stepOf = (stepId: string) => {
     const step = definition.steps.find((candidate) => candidate.id === stepId);

@@ -25,9 +25,6 @@ export const enginePlugin = fp(
     // Workers block on Redis and must retry forever (BullMQ's requirement).
     const subscriber = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
     subscriber.on('error', () => {});
-    // Rate tokens of named limits: a failed command turns the run away briefly, never hangs.
-    const tokens = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1 });
-    tokens.on('error', () => {});
     const worker = createStepWorker({
       connection: { ...redisOptionsFromUrl(config.REDIS_URL), maxRetriesPerRequest: null },
       prefix: config.REDIS_PREFIX,
@@ -42,9 +39,11 @@ export const enginePlugin = fp(
         httpMaxResponseBytes: config.HTTP_STEP_MAX_RESPONSE_BYTES,
         expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
       },
+      counts: app.redis,
       limits: {
         pool: app.pg,
-        tokens: new RateTokens(tokens, config.REDIS_PREFIX),
+        // A failed command turns the run away briefly (app.redis fails fast), never hangs.
+        tokens: new RateTokens(app.redis, config.REDIS_PREFIX),
         expressionTimeoutMs: config.EXPRESSION_TIMEOUT_MS,
       },
       logger: log,
@@ -98,7 +97,6 @@ export const enginePlugin = fp(
         await worker.close(true);
       }
       subscriber.disconnect();
-      tokens.disconnect();
     });
   },
   { name: 'engine', dependencies: ['infrastructure', 'executions', 'monitoring'] },

@@ -45,6 +45,7 @@ export const executionsPlugin = fp(
         retryStrategy: (times) => Math.min(times * 200, 2000),
       },
       config.REDIS_PREFIX,
+      app.redis,
     );
     queue.queue.on('error', () => {});
     const bus = new CancellationBus(CancellationBus.channelFor(config.REDIS_PREFIX));

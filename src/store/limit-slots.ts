@@ -102,7 +102,12 @@ export async function turnAway(
 export type FreedRun = Pick<
   StepRunRow,
   'id' | 'step_id' | 'attempt' | 'execution_id' | 'limit_wait'
-> & { workflow_id: string; workflow_version: number; priority: number };
+> & {
+  workflow_id: string;
+  workflow_version: number;
+  priority: number;
+  concurrency_key: string | null;
+};
 
 /**
  * Up to `count` runs waiting for a slot of `key`, in their executions' priority then arrival
@@ -130,7 +135,7 @@ export async function releaseWaiters(
        FROM freed, workflow_executions e
       WHERE s.id = freed.id AND e.id = s.execution_id
      RETURNING s.id, s.step_id, s.attempt, s.execution_id, s.limit_wait, e.workflow_id,
-               e.workflow_version, e.priority`,
+               e.workflow_version, e.priority, e.concurrency_key`,
     [key, count],
   );
   return rows;

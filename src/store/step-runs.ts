@@ -263,7 +263,7 @@ export async function claimRun(
           AND (s.status IN ${SQL_CLAIMABLE_RUNS} OR (s.status = 'waiting' AND s.wake_at IS NOT NULL))
           AND e.id = s.execution_id AND e.status IN ${SQL_RUNNING_EXECUTIONS}
        RETURNING ${qualified('s', RUN_COLUMNS)}, s.crashed_claims, e.workflow_id, e.workflow_version,
-                 e.input_data, e.priority
+                 e.input_data, e.priority, e.concurrency_key
      )
      -- The claimed row's own change is invisible to this snapshot: its status is patched in.
      SELECT c.*,

@@ -15,6 +15,7 @@ export type PinnedRun = StepRunRow & {
   workflow_id: string;
   workflow_version: number;
   priority: number;
+  concurrency_key: string | null;
 };
 
 /** The instant `$1` milliseconds ago: the statements' staleness or grace parameter. */
@@ -32,7 +33,7 @@ async function findRunsOfRunningExecutions<Row extends StepRunRow = PinnedRun>(
   limit: number,
 ): Promise<Row[]> {
   const { rows } = await db.query<Row>(
-    `SELECT s.*, e.workflow_id, e.workflow_version, e.priority
+    `SELECT s.*, e.workflow_id, e.workflow_version, e.priority, e.concurrency_key
        FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
       WHERE ${condition} AND e.status = ANY($3::text[])
       ORDER BY ${orderBy} LIMIT $2`,

@@ -101,6 +101,7 @@ function claimOf(step: StepDefinition): ClaimedRun {
     workflow_version: 1,
     input_data: { n: 3 },
     priority: 5,
+    concurrency_key: null,
     iteration_runs: [],
   };
 }

@@ -1,5 +1,6 @@
 import type { ExecutionRow } from '../../domain/execution.js';
 import type { ConcurrencyConfig } from '../../domain/flow-control.js';
+import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
 import type { Queryable } from '../../store/db.js';
 import * as slots from '../../store/execution-slots.js';
 import * as executions from '../../store/executions.js';
@@ -19,13 +20,19 @@ import { fillSlots } from './slots.js';
  * is free, or applies `on_limit`.
  */
 
-/** The execution's key: its key expression over {input, labels}, or one budget for all. */
-export async function concurrencyKey(
+/**
+ * The execution's flow key: config.concurrency's key expression over {input, labels} (none:
+ * one budget for the workflow), else config.fairness_key's. It names both its slot budget and
+ * the fairness group of its jobs.
+ */
+async function flowKey(
   m: Machine,
-  config: ConcurrencyConfig,
+  definition: WorkflowDefinition,
   execution: ExecutionRow,
 ): Promise<{ key: string; error: string | null }> {
-  if (config.key === undefined) return { key: '', error: null };
+  const { concurrency, fairness_key: fairnessKey } = definition.config;
+  const source = concurrency ? concurrency.key : fairnessKey;
+  if (source === undefined) return { key: '', error: null };
   const context = {
     input: execution.input_data,
     labels: {},
@@ -37,7 +44,7 @@ export async function concurrencyKey(
       workflow_version: execution.workflow_version,
     },
   };
-  return evaluateFlowKey(config.key, context, m.options.expressionTimeoutMs);
+  return evaluateFlowKey(source, context, m.options.expressionTimeoutMs);
 }
 
 /** What cancel_new and cancel_oldest write as the cancelled execution's error. */
@@ -59,9 +66,10 @@ export async function admit(
   if (await stillCollecting(tx, execution)) return effects;
   const definition = await m.definition(tx, execution.workflow_id, execution.workflow_version);
   const config = definition.config.concurrency;
+  const keyed = config !== undefined || definition.config.fairness_key !== undefined;
   let queued = execution;
-  if (config && execution.concurrency_key === null) {
-    const { key, error } = await concurrencyKey(m, config, execution);
+  if (keyed && execution.concurrency_key === null) {
+    const { key, error } = await flowKey(m, definition, execution);
     await slots.setConcurrencyKey(tx, execution.id, key, error);
     queued = { ...execution, concurrency_key: key };
   }

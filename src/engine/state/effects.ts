@@ -59,9 +59,24 @@ export interface ExecutionLinks {
   cancelChildren(parentExecutionId: string): Promise<Effects>;
 }
 
+/** What a job needs of its execution. */
+export type JobExecution = Pick<
+  ExecutionRow,
+  'id' | 'workflow_id' | 'workflow_version' | 'priority' | 'concurrency_key'
+>;
+
+/**
+ * The fairness group of an execution's jobs: its workflow, and within it the execution's flow
+ * key (config.concurrency.key or config.fairness_key) when it has one.
+ */
+export function fairnessGroup(execution: Pick<ExecutionRow, 'workflow_id' | 'concurrency_key'>) {
+  const key = execution.concurrency_key;
+  return key === null ? execution.workflow_id : `${execution.workflow_id}/${key}`;
+}
+
 /** The job that runs one attempt of a run of an execution. */
 export function jobFor(
-  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version' | 'priority'>,
+  execution: JobExecution,
   runId: number,
   stepId: string,
   attempt: number,
@@ -74,6 +89,7 @@ export function jobFor(
     workflowId: execution.workflow_id,
     workflowVersion: execution.workflow_version,
     priority: execution.priority,
+    group: fairnessGroup(execution),
   };
 }
 
@@ -83,7 +99,7 @@ export function jobFor(
  * adds it again (the sweep, a resume), so BullMQ keeps one.
  */
 export function jobOfRun(
-  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version' | 'priority'>,
+  execution: JobExecution,
   run: Pick<StepRunRow, 'id' | 'step_id' | 'attempt' | 'limit_wait'>,
 ): StepJob {
   const turn = turnOf(run);

@@ -69,7 +69,10 @@ function snapshot(run: RunSnapshot): RunSnapshot {
  * included when it is one).
  */
 export function claimedRun(
-  execution: Pick<ExecutionRow, 'workflow_id' | 'workflow_version' | 'input_data' | 'priority'>,
+  execution: Pick<
+    ExecutionRow,
+    'workflow_id' | 'workflow_version' | 'input_data' | 'priority' | 'concurrency_key'
+  >,
   claimed: StepRunRow,
   runs: readonly RunSnapshot[],
 ): ClaimedRun {
@@ -79,6 +82,7 @@ export function claimedRun(
     workflow_version: execution.workflow_version,
     input_data: execution.input_data,
     priority: execution.priority,
+    concurrency_key: execution.concurrency_key,
     iteration_runs: runs
       .filter((run) => run.item_index < 0)
       .map((run) => snapshot(run.id === claimed.id ? claimed : run)),

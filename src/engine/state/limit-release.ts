@@ -28,6 +28,7 @@ export async function releaseLimitKeys(
         workflow_id: run.workflow_id,
         workflow_version: run.workflow_version,
         priority: run.priority,
+        concurrency_key: run.concurrency_key,
       };
       effects.jobs.push(jobOfRun(execution, run));
     }

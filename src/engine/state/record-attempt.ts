@@ -6,7 +6,7 @@ import * as completions from '../../store/run-completions.js';
 import * as stepRuns from '../../store/step-runs.js';
 import { type CompletionOutcome, predictCompletion } from '../scheduler.js';
 import { advance } from './advance.js';
-import { type Effects, jobFor, noEffects } from './effects.js';
+import { type Effects, type JobExecution, jobFor, noEffects } from './effects.js';
 import { ended, executionOutput } from './finish.js';
 import { claimedExecution, claimedRun, expressionContext, withChanges } from './iteration-runs.js';
 import { releaseLimitKeys } from './limit-release.js';
@@ -157,14 +157,13 @@ async function completeItemAlone(
 }
 
 /** The execution of a claim, as jobFor names it. */
-function executionOf(
-  claim: ClaimedRun,
-): Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version' | 'priority'> {
+function executionOf(claim: ClaimedRun): JobExecution {
   return {
     id: claim.execution_id,
     workflow_id: claim.workflow_id,
     workflow_version: claim.workflow_version,
     priority: claim.priority,
+    concurrency_key: claim.concurrency_key,
   };
 }
 

@@ -86,10 +86,11 @@ export async function findStarted(
   return existing ? { row: existing, created: false, effects } : null;
 }
 
-/** Under config.concurrency or config.debounce, an execution starts queued: a worker admits
- * it (admission.ts). */
+/** Under config.concurrency, config.debounce or config.fairness_key, an execution starts
+ * queued: a worker evaluates its key and admits it (admission.ts). */
 function startsQueued(definition: WorkflowDefinition): boolean {
-  return definition.config.concurrency !== undefined || definition.config.debounce !== undefined;
+  const { concurrency, debounce, fairness_key: fairnessKey } = definition.config;
+  return concurrency !== undefined || debounce !== undefined || fairnessKey !== undefined;
 }
 
 /** A queued execution starts with none of its runs queued. */
