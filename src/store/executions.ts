@@ -58,8 +58,10 @@ export interface NewExecution {
   trigger?: Record<string, unknown> | undefined;
   /** 1 (first) to 10 (last). */
   priority: number;
-  /** Starts `queued`, holding no worker, until a worker admits it (config.concurrency). */
+  /** Starts `queued`, holding no worker, until it is admitted (config.concurrency). */
   queued?: boolean;
+  /** Its flow key, when known at its start, and why it is `__error__` if it is. */
+  flowKey?: { key: string; error: string | null } | null;
 }
 
 /**
@@ -82,11 +84,12 @@ export async function insertExecution(
     text: `WITH inserted AS (
              INSERT INTO workflow_executions
                (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at,
-                deadline_at, parent_execution_id, parent_run_id, trigger, priority)
+                deadline_at, parent_execution_id, parent_run_id, trigger, priority, concurrency_key,
+                concurrency_key_error)
              SELECT $1, w.id, w.version, CASE WHEN $14::boolean THEN 'queued' ELSE 'running' END,
                     $4, $5, now(),
                     CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
-                    $7, $8, $9, $13
+                    $7, $8, $9, $13, $15, $16
                FROM workflows w
               WHERE w.id = $2 AND w.version = $3 AND w.status = ANY($10::text[])
              ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -122,6 +125,8 @@ export async function insertExecution(
       runs.queued,
       execution.priority,
       execution.queued === true,
+      execution.flowKey?.key ?? null,
+      execution.flowKey?.error ?? null,
     ],
   });
   const inserted = rows[0];

@@ -61,10 +61,12 @@ async function keyed(id: string): Promise<Diagnosis> {
 describe('config.concurrency', () => {
   it('queues beyond the limit, in priority order, and admits the next when a slot frees', async () => {
     const workflowId = await sleepingWorkflow({ limit: 1, key: 'input.account' });
+    // Its key is evaluated at its start: with a slot free it is admitted at once.
     const first = await execute(workflowId, { input_data: { account: 'a' } });
-    expect(first.status).toBe('queued');
+    expect(first.status).toBe('running');
     await waitForExecution(ctx.app, first.id, napping);
     const second = await execute(workflowId, { input_data: { account: 'a' } });
+    expect(second.status).toBe('queued');
     const urgent = await execute(workflowId, { input_data: { account: 'a' }, priority: 1 });
     // Another key has its own budget.
     const other = await execute(workflowId, { input_data: { account: 'b' } });

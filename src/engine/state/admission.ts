@@ -14,23 +14,25 @@ import { fillSlots } from './slots.js';
 
 /**
  * Admission of queued executions under their workflow's `config.concurrency`
- * (docs/ARCHITECTURE.md, "Flow control"). A start never evaluates the key: it inserts the
- * execution `queued` and leaves its admission to a worker's advance job, which evaluates the
- * key in the expression sandbox and then, under the (workflow, key) lock, admits it if a slot
- * is free, or applies `on_limit`.
+ * (docs/ARCHITECTURE.md, "Flow control"). A start evaluates the key (like any expression:
+ * sandboxed when it may be expensive, under the time limit), inserts the execution `queued`
+ * and admits it in the same transaction if its key has a free slot (admitKeyed), else applies
+ * `on_limit`; an end admits the next in line (slots.ts). An advance job admits the rest: a
+ * debounced execution at its window's end, a retried one, one the sweep finds idle.
  */
 
 /**
- * The execution's flow key: config.concurrency's key expression over {input, labels} (none:
- * one budget for the workflow), else config.fairness_key's. It names both its slot budget and
- * the fairness group of its jobs.
+ * The flow key of an execution of `definition`: config.concurrency's key expression over
+ * {input, labels} (none: one budget for the workflow), else config.fairness_key's; null when
+ * the workflow has neither. It names both its slot budget and the fairness group of its jobs.
  */
-async function flowKey(
+export async function flowKey(
   m: Machine,
   definition: WorkflowDefinition,
-  execution: ExecutionRow,
-): Promise<{ key: string; error: string | null }> {
+  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version' | 'input_data'>,
+): Promise<{ key: string; error: string | null } | null> {
   const { concurrency, fairness_key: fairnessKey } = definition.config;
+  if (!concurrency && fairnessKey === undefined) return null;
   const source = concurrency ? concurrency.key : fairnessKey;
   if (source === undefined) return { key: '', error: null };
   const context = {
@@ -54,8 +56,41 @@ function limitReason(config: ConcurrencyConfig, key: string): string {
 }
 
 /**
- * Admits a queued, locked execution, or leaves it queued, or cancels it (cancel_new), or
- * cancels the oldest execution running under its key to make room (cancel_oldest).
+ * Admits a queued, locked execution whose key is known, if its key has a free slot; else
+ * applies `on_limit`: it stays queued, is cancelled (cancel_new), or the oldest execution
+ * running under its key is cancelled to make room (cancel_oldest). Returns the execution as
+ * it is left; an admitted one is `running` and not advanced yet.
+ */
+export async function admitKeyed(
+  m: Machine,
+  tx: Queryable,
+  queued: ExecutionRow,
+  config: ConcurrencyConfig,
+  effects: Effects,
+): Promise<ExecutionRow> {
+  if ((await fillSlots(m, tx, queued, effects)).includes(queued.id)) {
+    return { ...queued, status: 'running' };
+  }
+  const key = queued.concurrency_key as string;
+  if (config.on_limit === 'cancel_new') {
+    return finish(m, tx, queued, { status: 'cancelled', error: limitReason(config, key) }, effects);
+  }
+  if (config.on_limit !== 'cancel_oldest') return queued;
+  for (const oldest of await slots.lockOldestHolders(tx, queued.workflow_id, key, 1)) {
+    const reason = `${limitReason(config, key)}: cancelled to make room for ${queued.id}`;
+    // Its end admits the line's first execution: this one, unless others queued before it.
+    await finish(m, tx, oldest, { status: 'cancelled', error: reason }, effects);
+  }
+  const now = (await executions.lockExecution(tx, queued.id)) ?? queued;
+  // Admitted by that end, which asked for an advance job: the caller decides how it advances.
+  effects.advanceExecutions = effects.advanceExecutions.filter((id) => id !== now.id);
+  return now;
+}
+
+/**
+ * The admission job of a queued, locked execution (a debounce window's end, a retry, or one
+ * whose key was not known at its start): evaluates its key if needed, admits it or applies
+ * `on_limit`, and advances it once admitted.
  */
 export async function admit(
   m: Machine,
@@ -66,32 +101,18 @@ export async function admit(
   if (await stillCollecting(tx, execution)) return effects;
   const definition = await m.definition(tx, execution.workflow_id, execution.workflow_version);
   const config = definition.config.concurrency;
-  const keyed = config !== undefined || definition.config.fairness_key !== undefined;
   let queued = execution;
-  if (keyed && execution.concurrency_key === null) {
-    const { key, error } = await flowKey(m, definition, execution);
-    await slots.setConcurrencyKey(tx, execution.id, key, error);
-    queued = { ...execution, concurrency_key: key };
+  if (execution.concurrency_key === null) {
+    const evaluated = await flowKey(m, definition, execution);
+    if (evaluated) {
+      await slots.setConcurrencyKey(tx, execution.id, evaluated.key, evaluated.error);
+      queued = { ...execution, concurrency_key: evaluated.key };
+    }
   }
-  if (!config || (await fillSlots(m, tx, queued, effects)).includes(execution.id)) {
-    if (!config) await executions.setExecutionStatus(tx, execution.id, 'running');
+  if (!config) {
+    await executions.setExecutionStatus(tx, execution.id, 'running');
     return advance(m, tx, { ...queued, status: 'running' }, effects);
   }
-  const key = queued.concurrency_key as string;
-  if (config.on_limit === 'cancel_new') {
-    await finish(m, tx, queued, { status: 'cancelled', error: limitReason(config, key) }, effects);
-  } else if (config.on_limit === 'cancel_oldest') {
-    for (const oldest of await slots.lockOldestHolders(tx, execution.workflow_id, key, 1)) {
-      const reason = `${limitReason(config, key)}: cancelled to make room for ${execution.id}`;
-      // Its end admits the line's first execution: this one, unless others queued before it.
-      await finish(m, tx, oldest, { status: 'cancelled', error: reason }, effects);
-    }
-    const now = await executions.lockExecution(tx, execution.id);
-    if (now?.status === 'running') {
-      // Admitted by that end, which also asked for an advance job: it advances here instead.
-      effects.advanceExecutions = effects.advanceExecutions.filter((id) => id !== now.id);
-      return advance(m, tx, now, effects);
-    }
-  }
-  return effects;
+  const now = await admitKeyed(m, tx, queued, config, effects);
+  return now.status === 'running' ? advance(m, tx, now, effects) : effects;
 }

@@ -9,6 +9,7 @@ import {
 import { isPgError, type Queryable, SqlState, withTransactionThen } from '../../store/db.js';
 import type { NewExecution } from '../../store/executions.js';
 import * as executions from '../../store/executions.js';
+import { admitKeyed, flowKey } from './admission.js';
 import { type AdvanceOptions, advance } from './advance.js';
 import { collectStart, openDebounceWindow } from './debounce.js';
 import { type Effects, noEffects, queueJobs } from './effects.js';
@@ -86,11 +87,10 @@ export async function findStarted(
   return existing ? { row: existing, created: false, effects } : null;
 }
 
-/** Under config.concurrency, config.debounce or config.fairness_key, an execution starts
- * queued: a worker evaluates its key and admits it (admission.ts). */
+/** Under config.concurrency or config.debounce, an execution starts queued until admitted
+ * (admission.ts): at once when its key has a slot, else when one frees or its window ends. */
 function startsQueued(definition: WorkflowDefinition): boolean {
-  const { concurrency, debounce, fairness_key: fairnessKey } = definition.config;
-  return concurrency !== undefined || debounce !== undefined || fairnessKey !== undefined;
+  return definition.config.concurrency !== undefined || definition.config.debounce !== undefined;
 }
 
 /** A queued execution starts with none of its runs queued. */
@@ -101,21 +101,27 @@ function admitted(
   return startsQueued(definition) ? { ...first, queued: [] } : first;
 }
 
-/** Inserts the execution and its first iteration's runs, if `version` is still the current
- * one and runnable; null, with nothing written, when the workflow changed. */
-function insertFirst(
+/**
+ * Inserts the execution and its first iteration's runs, if `version` is still the current
+ * one and runnable; null, with nothing written, when the workflow changed. Its flow key
+ * (config.concurrency or config.fairness_key) is evaluated first, so that it is admitted, or
+ * queued, in the same transaction, and its jobs join their fairness group at once; a debounced
+ * start's key waits for its window's end.
+ */
+async function insertFirst(
+  m: Machine,
   db: Queryable,
   request: StartRequest,
   version: number,
   definition: WorkflowDefinition,
   first: ReturnType<typeof firstIteration>,
 ) {
-  return executions.insertExecution(
-    db,
-    newExecution(request, version, definition),
-    { runnable: runnableStatuses(request) },
-    first,
-  );
+  const fresh = newExecution(request, version, definition);
+  if (!definition.config.debounce) {
+    const identity = { id: fresh.id, workflow_id: fresh.workflowId, workflow_version: version };
+    fresh.flowKey = await flowKey(m, definition, { ...identity, input_data: fresh.input });
+  }
+  return executions.insertExecution(db, fresh, { runnable: runnableStatuses(request) }, first);
 }
 
 /**
@@ -149,7 +155,7 @@ export async function start(
     debounceKey = collected.key;
   }
   const first = admitted(definition, firstIteration(definition));
-  const inserted = await insertFirst(tx, request, head.version, definition, first);
+  const inserted = await insertFirst(m, tx, request, head.version, definition, first);
   if (!inserted) {
     // A concurrent start with the same key won the insert: return its execution.
     const concurrent = await findStarted(tx, request, effects);
@@ -164,6 +170,14 @@ export async function start(
   if (debounceKey !== null) {
     const row = await openDebounceWindow(tx, inserted.row, definition, debounceKey, effects);
     return { row, created: true, debounced: true, effects };
+  }
+  const { concurrency } = definition.config;
+  if (concurrency && inserted.row.concurrency_key !== null) {
+    // Admitted (or queued, or cancelled by on_limit) at once; an admitted one's first pass is
+    // an advance job's, as for any start.
+    const row = await admitKeyed(m, tx, inserted.row, concurrency, effects);
+    if (row.status === 'running') effects.advanceExecutions.push(row.id);
+    return { row, created: true, effects };
   }
   if (inserted.row.status === 'queued' || (!first.settled && request.parent === undefined)) {
     // The first pass takes decisions (conditions, for_each, the output of an empty
@@ -202,7 +216,7 @@ export async function startAtOnce(
   const definition = await m.definition(db, request.workflowId, version);
   const first = firstIteration(definition);
   if (!first.settled || startsQueued(definition)) return null;
-  const inserted = await insertFirst(db, request, version, definition, first);
+  const inserted = await insertFirst(m, db, request, version, definition, first);
   if (!inserted) return null;
   const effects = queueJobs(inserted.row, inserted.runs, noEffects());
   const settled = { execution: inserted.row, runs: inserted.runs };
