@@ -27,9 +27,11 @@ export interface ItemProgress {
 }
 
 export interface DiagnosisInput {
-  execution: Pick<ExecutionRow, 'id' | 'status' | 'concurrency_key'>;
+  execution: Pick<ExecutionRow, 'id' | 'status' | 'concurrency_key' | 'priority'>;
   /** For a queued execution: its key's slots in use and the executions queued before it. */
   standing?: SlotStanding | undefined;
+  /** Steps queued ahead of this execution's by priority, when one of its steps is queued. */
+  aheadByPriority?: number | undefined;
   /** For an execution collecting debounced starts: its window. */
   window?: { key: string; until: Date; deadline: Date } | null | undefined;
   definition: WorkflowDefinition;
@@ -209,6 +211,14 @@ function diagnoseRun(
         last_error: run.error?.message ?? null,
       },
       summary: `attempt ${run.attempt} starts at ${run.wake_at.toISOString()} (retry backoff)`,
+    };
+  }
+  const ahead = input.aheadByPriority ?? 0;
+  if (run.status === 'queued' && ahead > 0) {
+    const priority = input.execution.priority;
+    return {
+      blocked_by: { kind: 'priority_queue', priority, ahead },
+      summary: `queued behind ${ahead} steps of executions with a higher priority than its ${priority}`,
     };
   }
   if (run.status === 'queued') {

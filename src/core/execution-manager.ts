@@ -151,7 +151,9 @@ export class ExecutionManager {
     const taskTypes = runs.flatMap((run) =>
       run.wait_kind === 'task' ? [run.wait_spec.step_type] : [],
     );
-    const [fanOuts, polls, standing, window] = await Promise.all([
+    const now = new Date();
+    const due = runs.some((run) => run.status === 'queued' && !(run.wake_at && run.wake_at > now));
+    const [fanOuts, polls, standing, window, aheadByPriority] = await Promise.all([
       runPages.itemProgress(
         pool,
         expanded.map((run) => run.id),
@@ -159,9 +161,19 @@ export class ExecutionManager {
       taskTypes.length > 0 ? taskStore.lastPolls(pool, taskTypes) : new Map<string, Date>(),
       row.status === 'queued' ? slots.slotStanding(pool, row) : undefined,
       row.debounce_until ? debounce.debounceWindow(pool, row.id) : undefined,
+      due && row.priority > 1 ? runPages.queuedAhead(pool, row.priority) : undefined,
     ]);
-    const now = new Date();
-    return diagnose({ execution: row, definition, runs, fanOuts, polls, standing, window, now });
+    return diagnose({
+      execution: row,
+      definition,
+      runs,
+      fanOuts,
+      polls,
+      standing,
+      window,
+      aheadByPriority,
+      now,
+    });
   }
 
   /** A page of an execution's step runs, in the order they were created (run id). */

@@ -21,6 +21,7 @@ export const BLOCKED_BY_KINDS = [
   'external_task',
   'sub_workflow',
   'paused',
+  'priority_queue',
   'worker_capacity',
 ] as const;
 
@@ -97,6 +98,13 @@ export const blockedBySchema = z.discriminatedUnion('kind', [
   }),
   z.object({ kind: z.literal('sub_workflow'), execution_id: z.string() }),
   z.object({ kind: z.literal('paused') }),
+  z.object({
+    kind: z.literal('priority_queue'),
+    /** Its execution's priority. */
+    priority: z.number().int(),
+    /** Steps queued now for executions of a higher priority (a smaller number). */
+    ahead: z.number().int(),
+  }),
   z.object({
     kind: z.literal('worker_capacity'),
     /** When it became ready: it waits for a free worker slot (or, pending, for a worker to

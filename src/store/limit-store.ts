@@ -1,7 +1,7 @@
 import { LIMIT_WAIT_KIND } from '../domain/limits.js';
 import { LIMIT_BINDING_WORKFLOW_STATUSES, type StepStatus } from '../domain/statuses.js';
 import type { Queryable } from './db.js';
-import { SQL_LIMIT_COUNTED_RUNS } from './sql-statuses.js';
+import { SQL_ACTIVE_RUNS } from './sql-statuses.js';
 
 /**
  * All SQL about named limits: the `limits` table, what runs hold or wait for
@@ -145,9 +145,13 @@ export async function limitUsage(
   const { rows } = await db.query<LimitKeyUsage>(
     `WITH held AS (
        SELECT substr(k, 1, position(':' in k) - 1) AS name, substr(k, position(':' in k) + 1) AS key,
-              s.status = $3 AS in_use, s.status = $4 AND s.wait_kind = $5 AS waiting
+              s.status = $3 AS in_use,
+              -- Waiting for a slot, or queued again until a token is due.
+              (s.status = $4 AND s.wait_kind = $5)
+                OR (s.status = 'queued' AND s.limit_wait->>'kind' = 'rate' AND s.wake_at > now())
+                AS waiting
          FROM step_executions s CROSS JOIN LATERAL unnest(s.limit_keys) AS k
-        WHERE s.limit_keys IS NOT NULL AND s.status IN ${SQL_LIMIT_COUNTED_RUNS}
+        WHERE s.limit_keys IS NOT NULL AND s.status IN ${SQL_ACTIVE_RUNS}
      ), per_key AS (
        SELECT name, key, count(*) FILTER (WHERE in_use)::int AS in_use,
               count(*) FILTER (WHERE waiting)::int AS waiting

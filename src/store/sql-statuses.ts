@@ -56,3 +56,6 @@ export const SQL_CLAIMABLE_RUNS = sqlList(CLAIMABLE_STEP_STATUSES);
  * index step_executions_limit_keys_idx spells them (migration named-limits).
  */
 export const SQL_LIMIT_COUNTED_RUNS = sqlList(LEASED_STEP_STATUSES);
+/** Runs in flight, as the partial index step_executions_active_idx spells them: the usage of
+ * named limits reads them all (runs waiting for a token are queued again). */
+export const SQL_ACTIVE_RUNS = sqlList(ACTIVE_STEP_STATUSES);

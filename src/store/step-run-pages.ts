@@ -3,6 +3,7 @@ import type { StepStatus } from '../domain/statuses.js';
 import { InvalidCursorError } from '../errors.js';
 import type { Queryable } from './db.js';
 import { qualified, RUN_COLUMNS } from './execution-columns.js';
+import { SQL_ACTIVE_RUNS } from './sql-statuses.js';
 
 /**
  * Reads of an execution's step runs for the API that stay bounded however large its fan-outs:
@@ -176,4 +177,20 @@ export async function itemProgress(
     [parentIds],
   );
   return new Map(rows.map(({ id, ...counts }) => [Number(id), counts]));
+}
+
+/**
+ * Steps queued and due now whose executions have a higher priority (a smaller number) than
+ * `priority`: what goes before a queued step of that priority. The partial index on active
+ * runs bounds the scan to runs in flight.
+ */
+export async function queuedAhead(db: Queryable, priority: number): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n
+       FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
+      WHERE s.status IN ${SQL_ACTIVE_RUNS} AND s.status = 'queued'
+        AND (s.wake_at IS NULL OR s.wake_at <= now()) AND e.priority < $1`,
+    [priority],
+  );
+  return rows[0]?.n ?? 0;
 }

@@ -42,7 +42,7 @@ function run(stepId: string, status: StepStatus, extra: Partial<StepRunRow> = {}
 }
 
 const input = (runs: StepRunRow[], config: Record<string, unknown> = {}) => ({
-  execution: { id: 'ex-1', status: 'running' as const, concurrency_key: null },
+  execution: { id: 'ex-1', status: 'running' as const, concurrency_key: null, priority: 5 },
   definition: definition(config),
   runs,
   fanOuts: new Map(),
@@ -116,6 +116,79 @@ describe('diagnose', () => {
     expect(reason(new Map([['ocr', old]]))).toMatchObject({
       no_worker: true,
       last_poll_at: old.toISOString(),
+    });
+  });
+
+  it('puts a queued step behind steps of higher priority, and names a limit that holds it', () => {
+    const queued = diagnose({ ...input([run('a', 'queued')]), aheadByPriority: 12 });
+    expect(queued.steps[0]?.blocked_by).toEqual({ kind: 'priority_queue', priority: 5, ahead: 12 });
+    const wait = {
+      kind: 'concurrency' as const,
+      name: 'payments',
+      key: 'acct-1',
+      in_use: 2,
+      max: 2,
+      attempt: 1,
+      turns: 1,
+    };
+    const limited = run('a', 'waiting', {
+      wait_kind: 'limit',
+      wait_spec: wait,
+      limit_wait: wait,
+      wait_reason: 'waits for a slot of limit payments (key acct-1): 2 of 2 in use',
+    } as Partial<StepRunRow>);
+    expect(diagnose(input([limited])).steps[0]).toMatchObject({
+      blocked_by: { kind: 'concurrency', limit: 'named_limit', name: 'payments', key: 'acct-1' },
+      summary: 'waits for a slot of limit payments (key acct-1): 2 of 2 in use',
+    });
+    const eta = new Date(now.getTime() + 30_000).toISOString();
+    const rated = run('a', 'queued', {
+      wake_at: new Date(eta),
+      limit_wait: {
+        kind: 'rate',
+        name: 'partner',
+        key: null,
+        rate: { limit: 10, period_seconds: 60 },
+        eta,
+        attempt: 1,
+        turns: 2,
+      },
+    } as Partial<StepRunRow>);
+    expect(diagnose(input([rated])).steps[0]?.blocked_by).toEqual({
+      kind: 'rate_limit',
+      name: 'partner',
+      key: null,
+      limit: 10,
+      period_seconds: 60,
+      eta,
+    });
+  });
+
+  it('says a queued execution waits for its key, or for its debounce window', () => {
+    const queued = {
+      ...input([run('a', 'pending')], { concurrency: { limit: 3, key: 'input.account' } }),
+      execution: { id: 'ex-1', status: 'queued' as const, concurrency_key: 'acct-1', priority: 5 },
+      standing: { in_use: 3, ahead: 4, key_error: null },
+    };
+    const answer = diagnose(queued);
+    expect(answer.blocked_by).toEqual({
+      kind: 'execution_concurrency',
+      key: 'acct-1',
+      key_error: null,
+      in_use: 3,
+      max: 3,
+      position: 5,
+      on_limit: 'queue',
+    });
+    expect(answer.steps[0]?.blocked_by).toEqual(answer.blocked_by);
+    const until = new Date(now.getTime() + 2000);
+    const deadline = new Date(now.getTime() + 9000);
+    const collecting = diagnose({ ...queued, window: { key: 'u1', until, deadline } });
+    expect(collecting.blocked_by).toEqual({
+      kind: 'debounce',
+      key: 'u1',
+      eta: until.toISOString(),
+      deadline: deadline.toISOString(),
     });
   });
 });
