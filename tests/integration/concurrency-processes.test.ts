@@ -37,15 +37,7 @@ beforeAll(async () => {
   });
   baseUrl = await peer.listen();
   for (let index = 0; index < 3; index += 1) {
-    workers.push(
-      await startServiceProcess(
-        testEnvironment(ctx.database, ctx.prefix, {
-          SERVICE_ROLE: 'worker',
-          WORKER_CONCURRENCY: '8',
-          HTTP_STEP_ALLOWED_HOSTS: '127.0.0.1',
-        }),
-      ),
-    );
+    workers.push(await startServiceProcess(workerEnvironment()));
   }
 });
 
@@ -53,6 +45,16 @@ afterAll(async () => {
   await Promise.all(workers.map((worker) => worker.kill('SIGTERM')));
   await peer.close();
 });
+
+function workerEnvironment() {
+  return testEnvironment(ctx.database, ctx.prefix, {
+    SERVICE_ROLE: 'worker',
+    WORKER_CONCURRENCY: '8',
+    HTTP_STEP_ALLOWED_HOSTS: '127.0.0.1',
+    // A killed worker's job goes to another within seconds.
+    JOB_LOCK_MS: '2000',
+  });
+}
 
 describe('execution concurrency across processes', () => {
   it(`keeps at most ${LIMIT} executions per key running: ${EXECUTIONS} executions, 4 keys, 3 workers`, async () => {
@@ -108,5 +110,62 @@ describe('execution concurrency across processes', () => {
       // The limit was reached, so it was what held the others back.
       expect(most).toBeGreaterThanOrEqual(2);
     }
+  }, 240_000);
+
+  it('keeps a named limit of 2 shared by two workflows, with a worker killed mid-run', async () => {
+    const response = await ctx.app.inject({
+      method: 'PUT',
+      url: '/limits/shared-peer',
+      payload: { max_concurrent: 2 },
+    });
+    expect([200, 201], response.body).toContain(response.statusCode);
+    const limited = (name: string) =>
+      createWorkflow(ctx.app, {
+        name,
+        workflow_type: 'sequential',
+        steps: [
+          {
+            id: 'call',
+            name: 'Call',
+            step_type: 'http',
+            config: { url: `${baseUrl}/work?key=shared` },
+            limits: [{ name: 'shared-peer' }],
+          },
+        ],
+      });
+    const workflows = [await limited('first sharer'), await limited('second sharer')];
+    const ids: string[] = [];
+    await runPool(60, 8, async (index) => {
+      const started = await ctx.app.inject({
+        method: 'POST',
+        url: `/workflows/${workflows[index % 2]}/execute`,
+        payload: {},
+      });
+      expect(started.statusCode, started.body).toBe(202);
+      ids.push(started.json().id);
+    });
+    // Kill a worker while calls are in flight: a run it held keeps its slot until re-run.
+    await waitUntil(async () => (inFlight.get('shared') ?? 0) > 0, 'a call in flight', 30_000);
+    const victim = workers.shift() as ServiceProcess;
+    await victim.kill('SIGKILL');
+    workers.push(await startServiceProcess(workerEnvironment()));
+    const completed = async () =>
+      (
+        await database.db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM workflow_executions
+            WHERE id = ANY($1::text[]) AND status = 'completed'`,
+          [ids],
+        )
+      ).rows[0]?.n ?? 0;
+    await waitUntil(
+      async () => (await completed()) === ids.length,
+      'every execution completed',
+      180_000,
+    );
+    expect(mostInFlight.get('shared')).toBeLessThanOrEqual(2);
+    const { rows } = await database.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM step_executions WHERE limit_keys IS NOT NULL AND status = 'running'`,
+    );
+    expect(rows[0]?.n).toBe(0);
   }, 240_000);
 });
