@@ -324,6 +324,20 @@ function historyWorkloads(history: HistoryFigures): Workload[] {
       },
     ),
     workload(
+      'history_label_search',
+      history.labelFull.latencyMeanMs,
+      'ms',
+      'GET /executions?label.customer=c42, 100 executions',
+      history.labelEmpty.latencyMeanMs,
+      '<= 2',
+      {
+        note: `${note}; 200 of them carry the label (1 of the 100)`,
+        ...describe(history.labelFull),
+        baseline: describe(history.labelEmpty),
+        ...scale,
+      },
+    ),
+    workload(
       'history_stats',
       history.statsFull.latencyMeanMs,
       'ms',

@@ -22,6 +22,8 @@ export interface HistoryFigures {
   insertSeconds: number;
   listEmpty: LoadResult;
   listFull: LoadResult;
+  labelEmpty: LoadResult;
+  labelFull: LoadResult;
   statsEmpty: LoadResult;
   statsFull: LoadResult;
   /** Mean time of the uncached stats window query (STATS_WINDOW newest executions). */
@@ -49,13 +51,14 @@ export async function insertHistory(
   await db.query(
     `INSERT INTO workflow_executions
        (id, workflow_id, workflow_version, status, input_data, output_data, step_results,
-        started_at, completed_at, duration_seconds, created_at, updated_at, trigger)
+        started_at, completed_at, duration_seconds, created_at, updated_at, trigger, labels)
      SELECT 'ex_hist' || lpad(g::text, 9, '0'), $1, 1, e.status,
             jsonb_build_object('order', g, 'customer', 'c' || (g % 1000)),
             CASE WHEN e.status = 'completed' THEN jsonb_build_object('ok', true, 'order', g) END,
             jsonb_build_object('s1', jsonb_build_object('order', g)),
             e.t, e.t + e.d, round(extract(epoch FROM e.d)::numeric, 2), e.t, e.t + e.d,
-            '{"type": "api"}'
+            '{"type": "api"}',
+            jsonb_build_object('order', g::text, 'customer', 'c' || (g % 1000))
        FROM generate_series($2::int, $3::int) AS g,
             LATERAL (SELECT now() - ($4::int - g) * interval '10 seconds' AS t,
                             (0.05 + (g % 97) / 100.0) * interval '1 second' AS d,
@@ -142,6 +145,12 @@ export async function measureHistory(
       connections: 1,
     });
     const lists = await compareInterleaved(list(full), list(small), plan);
+    // A customer's executions: 200 of 200,000 on the full side, 1 of 100 on the other.
+    const byLabel = (s: typeof small) => ({
+      url: `${s.service.url}/executions?label.customer=c42`,
+      connections: 1,
+    });
+    const labelled = await compareInterleaved(byLabel(full), byLabel(small), plan);
     const statses = await compareInterleaved(stats(full), stats(small), plan);
     log(
       `  list: ${lists.figure.latencyMeanMs.toFixed(2)} ms (${NEAR_EMPTY} executions: ${lists.baseline.latencyMeanMs.toFixed(2)} ms); stats: ${statses.figure.latencyMeanMs.toFixed(2)} ms (${statses.baseline.latencyMeanMs.toFixed(2)} ms)`,
@@ -170,6 +179,8 @@ export async function measureHistory(
       insertSeconds,
       listEmpty: lists.baseline,
       listFull: lists.figure,
+      labelEmpty: labelled.baseline,
+      labelFull: labelled.figure,
       statsEmpty: statses.baseline,
       statsFull: statses.figure,
       windowQueryMs,

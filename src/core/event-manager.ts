@@ -53,6 +53,7 @@ export class EventManager {
     data: Record<string, unknown>;
     correlation_key?: string | undefined;
     id?: string | undefined;
+    labels?: Record<string, string> | undefined;
   }): Promise<{ event: EventView; duplicate: boolean }> {
     const { pool, state } = this.options;
     const id = event.id ?? `ev_${randomBytes(12).toString('base64url')}`;
@@ -79,6 +80,7 @@ export class EventManager {
             idempotencyKey: `event-${id}`,
             activeOnly: true,
             trigger: { type: 'event', event_id: id, event_type: event.type },
+            labels: event.labels,
           },
           effects,
         );

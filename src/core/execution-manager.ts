@@ -8,6 +8,7 @@ import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
 import type { Diagnosis } from '../schemas/diagnosis.js';
 import {
   type ExecutionView,
+  LABEL_FILTER_PREFIX,
   type StepRunView,
   SUMMARISED_FAN_OUT_ITEMS,
 } from '../schemas/executions.js';
@@ -27,10 +28,30 @@ export type { ExecutionView, StepRunView } from '../schemas/executions.js';
 export interface ExecutionListQuery {
   workflow_id?: string | undefined;
   status?: ExecutionStatus | undefined;
+  workflow_version?: number | undefined;
+  failed_step?: string | undefined;
+  error_type?: string | undefined;
   created_after?: string | undefined;
   created_before?: string | undefined;
+  ended_after?: string | undefined;
+  ended_before?: string | undefined;
   limit: number;
   cursor?: string | undefined;
+  /** `label.<key>` filters, as the query string gives them. */
+  [label: `label.${string}`]: string | string[] | undefined;
+}
+
+const dateOf = (value: string | undefined) => (value ? new Date(value) : undefined);
+
+/** The `label.<key>=<value>` filters of a query, as one object every label must match. */
+function labelFilters(query: ExecutionListQuery): Record<string, string> | undefined {
+  const labels: Record<string, string> = {};
+  for (const [name, value] of Object.entries(query)) {
+    if (name.startsWith(LABEL_FILTER_PREFIX) && typeof value === 'string') {
+      labels[name.slice(LABEL_FILTER_PREFIX.length)] = value;
+    }
+  }
+  return Object.keys(labels).length > 0 ? labels : undefined;
 }
 
 export interface StepRunListQuery {
@@ -57,6 +78,7 @@ export class ExecutionManager {
     input: unknown,
     idempotencyKey: string | undefined,
     priority?: number,
+    labels?: Record<string, string>,
   ): Promise<{ execution: ExecutionView; created: boolean; debounced: boolean }> {
     const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
     if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
@@ -72,6 +94,7 @@ export class ExecutionManager {
       input: input ?? {},
       idempotencyKey: idempotencyKey ?? null,
       priority,
+      labels,
     };
     const { started, answer } = await this.options.state.startAndAnswer(
       request,
@@ -208,8 +231,14 @@ export class ExecutionManager {
     const rows = await executions.listExecutions(this.options.pool, {
       workflowId: query.workflow_id,
       status: query.status,
-      createdAfter: query.created_after ? new Date(query.created_after) : undefined,
-      createdBefore: query.created_before ? new Date(query.created_before) : undefined,
+      workflowVersion: query.workflow_version,
+      failedStep: query.failed_step,
+      errorType: query.error_type,
+      labels: labelFilters(query),
+      createdAfter: dateOf(query.created_after),
+      createdBefore: dateOf(query.created_before),
+      endedAfter: dateOf(query.ended_after),
+      endedBefore: dateOf(query.ended_before),
       after: query.cursor ? decodeCursor(query.cursor) : undefined,
       limit: query.limit + 1,
     });

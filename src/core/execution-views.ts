@@ -58,6 +58,7 @@ export function executionView(row: ExecutionRow, definition?: WorkflowDefinition
     deadline_at: iso(row.deadline_at),
     idempotency_key: row.idempotency_key,
     priority: row.priority,
+    labels: row.labels ?? {},
     concurrency_key: row.concurrency_key,
   };
 }

@@ -33,6 +33,8 @@ export interface ExecutionRow {
   concurrency_key: string | null;
   /** While it collects debounced starts: when its window closes (config.debounce). */
   debounce_until: Date | null;
+  /** Business keys to search it by (labels.ts). */
+  labels: Record<string, string>;
 }
 
 /**

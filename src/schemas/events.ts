@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { labelsSchema } from '../domain/labels.js';
 import { jsonObject, pageOf } from './common.js';
 
 /** Events as the API shows them, and the delivery and list requests. */
@@ -43,6 +44,7 @@ export const publishEventBodySchema = z
       .max(255)
       .optional()
       .describe('Delivery id: the same id is delivered once'),
+    labels: labelsSchema.optional().describe('Labels of the executions it starts'),
   })
   .strict()
   .meta({

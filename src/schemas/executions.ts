@@ -1,5 +1,11 @@
 import { z } from 'zod';
 import { MAX_PRIORITY } from '../domain/execution.js';
+import {
+  LABEL_KEY_PATTERN,
+  labelsSchema,
+  MAX_LABEL_KEY_LENGTH,
+  MAX_LABEL_VALUE_LENGTH,
+} from '../domain/labels.js';
 import { EXECUTION_STATUSES, STEP_STATUSES } from '../domain/statuses.js';
 import { jsonObject, pageOf, timestamp } from './common.js';
 
@@ -83,6 +89,7 @@ export const executionViewSchema = z
     deadline_at: timestamp.nullable(),
     idempotency_key: z.string().nullable(),
     priority: z.number().int().describe('1 (its steps go first under contention) to 10 (last)'),
+    labels: z.record(z.string(), z.string()).describe('Business keys to search it by'),
     concurrency_key: z
       .string()
       .nullable()
@@ -122,6 +129,7 @@ export const executionViewSchema = z
       deadline_at: null,
       idempotency_key: null,
       priority: 5,
+      labels: { order: '4711' },
       concurrency_key: null,
       steps: [],
     },
@@ -150,6 +158,7 @@ export const executeBodySchema = z
       .describe(
         "Under contention its ready steps go before those of executions with a larger number: 1 (first) to 10 (last); default the workflow's config.priority, else 5",
       ),
+    labels: labelsSchema.optional(),
   })
   .strict()
   .default({ input_data: {} })
@@ -158,22 +167,56 @@ export const executeBodySchema = z
     example: { input_data: { source_file: 'data.csv', processing_rules: 'rules.json' } },
   });
 
+const listFilters = {
+  workflow_id: z.string().min(1).max(255).optional(),
+  status: z.enum(EXECUTION_STATUSES).optional(),
+  workflow_version: z.coerce.number().int().min(1).optional(),
+  failed_step: z.string().min(1).max(255).optional().describe('The id of a step that failed'),
+  error_type: z
+    .string()
+    .min(1)
+    .max(100)
+    .optional()
+    .describe('The type of the error that ended it (its error_details.type)'),
+  created_after: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .describe('Inclusive lower bound on created_at'),
+  created_before: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .describe('Exclusive upper bound on created_at'),
+  ended_after: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .describe('Inclusive lower bound on completed_at'),
+  ended_before: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .describe('Exclusive upper bound on completed_at'),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().min(1).max(1000).optional().describe('next_cursor of the previous page'),
+};
+const KNOWN_FILTERS = new Set(Object.keys(listFilters));
+export const LABEL_FILTER_PREFIX = 'label.';
+
+/** `label.<key>=<value>`, repeatable for different keys (all must hold); nothing else unknown. */
 export const executionListQuerySchema = z
-  .object({
-    workflow_id: z.string().min(1).max(255).optional(),
-    status: z.enum(EXECUTION_STATUSES).optional(),
-    created_after: z.iso
-      .datetime({ offset: true })
-      .optional()
-      .describe('Inclusive lower bound on created_at'),
-    created_before: z.iso
-      .datetime({ offset: true })
-      .optional()
-      .describe('Exclusive upper bound on created_at'),
-    limit: z.coerce.number().int().min(1).max(100).default(20),
-    cursor: z.string().min(1).max(1000).optional().describe('next_cursor of the previous page'),
-  })
-  .strict();
+  .object(listFilters)
+  .catchall(z.union([z.string().max(MAX_LABEL_VALUE_LENGTH), z.array(z.string())]))
+  .superRefine((query, context) => {
+    for (const [name, value] of Object.entries(query)) {
+      if (KNOWN_FILTERS.has(name)) continue;
+      const key = name.startsWith(LABEL_FILTER_PREFIX)
+        ? name.slice(LABEL_FILTER_PREFIX.length)
+        : '';
+      if (!LABEL_KEY_PATTERN.test(key) || key.length > MAX_LABEL_KEY_LENGTH) {
+        context.addIssue({ code: 'custom', path: [name], message: 'unknown filter' });
+      } else if (Array.isArray(value)) {
+        context.addIssue({ code: 'custom', path: [name], message: 'give each label once' });
+      }
+    }
+  });
 
 export const stepRunPageSchema = pageOf(stepRunViewSchema);
 

@@ -14,7 +14,7 @@ import { SQL_UNFINISHED_EXECUTIONS } from './sql-statuses.js';
 export const EXECUTION_COLUMNS = `id, workflow_id, status, input_data, output_data, step_results, started_at,
   completed_at, error, error_details, duration_seconds, created_at, updated_at, workflow_version,
   idempotency_key, current_iteration, deadline_at, parent_execution_id, parent_run_id, trigger, priority,
-  concurrency_key, debounce_until`;
+  concurrency_key, debounce_until, labels`;
 export const RUN_COLUMNS = `id, execution_id, step_id, iteration, item_index, status, attempt, first_attempt,
   lease_id, item, item_count, items_materialised, items_active, items_waiting, items_done, items_failed, output, error, wait_reason, wait_kind, wait_spec, worker_id,
   heartbeat_at, wake_at, deadline_at, queued_at, started_at, completed_at, created_at, updated_at,

@@ -60,6 +60,7 @@ export interface NewExecution {
   priority: number;
   /** Starts `queued`, holding no worker, until it is admitted (config.concurrency). */
   queued?: boolean;
+  labels?: Record<string, string> | undefined;
   /** Its flow key, when known at its start, and why it is `__error__` if it is. */
   flowKey?: { key: string; error: string | null } | null;
 }
@@ -85,11 +86,11 @@ export async function insertExecution(
              INSERT INTO workflow_executions
                (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at,
                 deadline_at, parent_execution_id, parent_run_id, trigger, priority, concurrency_key,
-                concurrency_key_error)
+                concurrency_key_error, labels)
              SELECT $1, w.id, w.version, CASE WHEN $14::boolean THEN 'queued' ELSE 'running' END,
                     $4, $5, now(),
                     CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
-                    $7, $8, $9, $13, $15, $16
+                    $7, $8, $9, $13, $15, $16, $17::jsonb
                FROM workflows w
               WHERE w.id = $2 AND w.version = $3 AND w.status = ANY($10::text[])
              ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -127,6 +128,7 @@ export async function insertExecution(
       execution.queued === true,
       execution.flowKey?.key ?? null,
       execution.flowKey?.error ?? null,
+      JSON.stringify(execution.labels ?? {}),
     ],
   });
   const inserted = rows[0];
@@ -170,8 +172,17 @@ export async function lockExecution(db: Queryable, id: string): Promise<Executio
 export interface ExecutionFilters {
   workflowId?: string | undefined;
   status?: ExecutionStatus | undefined;
+  workflowVersion?: number | undefined;
+  /** A step of this id failed in it. */
+  failedStep?: string | undefined;
+  /** Its error_details.type. */
+  errorType?: string | undefined;
+  /** Every one of these labels. */
+  labels?: Record<string, string> | undefined;
   createdAfter?: Date | undefined;
   createdBefore?: Date | undefined;
+  endedAfter?: Date | undefined;
+  endedBefore?: Date | undefined;
   /** Keyset position: rows strictly after (created_at, id) in descending order. */
   after?: { createdAt: string; id: string } | undefined;
   limit: number;
@@ -191,6 +202,14 @@ export async function listExecutions(
         AND ($3::timestamptz IS NULL OR created_at >= $3)
         AND ($4::timestamptz IS NULL OR created_at < $4)
         AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::text))
+        AND ($8::int IS NULL OR workflow_version = $8)
+        AND ($9::jsonb IS NULL OR labels @> $9::jsonb)
+        AND ($10::text IS NULL OR error_details->>'type' = $10)
+        AND ($11::timestamptz IS NULL OR completed_at >= $11)
+        AND ($12::timestamptz IS NULL OR completed_at < $12)
+        AND ($13::text IS NULL OR EXISTS (
+              SELECT 1 FROM step_executions s
+               WHERE s.execution_id = e.id AND s.step_id = $13 AND s.status = 'failed'))
       ORDER BY created_at DESC, id DESC
       LIMIT $7`,
     [
@@ -201,6 +220,12 @@ export async function listExecutions(
       filters.after?.createdAt ?? null,
       filters.after?.id ?? null,
       filters.limit,
+      filters.workflowVersion ?? null,
+      filters.labels ? JSON.stringify(filters.labels) : null,
+      filters.errorType ?? null,
+      filters.endedAfter ?? null,
+      filters.endedBefore ?? null,
+      filters.failedStep ?? null,
     ],
   );
   return rows;

@@ -48,6 +48,7 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
         request.body?.input_data ?? {},
         request.headers['idempotency-key'],
         request.body?.priority,
+        request.body?.labels,
       );
       // A debounced start is accepted whether it opened the window or joined it.
       const accepted = created || debounced;

@@ -29,7 +29,10 @@ import { fillSlots } from './slots.js';
 export async function flowKey(
   m: Machine,
   definition: WorkflowDefinition,
-  execution: Pick<ExecutionRow, 'id' | 'workflow_id' | 'workflow_version' | 'input_data'>,
+  execution: Pick<
+    ExecutionRow,
+    'id' | 'workflow_id' | 'workflow_version' | 'input_data' | 'labels'
+  >,
 ): Promise<{ key: string; error: string | null } | null> {
   const { concurrency, fairness_key: fairnessKey } = definition.config;
   if (!concurrency && fairnessKey === undefined) return null;
@@ -37,7 +40,7 @@ export async function flowKey(
   if (source === undefined) return { key: '', error: null };
   const context = {
     input: execution.input_data,
-    labels: {},
+    labels: execution.labels,
     steps: {},
     iteration: 0,
     execution: {

@@ -26,7 +26,7 @@ const DUE_SLACK_MS = 100;
 export async function collectStart(
   m: Machine,
   tx: Queryable,
-  request: { workflowId: string; input: unknown },
+  request: { workflowId: string; input: unknown; labels?: Record<string, string> | undefined },
   version: number,
   definition: WorkflowDefinition,
   effects: Effects,
@@ -35,7 +35,7 @@ export async function collectStart(
   if (!config) throw new Error('collectStart needs config.debounce');
   const context = {
     input: request.input ?? {},
-    labels: {},
+    labels: request.labels ?? {},
     steps: {},
     iteration: 0,
     execution: { id: '', workflow_id: request.workflowId, workflow_version: version },

@@ -33,6 +33,8 @@ export interface StartRequest {
   trigger?: Record<string, unknown>;
   /** 1 (first) to 10 (last); else the workflow's config.priority, else 5. */
   priority?: number | undefined;
+  /** Business keys to search it by; a sub-workflow gets its parent's. */
+  labels?: Record<string, string> | undefined;
 }
 
 export interface Started {
@@ -69,6 +71,7 @@ function newExecution(
     trigger: request.trigger,
     priority: request.priority ?? definition.config.priority ?? DEFAULT_PRIORITY,
     queued: startsQueued(definition),
+    labels: request.labels,
   };
 }
 
@@ -119,7 +122,8 @@ async function insertFirst(
   const fresh = newExecution(request, version, definition);
   if (!definition.config.debounce) {
     const identity = { id: fresh.id, workflow_id: fresh.workflowId, workflow_version: version };
-    fresh.flowKey = await flowKey(m, definition, { ...identity, input_data: fresh.input });
+    const seen = { ...identity, input_data: fresh.input, labels: fresh.labels ?? {} };
+    fresh.flowKey = await flowKey(m, definition, seen);
   }
   return executions.insertExecution(db, fresh, { runnable: runnableStatuses(request) }, first);
 }

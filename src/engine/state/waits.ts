@@ -329,6 +329,7 @@ async function startChild(
         idempotencyKey: `parent-${run.id}-${run.attempt}`,
         parent: { executionId: execution.id, runId: run.id, attempt: run.attempt },
         trigger: { type: 'subworkflow', parent_execution_id: execution.id, step_id: run.step_id },
+        labels: execution.labels,
       },
       effects,
     ));
