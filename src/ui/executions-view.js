@@ -6,8 +6,27 @@ import { errorBox, main, painter } from './view.js';
 
 /** The executions list: filters, pages of executions ("Load more") and their durations. */
 
+/** `order=4711, tenant=acme` as pairs; a part without `=` is ignored. */
+function labelPairs(text) {
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.includes('='))
+    .map((part) => [
+      part.slice(0, part.indexOf('=')).trim(),
+      part.slice(part.indexOf('=') + 1).trim(),
+    ]);
+}
+
+/** An execution's labels as `key=value` tags. */
+function labelTags(labels) {
+  return Object.entries(labels ?? {}).map(([key, value]) =>
+    h('span', { class: 'tag' }, `${key}=${value}`),
+  );
+}
+
 /** The filters; applying them navigates, so the list is a link that can be kept. */
-function filterForm(workflows, workflowId, status) {
+function filterForm(workflows, workflowId, status, labels) {
   return h(
     'form',
     {
@@ -17,7 +36,7 @@ function filterForm(workflows, workflowId, status) {
         event.preventDefault();
         const data = new FormData(event.target);
         const query = new URLSearchParams();
-        for (const key of ['workflow_id', 'status']) {
+        for (const key of ['workflow_id', 'status', 'labels']) {
           const value = String(data.get(key) ?? '');
           if (value) query.set(key, value);
         }
@@ -42,6 +61,13 @@ function filterForm(workflows, workflowId, status) {
         h('option', { value, selected: value === status }, value.replace('_', ' ')),
       ),
     ),
+    h('label', { for: 'filter-labels' }, 'Labels'),
+    h('input', {
+      id: 'filter-labels',
+      name: 'labels',
+      value: labels,
+      placeholder: 'order=4711, tenant=acme',
+    }),
     h('button', { type: 'submit' }, 'Apply'),
   );
 }
@@ -51,6 +77,7 @@ export async function executionsView(params, signal) {
   paint('Executions', h('p', {}, 'Loading…'));
   const workflowId = params.get('workflow_id') ?? '';
   const status = params.get('status') ?? '';
+  const labels = params.get('labels') ?? '';
   let workflows = [];
   try {
     workflows = (await api('/workflows?limit=100')).items;
@@ -58,7 +85,7 @@ export async function executionsView(params, signal) {
     // The filter still works with a typed id.
   }
   const names = new Map(workflows.map((workflow) => [workflow.id, workflow.name]));
-  const form = filterForm(workflows, workflowId, status);
+  const form = filterForm(workflows, workflowId, status, labels);
   const body = h('tbody', {});
   const more = h('button', { type: 'button', hidden: true }, 'Load more');
   const chart = h('figure', { hidden: true });
@@ -69,6 +96,7 @@ export async function executionsView(params, signal) {
     const query = new URLSearchParams({ limit: '25' });
     if (workflowId) query.set('workflow_id', workflowId);
     if (status) query.set('status', status);
+    for (const [key, value] of labelPairs(labels)) query.set(`label.${key}`, value);
     if (cursor) query.set('cursor', cursor);
     const page = await api(`/executions?${query}`);
     for (const execution of page.items) {
@@ -84,6 +112,7 @@ export async function executionsView(params, signal) {
           ),
           h('td', {}, names.get(execution.workflow_id) ?? execution.workflow_id),
           h('td', {}, statusBadge(execution.status)),
+          h('td', {}, labelTags(execution.labels)),
           h('td', {}, timeElement(execution.created_at)),
           h('td', { class: 'number' }, formatSeconds(execution.duration_seconds)),
         ),
@@ -105,7 +134,7 @@ export async function executionsView(params, signal) {
       h('figcaption', {}, 'Durations of the listed ended executions.'),
     );
     if (list.length === 0)
-      body.replaceChildren(h('tr', {}, h('td', { colspan: 5 }, 'No execution matches.')));
+      body.replaceChildren(h('tr', {}, h('td', { colspan: 6 }, 'No execution matches.')));
     announce(`${list.length} executions listed`);
   };
   more.addEventListener('click', () => load().catch((error) => main.append(errorBox(error))));
@@ -125,7 +154,7 @@ export async function executionsView(params, signal) {
           h(
             'tr',
             {},
-            ['Execution', 'Workflow', 'Status', 'Created', 'Duration'].map((header) =>
+            ['Execution', 'Workflow', 'Status', 'Labels', 'Created', 'Duration'].map((header) =>
               h('th', { scope: 'col' }, header),
             ),
           ),

@@ -175,6 +175,21 @@ describe('the dashboard in a browser', () => {
     await poll(() => page.locator(`a[href="#/executions/${id}"]`).count()).toBe(1);
     expect(await page.locator('#filter-status').inputValue()).toBe('completed');
 
+    // Labels show in the list, and filter it: typed in the form, applied, kept in the link.
+    const started = await app.inject({
+      method: 'POST',
+      url: `/workflows/${workflowId}/execute`,
+      payload: { labels: { order: '4711' } },
+    });
+    const labelled = started.json().id as string;
+    await page.fill('#filter-labels', 'order=4711');
+    await page.selectOption('#filter-status', '');
+    await page.click('form.filters button[type="submit"]');
+    await poll(() => page.locator(`a[href="#/executions/${labelled}"]`).count()).toBe(1);
+    expect(await page.locator(`a[href="#/executions/${id}"]`).count()).toBe(0);
+    expect(await page.locator('tbody .tag').first().textContent()).toBe('order=4711');
+    expect(page.url()).toContain('labels=order%3D4711');
+
     // Every form control has a label; the page has one main heading.
     const unlabelled = await page.evaluate(
       `[...document.querySelectorAll('input, select')]
