@@ -23,7 +23,17 @@ function keyText(value: unknown): string {
   );
 }
 
-export async function evaluateFlowKey(
+/** What a flow key sees of an execution: `{input, labels}`, and its identity. */
+export interface FlowKeySubject {
+  id: string;
+  workflow_id: string;
+  workflow_version: number;
+  input: unknown;
+  labels: Record<string, string>;
+}
+
+/** The key `source` gives in an expression context (a step's limits see the step's). */
+export async function evaluateKeyIn(
   source: string,
   context: ExpressionContext,
   timeoutMs: number,
@@ -33,4 +43,23 @@ export async function evaluateFlowKey(
   } catch (error) {
     return { key: ERROR_FLOW_KEY, error: messageOf(error) };
   }
+}
+
+/** An execution's key: `source` over its `{input, labels}`; no source: `''`, one budget for
+ * the workflow. */
+export function evaluateFlowKey(
+  source: string | undefined,
+  subject: FlowKeySubject,
+  timeoutMs: number,
+): Promise<{ key: string; error: string | null }> {
+  if (source === undefined) return Promise.resolve({ key: '', error: null });
+  const { id, workflow_id, workflow_version, input, labels } = subject;
+  const context: ExpressionContext = {
+    input,
+    labels,
+    steps: {},
+    iteration: 0,
+    execution: { id, workflow_id, workflow_version },
+  };
+  return evaluateKeyIn(source, context, timeoutMs);
 }

@@ -4,9 +4,9 @@ import type { StepDefinition } from '../domain/workflow-definition.js';
 import { type Pool, type Queryable, withTransaction } from '../store/db.js';
 import * as limitSlots from '../store/limit-slots.js';
 import type { LimitRow } from '../store/limit-store.js';
-import { evaluateFlowKey } from './flow-keys.js';
+import { evaluateKeyIn } from './flow-keys.js';
 import type { RateTokens } from './rate-tokens.js';
-import { type Effects, jobOfRun, noEffects } from './state/effects.js';
+import { type Effects, executionOfRun, jobOfRun, noEffects } from './state/effects.js';
 import { claimContext } from './step-runner.js';
 
 /**
@@ -58,7 +58,7 @@ async function evaluateKeys(
       if (limit.key === null) {
         return { name: limit.name, key: null, error: null, text: limitKeyText(limit.name, null) };
       }
-      const { key, error } = await evaluateFlowKey(limit.key, context, options.expressionTimeoutMs);
+      const { key, error } = await evaluateKeyIn(limit.key, context, options.expressionTimeoutMs);
       return { name: limit.name, key, error, text: limitKeyText(limit.name, key) };
     }),
   );
@@ -160,14 +160,7 @@ export async function passLimitGate(
     if (!run) return { kind: 'stale' };
     const effects = noEffects();
     if (wakeAt) {
-      const execution = {
-        id: claim.execution_id,
-        workflow_id: claim.workflow_id,
-        workflow_version: claim.workflow_version,
-        priority: claim.priority,
-        concurrency_key: claim.concurrency_key,
-      };
-      effects.jobs.push({ ...jobOfRun(execution, run), runAt: wakeAt });
+      effects.jobs.push({ ...jobOfRun(executionOfRun(claim), run), runAt: wakeAt });
     }
     return { kind: 'turned_away', effects };
   });

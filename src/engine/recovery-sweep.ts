@@ -11,6 +11,7 @@ import {
   type EffectSink,
   type Effects,
   type ExecutionLinks,
+  executionOfRun,
   jobOfRun,
   mergeEffects,
   noEffects,
@@ -215,16 +216,7 @@ export class RecoverySweep {
     for (const run of [...queued, ...stuck]) {
       const wake = run.status === 'waiting';
       effects.jobs.push({
-        ...jobOfRun(
-          {
-            id: run.execution_id,
-            workflow_id: run.workflow_id,
-            workflow_version: run.workflow_version,
-            priority: run.priority,
-            concurrency_key: run.concurrency_key,
-          },
-          run,
-        ),
+        ...jobOfRun(executionOfRun(run), run),
         ...(run.wake_at ? { runAt: run.wake_at } : {}),
         ...(wake ? { wake } : {}),
       });

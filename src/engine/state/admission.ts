@@ -37,19 +37,8 @@ export async function flowKey(
   const { concurrency, fairness_key: fairnessKey } = definition.config;
   if (!concurrency && fairnessKey === undefined) return null;
   const source = concurrency ? concurrency.key : fairnessKey;
-  if (source === undefined) return { key: '', error: null };
-  const context = {
-    input: execution.input_data,
-    labels: execution.labels,
-    steps: {},
-    iteration: 0,
-    execution: {
-      id: execution.id,
-      workflow_id: execution.workflow_id,
-      workflow_version: execution.workflow_version,
-    },
-  };
-  return evaluateFlowKey(source, context, m.options.expressionTimeoutMs);
+  const subject = { ...execution, input: execution.input_data };
+  return evaluateFlowKey(source, subject, m.options.expressionTimeoutMs);
 }
 
 /** What cancel_new and cancel_oldest write as the cancelled execution's error. */

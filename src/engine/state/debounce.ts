@@ -33,17 +33,14 @@ export async function collectStart(
 ): Promise<{ collected: ExecutionRow } | { key: string }> {
   const config = definition.config.debounce;
   if (!config) throw new Error('collectStart needs config.debounce');
-  const context = {
+  const subject = {
+    id: '',
+    workflow_id: request.workflowId,
+    workflow_version: version,
     input: request.input ?? {},
     labels: request.labels ?? {},
-    steps: {},
-    iteration: 0,
-    execution: { id: '', workflow_id: request.workflowId, workflow_version: version },
   };
-  const { key } =
-    config.key === undefined
-      ? { key: '' }
-      : await evaluateFlowKey(config.key, context, m.options.expressionTimeoutMs);
+  const { key } = await evaluateFlowKey(config.key, subject, m.options.expressionTimeoutMs);
   await debounce.lockDebounceKey(tx, request.workflowId, key);
   const row = await debounce.collectInto(
     tx,

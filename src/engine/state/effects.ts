@@ -65,6 +65,21 @@ export type JobExecution = Pick<
   'id' | 'workflow_id' | 'workflow_version' | 'priority' | 'concurrency_key'
 >;
 
+/** The execution of a run read with its execution's columns (a claim, a sweep's or a
+ * hand-off's row), as jobFor takes it. */
+export function executionOfRun(
+  run: Pick<StepRunRow, 'execution_id'> &
+    Pick<ExecutionRow, 'workflow_id' | 'workflow_version' | 'priority' | 'concurrency_key'>,
+): JobExecution {
+  return {
+    id: run.execution_id,
+    workflow_id: run.workflow_id,
+    workflow_version: run.workflow_version,
+    priority: run.priority,
+    concurrency_key: run.concurrency_key,
+  };
+}
+
 /**
  * The fairness group of an execution's jobs: its workflow, and within it the execution's flow
  * key (config.concurrency.key or config.fairness_key) when it has one.

@@ -1,6 +1,6 @@
 import type { Queryable } from '../../store/db.js';
 import * as limitSlots from '../../store/limit-slots.js';
-import { type Effects, jobOfRun } from './effects.js';
+import { type Effects, executionOfRun, jobOfRun } from './effects.js';
 
 /**
  * What frees a slot of a named limit (docs/ARCHITECTURE.md, "Flow control"): a run that held
@@ -23,14 +23,7 @@ export async function releaseLimitKeys(
     const room =
       max === null ? Number.MAX_SAFE_INTEGER : max - (await limitSlots.countHolders(tx, key, 0));
     for (const run of await limitSlots.releaseWaiters(tx, key, Math.min(room, 1000))) {
-      const execution = {
-        id: run.execution_id,
-        workflow_id: run.workflow_id,
-        workflow_version: run.workflow_version,
-        priority: run.priority,
-        concurrency_key: run.concurrency_key,
-      };
-      effects.jobs.push(jobOfRun(execution, run));
+      effects.jobs.push(jobOfRun(executionOfRun(run), run));
     }
   }
 }

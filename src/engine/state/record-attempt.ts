@@ -6,7 +6,7 @@ import * as completions from '../../store/run-completions.js';
 import * as stepRuns from '../../store/step-runs.js';
 import { type CompletionOutcome, predictCompletion } from '../scheduler.js';
 import { advance } from './advance.js';
-import { type Effects, type JobExecution, jobFor, noEffects } from './effects.js';
+import { type Effects, executionOfRun, jobFor, noEffects } from './effects.js';
 import { ended, executionOutput } from './finish.js';
 import { claimedExecution, claimedRun, expressionContext, withChanges } from './iteration-runs.js';
 import { releaseLimitKeys } from './limit-release.js';
@@ -150,21 +150,10 @@ async function completeItemAlone(
   const started = rows.find((row) => row.id !== claim.id);
   if (started && inline && next) inline.claimed = claimedRun(claim, started, claim.iteration_runs);
   else if (started) {
-    const job = jobFor(executionOf(claim), started.id, started.step_id, started.attempt);
+    const job = jobFor(executionOfRun(claim), started.id, started.step_id, started.attempt);
     effects.jobs.push({ ...job, item: true });
   }
   return effects;
-}
-
-/** The execution of a claim, as jobFor names it. */
-function executionOf(claim: ClaimedRun): JobExecution {
-  return {
-    id: claim.execution_id,
-    workflow_id: claim.workflow_id,
-    workflow_version: claim.workflow_version,
-    priority: claim.priority,
-    concurrency_key: claim.concurrency_key,
-  };
 }
 
 /** The claim's iteration with the completed run in it, and what its completion does. */
