@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import { MAX_PRIORITY } from '../domain/execution.js';
+import { labelsSchema } from '../domain/labels.js';
 import {
   DEFAULT_FOR_EACH_CONCURRENCY,
   DEFAULT_RETRY_BACKOFF,
@@ -137,18 +138,28 @@ function checkWorkflowConfig(type: WorkflowType, config: Record<string, unknown>
   const trigger = config.trigger;
   if (trigger !== undefined) {
     if (typeof trigger !== 'object' || trigger === null || Array.isArray(trigger)) {
-      problems.push({ path: 'config.trigger', message: 'must be an object {event, filter?}' });
+      problems.push({
+        path: 'config.trigger',
+        message: 'must be an object {event?, filter?, schedule?, labels?}',
+      });
     } else {
       const { event, filter } = trigger as Record<string, unknown>;
       if (event !== undefined && (typeof event !== 'string' || event.length === 0)) {
         problems.push({ path: 'config.trigger.event', message: 'must be a non-empty string' });
       }
       problems.push(...expressionProblem('config.trigger.filter', filter));
-      const { schedule } = trigger as Record<string, unknown>;
+      const { schedule, labels } = trigger as Record<string, unknown>;
       if (schedule !== undefined) {
         const parsed = parseSchedule(schedule);
         if ('problem' in parsed)
           problems.push({ path: 'config.trigger.schedule', message: parsed.problem });
+      }
+      if (labels !== undefined) {
+        const parsed = labelsSchema.safeParse(labels);
+        for (const issue of parsed.error?.issues ?? []) {
+          const at = issue.path.length > 0 ? `.${issue.path.join('.')}` : '';
+          problems.push({ path: `config.trigger.labels${at}`, message: issue.message });
+        }
       }
     }
   }

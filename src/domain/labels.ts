@@ -31,3 +31,20 @@ export const labelsSchema = z
   .describe(
     `Up to ${MAX_LABELS} labels (keys up to ${MAX_LABEL_KEY_LENGTH} characters, values up to ${MAX_LABEL_VALUE_LENGTH}); GET /executions filters by label.<key>=<value>`,
   );
+
+/**
+ * Labels of an execution a trigger starts: the workflow's `config.trigger.labels` under those
+ * the start brings (an event's own win), at most MAX_LABELS with the start's kept first.
+ */
+export function triggeredLabels(
+  defaults: Labels | undefined,
+  given: Labels | undefined,
+): Labels | undefined {
+  if (!defaults) return given;
+  const merged: Labels = { ...given };
+  for (const [key, value] of Object.entries(defaults)) {
+    if (Object.keys(merged).length >= MAX_LABELS) break;
+    if (!(key in merged)) merged[key] = value;
+  }
+  return merged;
+}

@@ -154,7 +154,13 @@ export interface WorkflowEngineConfig {
   timeout_seconds?: number;
   loop?: { condition?: string; max_iterations: number };
   output?: string;
-  trigger?: { event?: string; filter?: string };
+  /** `labels`: given to every execution a schedule tick or an event starts. */
+  trigger?: {
+    event?: string;
+    filter?: string;
+    schedule?: unknown;
+    labels?: Record<string, string>;
+  };
 }
 
 /** A step as the engine runs it: every default applied, dependencies resolved to ids. */

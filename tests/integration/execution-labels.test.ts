@@ -90,7 +90,7 @@ describe('labels and search', () => {
       name: 'parent on events',
       workflow_type: 'event_driven',
       status: 'active',
-      config: { trigger: { event: 'order.labelled' } },
+      config: { trigger: { event: 'order.labelled', labels: { source: 'events', order: 'x' } } },
       steps: [
         {
           id: 'sub',
@@ -111,6 +111,8 @@ describe('labels and search', () => {
     expect(await list('label.order=9001')).toHaveLength(2);
     expect(await list(`workflow_id=${child}&label.order=9001`)).toHaveLength(1);
     expect(await list(`workflow_id=${parent}&label.order=9001`)).toEqual([started]);
+    // The trigger's labels fill in under the event's own.
+    expect(await list(`workflow_id=${parent}&label.source=events`)).toEqual([started]);
   });
 
   it('keys flow control by labels', async () => {
@@ -148,6 +150,18 @@ describe('labels and search', () => {
       expect(response.headers['content-type']).toContain('application/problem+json');
     }
     expect(await list(`workflow_id=${workflowId}`)).toEqual([]);
+    const badTrigger = await ctx.app.inject({
+      method: 'POST',
+      url: '/workflows',
+      payload: {
+        name: 'bad trigger labels',
+        workflow_type: 'event_driven',
+        config: { trigger: { event: 'x', labels: { 'bad key': 'v' } } },
+        steps: [echo],
+      },
+    });
+    expect(badTrigger.statusCode).toBe(400);
+    expect(badTrigger.json().errors[0].path).toMatch(/^config\.trigger\.labels/);
     for (const query of [
       'colour=red',
       'label.=x',

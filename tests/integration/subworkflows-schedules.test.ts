@@ -23,6 +23,7 @@ async function executionsOf(workflowId: string) {
     id: string;
     status: string;
     input_data: { scheduled_at?: string };
+    labels: Record<string, string>;
   }>;
 }
 
@@ -166,7 +167,12 @@ describe('cron schedules', () => {
       name: 'every second',
       workflow_type: 'sequential',
       status: 'active',
-      config: { trigger: { schedule: { cron: '* * * * * *', timezone: 'Europe/Berlin' } } },
+      config: {
+        trigger: {
+          schedule: { cron: '* * * * * *', timezone: 'Europe/Berlin' },
+          labels: { source: 'cron' },
+        },
+      },
       steps: [{ id: 'tick', name: 'tick', step_type: 'noop' }],
     });
     const deadline = Date.now() + 20_000;
@@ -184,6 +190,7 @@ describe('cron schedules', () => {
     const ticks = fired.map((execution) => execution.input_data.scheduled_at as string);
     expect(new Set(ticks).size).toBe(ticks.length);
     for (const tick of ticks) expect(new Date(tick).getMilliseconds()).toBe(0);
+    for (const execution of fired) expect(execution.labels).toEqual({ source: 'cron' });
 
     // Paused: no further tick fires (two seconds' worth of ticks pass).
     await new Promise((resolve) => setTimeout(resolve, 2000));

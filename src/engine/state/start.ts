@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_PRIORITY, type ExecutionRow, type StepRunRow } from '../../domain/execution.js';
+import { triggeredLabels } from '../../domain/labels.js';
 import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
 import {
   DependencyUnavailableError,
@@ -71,7 +72,10 @@ function newExecution(
     trigger: request.trigger,
     priority: request.priority ?? definition.config.priority ?? DEFAULT_PRIORITY,
     queued: startsQueued(definition),
-    labels: request.labels,
+    labels:
+      request.trigger?.type === 'schedule' || request.trigger?.type === 'event'
+        ? triggeredLabels(definition.config.trigger?.labels, request.labels)
+        : request.labels,
   };
 }
 
