@@ -18,6 +18,7 @@ import { healthRoutes } from './api/routes/health.js';
 import { infoRoutes } from './api/routes/info.js';
 import { limitRoutes } from './api/routes/limits.js';
 import { metricsRoutes } from './api/routes/metrics.js';
+import { operationRoutes } from './api/routes/operations.js';
 import { statsRoutes } from './api/routes/stats.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import { uiRoutes } from './api/routes/ui.js';
@@ -99,6 +100,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     await app.register(workflowRoutes);
     await app.register(limitRoutes);
     await app.register(executionRoutes);
+    await app.register(operationRoutes);
     await app.register(eventRoutes);
     await app.register(taskRoutes);
     await app.register(executionStreamRoutes);

@@ -74,6 +74,10 @@ const envSchema = z.object({
   EXPRESSION_MEMORY_MB: positiveInt.min(16).default(64),
   /** Largest JSON result of a sandboxed expression, in bytes. */
   EXPRESSION_MAX_OUTPUT_BYTES: positiveInt.default(1024 * 1024),
+  /** Executions a bulk operation acts on per batch (its lease is renewed between batches). */
+  BULK_BATCH_SIZE: positiveInt.max(10_000).default(200),
+  /** Actions of a bulk operation in flight at once in one process: its load on Postgres. */
+  BULK_PARALLEL: positiveInt.max(64).default(8),
   CACHE_TTL_SECONDS: positiveInt.default(300),
   DEPENDENCY_TIMEOUT_MS: positiveInt.default(1000),
   SHUTDOWN_GRACE_MS: positiveInt.default(10000),

@@ -61,6 +61,16 @@ export const LimitInUseError = createError(
   'Limit %s is named by the steps of %s workflow(s) that are not archived: %s. Remove it from their steps (or archive them) first',
   409,
 );
+export const OperationNotFoundError = createError(
+  'WF_ERR_OPERATION_NOT_FOUND',
+  'Bulk operation %s was not found',
+  404,
+);
+export const OperationEndedError = createError(
+  'WF_ERR_OPERATION_ENDED',
+  'Bulk operation %s has already %s',
+  409,
+);
 export const ExecutionStateError = createError(
   'WF_ERR_EXECUTION_STATE',
   'Execution %s is %s: %s',

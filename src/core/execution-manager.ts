@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
-import type { ExecutionStatus, StepStatus } from '../domain/statuses.js';
+import type { StepStatus } from '../domain/statuses.js';
 import type { EffectSink, Effects } from '../engine/state/effects.js';
 import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
@@ -8,7 +8,6 @@ import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
 import type { Diagnosis } from '../schemas/diagnosis.js';
 import {
   type ExecutionView,
-  LABEL_FILTER_PREFIX,
   type StepRunView,
   SUMMARISED_FAN_OUT_ITEMS,
 } from '../schemas/executions.js';
@@ -21,37 +20,14 @@ import * as runPages from '../store/step-run-pages.js';
 import * as stepRuns from '../store/step-runs.js';
 import * as taskStore from '../store/task-store.js';
 import { diagnose } from './execution-diagnosis.js';
+import { type FilterFields, filterOf } from './execution-filters.js';
 import { executionView, stepRunViews, stepRunViewsInOrder } from './execution-views.js';
 
 export type { ExecutionView, StepRunView } from '../schemas/executions.js';
 
-export interface ExecutionListQuery {
-  workflow_id?: string | undefined;
-  status?: ExecutionStatus | undefined;
-  workflow_version?: number | undefined;
-  failed_step?: string | undefined;
-  error_type?: string | undefined;
-  created_after?: string | undefined;
-  created_before?: string | undefined;
-  ended_after?: string | undefined;
-  ended_before?: string | undefined;
+export interface ExecutionListQuery extends FilterFields {
   limit: number;
   cursor?: string | undefined;
-  /** `label.<key>` filters, as the query string gives them. */
-  [label: `label.${string}`]: string | string[] | undefined;
-}
-
-const dateOf = (value: string | undefined) => (value ? new Date(value) : undefined);
-
-/** The `label.<key>=<value>` filters of a query, as one object every label must match. */
-function labelFilters(query: ExecutionListQuery): Record<string, string> | undefined {
-  const labels: Record<string, string> = {};
-  for (const [name, value] of Object.entries(query)) {
-    if (name.startsWith(LABEL_FILTER_PREFIX) && typeof value === 'string') {
-      labels[name.slice(LABEL_FILTER_PREFIX.length)] = value;
-    }
-  }
-  return Object.keys(labels).length > 0 ? labels : undefined;
 }
 
 export interface StepRunListQuery {
@@ -229,16 +205,7 @@ export class ExecutionManager {
     query: ExecutionListQuery,
   ): Promise<{ items: ExecutionView[]; next_cursor: string | null }> {
     const rows = await executions.listExecutions(this.options.pool, {
-      workflowId: query.workflow_id,
-      status: query.status,
-      workflowVersion: query.workflow_version,
-      failedStep: query.failed_step,
-      errorType: query.error_type,
-      labels: labelFilters(query),
-      createdAfter: dateOf(query.created_after),
-      createdBefore: dateOf(query.created_before),
-      endedAfter: dateOf(query.ended_after),
-      endedBefore: dateOf(query.ended_before),
+      ...filterOf(query),
       after: query.cursor ? decodeCursor(query.cursor) : undefined,
       limit: query.limit + 1,
     });

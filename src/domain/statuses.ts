@@ -93,3 +93,7 @@ export const ACTIVE_STEP_STATUSES: readonly StepStatus[] = ['queued', 'running',
 export function isIn<S extends string>(statuses: readonly S[], status: string): status is S {
   return (statuses as readonly string[]).includes(status);
 }
+
+/** A bulk operation: running until every item is acted on, or cancelled, or failed. */
+export const BULK_OPERATION_STATUSES = ['running', 'completed', 'cancelled', 'failed'] as const;
+export type BulkOperationStatus = (typeof BULK_OPERATION_STATUSES)[number];

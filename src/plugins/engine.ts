@@ -1,5 +1,7 @@
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
+import { storedFilter } from '../core/bulk-operation-manager.js';
+import { BulkRunner } from '../engine/bulk-runner.js';
 import { CronScheduler } from '../engine/cron-scheduler.js';
 import { RateTokens } from '../engine/rate-tokens.js';
 import { RecoverySweep } from '../engine/recovery-sweep.js';
@@ -10,7 +12,7 @@ import { redisOptionsFromUrl } from '../store/redis-options.js';
 declare module 'fastify' {
   interface FastifyInstance {
     /** Present in processes that run workers (SERVICE_ROLE all or worker). */
-    engine?: { start(): Promise<void>; sweep: RecoverySweep };
+    engine?: { start(): Promise<void>; sweep: RecoverySweep; bulk: BulkRunner };
   }
 }
 
@@ -66,10 +68,22 @@ export const enginePlugin = fp(
       intervalMs: config.SCHEDULE_INTERVAL_MS,
       logger: log,
     });
+    const bulk = new BulkRunner({
+      pool: app.pg,
+      state: engineParts.state,
+      effects: engineParts.effects,
+      filterOf: storedFilter,
+      logger: log,
+      batchSize: config.BULK_BATCH_SIZE,
+      parallel: config.BULK_PARALLEL,
+      // Like a step's job: a process that stops renewing loses the operation after this long.
+      leaseMs: config.JOB_LOCK_MS,
+    });
     let started = false;
 
     app.decorate('engine', {
       sweep,
+      bulk,
       async start() {
         if (started) return;
         started = true;
@@ -77,12 +91,14 @@ export const enginePlugin = fp(
         void worker.run();
         sweep.start();
         cron.start();
+        bulk.start();
         log.info({ concurrency: config.WORKER_CONCURRENCY }, 'engine started');
       },
     });
 
     app.addHook('onClose', async () => {
       await cron.stop();
+      await bulk.stop();
       await sweep.stop();
       await settleConnection(worker);
       if (started) {

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import { BulkOperationManager } from '../core/bulk-operation-manager.js';
 import { EventManager } from '../core/event-manager.js';
 import { ExecutionManager } from '../core/execution-manager.js';
 import { TaskManager } from '../core/task-manager.js';
@@ -23,6 +24,7 @@ export interface EngineParts {
 declare module 'fastify' {
   interface FastifyInstance {
     executions: ExecutionManager;
+    bulkOperations: BulkOperationManager;
     tasks: TaskManager;
     events: EventManager;
     engineParts: EngineParts;
@@ -74,6 +76,7 @@ export const executionsPlugin = fp(
     const recoveryEffects = new EffectApplier({ ...applierOptions, dropJobs: false });
     app.decorate('engineParts', { state, queue, bus, effects, recoveryEffects, links });
     app.decorate('executions', new ExecutionManager({ pool: app.pg, state, effects, config }));
+    app.decorate('bulkOperations', new BulkOperationManager(app.pg));
     const tasks = new TaskManager({ pool: app.pg, state, effects });
     app.decorate('tasks', tasks);
     // Long polls would keep the HTTP server from draining: they answer (empty) first.

@@ -167,7 +167,8 @@ export const executeBodySchema = z
     example: { input_data: { source_file: 'data.csv', processing_rules: 'rules.json' } },
   });
 
-const listFilters = {
+/** The filters of `GET /executions`, which a bulk action's `filter` takes too. */
+export const executionFilterFields = {
   workflow_id: z.string().min(1).max(255).optional(),
   status: z.enum(EXECUTION_STATUSES).optional(),
   workflow_version: z.coerce.number().int().min(1).optional(),
@@ -194,29 +195,42 @@ const listFilters = {
     .datetime({ offset: true })
     .optional()
     .describe('Exclusive upper bound on completed_at'),
+};
+
+const listFilters = {
+  ...executionFilterFields,
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().min(1).max(1000).optional().describe('next_cursor of the previous page'),
 };
 const KNOWN_FILTERS = new Set(Object.keys(listFilters));
 export const LABEL_FILTER_PREFIX = 'label.';
 
+/** Flags every field that is neither `known` nor a well-formed `label.<key>` given once. */
+export function labelFilterProblems(
+  fields: Record<string, unknown>,
+  known: ReadonlySet<string>,
+  context: z.RefinementCtx,
+): void {
+  for (const [name, value] of Object.entries(fields)) {
+    if (known.has(name)) continue;
+    const key = name.startsWith(LABEL_FILTER_PREFIX) ? name.slice(LABEL_FILTER_PREFIX.length) : '';
+    if (!LABEL_KEY_PATTERN.test(key) || key.length > MAX_LABEL_KEY_LENGTH) {
+      context.addIssue({ code: 'custom', path: [name], message: 'unknown filter' });
+    } else if (typeof value !== 'string') {
+      context.addIssue({
+        code: 'custom',
+        path: [name],
+        message: 'give each label once, as a string',
+      });
+    }
+  }
+}
+
 /** `label.<key>=<value>`, repeatable for different keys (all must hold); nothing else unknown. */
 export const executionListQuerySchema = z
   .object(listFilters)
   .catchall(z.union([z.string().max(MAX_LABEL_VALUE_LENGTH), z.array(z.string())]))
-  .superRefine((query, context) => {
-    for (const [name, value] of Object.entries(query)) {
-      if (KNOWN_FILTERS.has(name)) continue;
-      const key = name.startsWith(LABEL_FILTER_PREFIX)
-        ? name.slice(LABEL_FILTER_PREFIX.length)
-        : '';
-      if (!LABEL_KEY_PATTERN.test(key) || key.length > MAX_LABEL_KEY_LENGTH) {
-        context.addIssue({ code: 'custom', path: [name], message: 'unknown filter' });
-      } else if (Array.isArray(value)) {
-        context.addIssue({ code: 'custom', path: [name], message: 'give each label once' });
-      }
-    }
-  });
+  .superRefine((query, context) => labelFilterProblems(query, KNOWN_FILTERS, context));
 
 export const stepRunPageSchema = pageOf(stepRunViewSchema);
 

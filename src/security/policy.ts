@@ -55,6 +55,8 @@ export const ROUTE_POLICIES: readonly RoutePolicy[] = [
   { method: 'GET', url: '/events', access: 'viewer' },
   { method: 'GET', url: '/limits', access: 'viewer' },
   { method: 'GET', url: '/limits/:name', access: 'viewer' },
+  { method: 'GET', url: '/operations', access: 'viewer' },
+  { method: 'GET', url: '/operations/:id', access: 'viewer' },
 
   // Running and steering executions, events, external tasks.
   { method: 'POST', url: '/workflows/:id/execute', access: 'operator' },
@@ -62,6 +64,9 @@ export const ROUTE_POLICIES: readonly RoutePolicy[] = [
   { method: 'POST', url: '/executions/:id/retry', access: 'operator' },
   { method: 'POST', url: '/executions/:id/pause', access: 'operator' },
   { method: 'POST', url: '/executions/:id/resume', access: 'operator' },
+  // Bulk delete also needs admin: the use case checks the action against the caller's role.
+  { method: 'POST', url: '/executions/bulk', access: 'operator' },
+  { method: 'POST', url: '/operations/:id/cancel', access: 'operator' },
   { method: 'POST', url: '/events', access: 'operator' },
   { method: 'POST', url: '/tasks/poll', access: 'operator' },
   { method: 'POST', url: '/tasks/:token/heartbeat', access: 'operator' },

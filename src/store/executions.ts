@@ -11,6 +11,7 @@ import {
   reviveExecution,
   reviveRun,
 } from './execution-columns.js';
+import { type ExecutionFilter, filterConditions } from './execution-filter.js';
 import { REOPENED_STEP_STATUSES } from './sql-statuses.js';
 import { uncountEnded } from './workflow-counter-store.js';
 import { type StoredStepDefinition, storedStep } from './workflow-rows.js';
@@ -169,20 +170,7 @@ export async function lockExecution(db: Queryable, id: string): Promise<Executio
   return rows[0] ?? null;
 }
 
-export interface ExecutionFilters {
-  workflowId?: string | undefined;
-  status?: ExecutionStatus | undefined;
-  workflowVersion?: number | undefined;
-  /** A step of this id failed in it. */
-  failedStep?: string | undefined;
-  /** Its error_details.type. */
-  errorType?: string | undefined;
-  /** Every one of these labels. */
-  labels?: Record<string, string> | undefined;
-  createdAfter?: Date | undefined;
-  createdBefore?: Date | undefined;
-  endedAfter?: Date | undefined;
-  endedBefore?: Date | undefined;
+export interface ExecutionListQuery extends ExecutionFilter {
   /** Keyset position: rows strictly after (created_at, id) in descending order. */
   after?: { createdAt: string; id: string } | undefined;
   limit: number;
@@ -191,42 +179,18 @@ export interface ExecutionFilters {
 /** Newest first; the created_at text keeps microseconds so the cursor never skips a row. */
 export async function listExecutions(
   db: Queryable,
-  filters: ExecutionFilters,
+  query: ExecutionListQuery,
 ): Promise<Array<ExecutionRow & { created_at_key: string }>> {
+  const where = filterConditions(query, 4);
   const { rows } = await db.query<ExecutionRow & { created_at_key: string }>(
     `SELECT ${EXECUTION_VIEW_COLUMNS},
             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at_key
        FROM workflow_executions e
-      WHERE ($1::text IS NULL OR workflow_id = $1)
-        AND ($2::text IS NULL OR status = $2)
-        AND ($3::timestamptz IS NULL OR created_at >= $3)
-        AND ($4::timestamptz IS NULL OR created_at < $4)
-        AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::text))
-        AND ($8::int IS NULL OR workflow_version = $8)
-        AND ($9::jsonb IS NULL OR labels @> $9::jsonb)
-        AND ($10::text IS NULL OR error_details->>'type' = $10)
-        AND ($11::timestamptz IS NULL OR completed_at >= $11)
-        AND ($12::timestamptz IS NULL OR completed_at < $12)
-        AND ($13::text IS NULL OR EXISTS (
-              SELECT 1 FROM step_executions s
-               WHERE s.execution_id = e.id AND s.step_id = $13 AND s.status = 'failed'))
-      ORDER BY created_at DESC, id DESC
-      LIMIT $7`,
-    [
-      filters.workflowId ?? null,
-      filters.status ?? null,
-      filters.createdAfter ?? null,
-      filters.createdBefore ?? null,
-      filters.after?.createdAt ?? null,
-      filters.after?.id ?? null,
-      filters.limit,
-      filters.workflowVersion ?? null,
-      filters.labels ? JSON.stringify(filters.labels) : null,
-      filters.errorType ?? null,
-      filters.endedAfter ?? null,
-      filters.endedBefore ?? null,
-      filters.failedStep ?? null,
-    ],
+      WHERE ${where.sql}
+        AND ($2::timestamptz IS NULL OR (e.created_at, e.id) < ($2::timestamptz, $3::text))
+      ORDER BY e.created_at DESC, e.id DESC
+      LIMIT $1`,
+    [query.limit, query.after?.createdAt ?? null, query.after?.id ?? null, ...where.values],
   );
   return rows;
 }

@@ -161,3 +161,12 @@ export const SEED_EXAMPLE = {
     },
   ],
 };
+
+/** A step that fails, without retries, when `input.n` is not a number (and passes when it is). */
+export const NUMBER_CHECK_STEP = {
+  id: 'check',
+  name: 'Check',
+  step_type: 'transform',
+  config: { expression: '$number(input.n)' },
+  retry_count: 0,
+};

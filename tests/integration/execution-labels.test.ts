@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { useTestApp } from '../helpers/test-app.js';
-import { createWorkflow, waitForExecution } from '../helpers/workflows.js';
+import { createWorkflow, NUMBER_CHECK_STEP, waitForExecution } from '../helpers/workflows.js';
 
 /**
  * Labels and search (issue 15, "Labels and search"): labels given on execute and on an event,
@@ -60,15 +60,7 @@ describe('labels and search', () => {
     const workflowId = await createWorkflow(ctx.app, {
       name: 'failing',
       workflow_type: 'sequential',
-      steps: [
-        {
-          id: 'check',
-          name: 'Check',
-          step_type: 'transform',
-          config: { expression: '$number(input.n)' },
-          retry_count: 0,
-        },
-      ],
+      steps: [NUMBER_CHECK_STEP],
     });
     const bad = await execute(workflowId, { input_data: { n: 'x' } });
     const good = await execute(workflowId, { input_data: { n: '3' } });

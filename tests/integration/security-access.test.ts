@@ -124,6 +124,38 @@ describe('the policy table', () => {
     expect(entry('GET', '/ui/*')).toBe('public');
     expect(findPolicy('POST', '/tasks/:taskToken/fail')?.access).toBe('operator');
     expect(findPolicy('HEAD', '/workflows/:id')?.access).toBe('viewer');
+    expect(entry('POST', '/executions/bulk')).toBe('operator');
+    expect(entry('GET', '/operations/:id')).toBe('viewer');
+  });
+
+  it('lets operators act in bulk but only admins delete in bulk', async () => {
+    const filter = { status: 'failed' };
+    const ask = (role: Role, action: string) =>
+      ctx.app.inject({
+        method: 'POST',
+        url: '/executions/bulk',
+        headers: headersFor({ kind: 'jwt', role }),
+        payload: { action, filter, dry_run: true },
+      });
+    expect((await ask('viewer', 'retry')).statusCode).toBe(403);
+    expect((await ask('operator', 'retry')).statusCode).toBe(200);
+    const refused = await ask('editor', 'delete');
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json().detail).toContain('admin');
+    expect((await ask('admin', 'delete')).statusCode).toBe(200);
+    const real = await ctx.app.inject({
+      method: 'POST',
+      url: '/executions/bulk',
+      headers: headersFor({ kind: 'api-key', role: 'operator' }),
+      payload: { action: 'delete', filter },
+    });
+    expect(real.statusCode).toBe(403);
+    const listed = await ctx.app.inject({
+      method: 'GET',
+      url: '/operations',
+      headers: headersFor({ kind: 'api-key', role: 'viewer' }),
+    });
+    expect(listed.json().items).toEqual([]);
   });
 });
 

@@ -1,7 +1,12 @@
+import type { ActionRule, BulkAction, ItemOutcome, SkipReason } from '../../domain/bulk-actions.js';
 import type { ExecutionRow } from '../../domain/execution.js';
-import { type ExecutionStatus, UNFINISHED_EXECUTION_STATUSES } from '../../domain/statuses.js';
+import {
+  FINISHED_EXECUTION_STATUSES,
+  UNFINISHED_EXECUTION_STATUSES,
+} from '../../domain/statuses.js';
 import { ExecutionNotFoundError, ExecutionStateError } from '../../errors.js';
-import type { Queryable } from '../../store/db.js';
+import { type Queryable, withTransaction } from '../../store/db.js';
+import { purgeFinishedExecutions } from '../../store/execution-purge.js';
 import * as executions from '../../store/executions.js';
 import * as stepRuns from '../../store/step-runs.js';
 import { type Effects, jobOfRun, noEffects } from './effects.js';
@@ -10,84 +15,74 @@ import { withLockedExecution } from './lock.js';
 import type { Machine } from './machine.js';
 
 /**
- * What an operator asks of one execution: cancel, retry, pause, resume. Each locks the
- * execution, refuses (404, 409) unless its status allows the action, and returns the effects
- * to apply once committed.
+ * What an operator asks of one execution (cancel, retry, pause, resume) and of many at once
+ * (those and delete, README "Operations"). Each locks the execution and acts only when its
+ * status allows: one asked alone refuses (404, 409); an item of a bulk operation is skipped
+ * with the reason. The effects are applied once committed.
  */
 
-async function act(
-  m: Machine,
-  id: string,
-  allowed: readonly ExecutionStatus[],
-  refusal: string,
-  change: (tx: Queryable, execution: ExecutionRow, effects: Effects) => Promise<unknown>,
-): Promise<Effects> {
-  const effects = noEffects();
-  await withLockedExecution(
-    m.options.pool,
-    id,
-    allowed,
-    (tx, execution) => change(tx, execution, effects),
-    (found) =>
-      found ? new ExecutionStateError(id, found.status, refusal) : new ExecutionNotFoundError(id),
-  );
-  return effects;
+interface OperatorAction extends ActionRule {
+  /** Why a single request is refused (409). */
+  refusal: string;
+  /** The change, in the transaction holding the execution's lock; a reason when it must not
+   * happen after all. */
+  change: (
+    m: Machine,
+    tx: Queryable,
+    execution: ExecutionRow,
+    effects: Effects,
+  ) => Promise<SkipReason | undefined>;
 }
 
-/** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
-export function cancel(m: Machine, id: string): Promise<Effects> {
-  return act(
-    m,
-    id,
-    UNFINISHED_EXECUTION_STATUSES,
-    'only an unfinished execution can be cancelled',
-    (tx, execution, effects) =>
-      finish(m, tx, execution, { status: 'cancelled', error: 'Cancelled on request' }, effects),
-  );
-}
-
-/** Resumes a failed or timed-out execution from its failed steps, keeping completed results. */
-export function retry(m: Machine, id: string): Promise<Effects> {
-  return act(
-    m,
-    id,
-    ['failed', 'timed_out'],
-    'only a failed or timed-out execution can be retried',
-    async (tx, execution, effects) => {
+const ACTIONS: Record<BulkAction, OperatorAction> = {
+  cancel: {
+    allowed: UNFINISHED_EXECUTION_STATUSES,
+    skip: 'already_finished',
+    refusal: 'only an unfinished execution can be cancelled',
+    change: async (m, tx, execution, effects) => {
+      await finish(
+        m,
+        tx,
+        execution,
+        { status: 'cancelled', error: 'Cancelled on request' },
+        effects,
+      );
+      return undefined;
+    },
+  },
+  retry: {
+    allowed: ['failed', 'timed_out'],
+    skip: 'not_failed',
+    refusal: 'only a failed or timed-out execution can be retried',
+    change: async (m, tx, execution, effects) => {
       await executions.reopenExecution(tx, execution);
       const { config } = await m.definition(tx, execution.workflow_id, execution.workflow_version);
       // Under config.concurrency it takes a slot again only through admission, like a start.
-      if (config.concurrency) await executions.setExecutionStatus(tx, id, 'queued');
+      if (config.concurrency) await executions.setExecutionStatus(tx, execution.id, 'queued');
       // Its failed steps' conditions and for_each lists are decided by a worker's advance job,
       // not in this request (docs/ARCHITECTURE.md, "Life of a request").
-      effects.advanceExecutions.push(id);
+      effects.advanceExecutions.push(execution.id);
       effects.changedWorkflows.push(execution.workflow_id);
+      return undefined;
     },
-  );
-}
-
-/** Holds an execution: running attempts finish, but no new step starts until resume. */
-export function pause(m: Machine, id: string): Promise<Effects> {
-  return act(
-    m,
-    id,
-    ['running', 'waiting'],
-    'only a running or waiting execution can be paused',
-    (tx) => executions.setExecutionStatus(tx, id, 'paused'),
-  );
-}
-
-/** Lets a paused execution go on: starts what became ready and re-queues what was held. */
-export function resume(m: Machine, id: string): Promise<Effects> {
-  return act(
-    m,
-    id,
-    ['paused'],
-    'only a paused execution can be resumed',
-    async (tx, execution, effects) => {
-      await executions.setExecutionStatus(tx, id, 'running');
+  },
+  pause: {
+    allowed: ['running', 'waiting'],
+    skip: 'not_running',
+    refusal: 'only a running or waiting execution can be paused',
+    change: async (_m, tx, execution) => {
+      await executions.setExecutionStatus(tx, execution.id, 'paused');
+      return undefined;
+    },
+  },
+  resume: {
+    allowed: ['paused'],
+    skip: 'not_paused',
+    refusal: 'only a paused execution can be resumed',
+    change: async (_m, tx, execution, effects) => {
+      await executions.setExecutionStatus(tx, execution.id, 'running');
       const resumed = { ...execution, status: 'running' as const };
-      for (const run of await stepRuns.listHeldRuns(tx, id)) {
+      for (const run of await stepRuns.listHeldRuns(tx, execution.id)) {
         effects.jobs.push({
           ...jobOfRun(resumed, run),
           ...(run.wake_at ? { runAt: run.wake_at } : {}),
@@ -96,7 +91,74 @@ export function resume(m: Machine, id: string): Promise<Effects> {
         });
       }
       // What became ready while paused starts from a worker's advance job, as above.
-      effects.advanceExecutions.push(id);
+      effects.advanceExecutions.push(execution.id);
+      return undefined;
     },
+  },
+  delete: {
+    allowed: FINISHED_EXECUTION_STATUSES,
+    skip: 'unfinished',
+    refusal: 'only a finished execution can be deleted',
+    change: async (_m, tx, execution) => {
+      const { deleted } = await purgeFinishedExecutions(tx, [execution.id]);
+      return deleted.length > 0 ? undefined : 'has_unfinished_children';
+    },
+  },
+};
+
+/** One operator action on one execution, refused (404, 409) unless its status allows it. */
+export async function act(
+  m: Machine,
+  action: Exclude<BulkAction, 'delete'>,
+  id: string,
+): Promise<Effects> {
+  const rule = ACTIONS[action];
+  const effects = noEffects();
+  await withLockedExecution(
+    m.options.pool,
+    id,
+    rule.allowed,
+    (tx, execution) => rule.change(m, tx, execution, effects),
+    (found) =>
+      found
+        ? new ExecutionStateError(id, found.status, rule.refusal)
+        : new ExecutionNotFoundError(id),
   );
+  return effects;
+}
+
+/** Thrown to roll an item's transaction back when its outcome could not be recorded. */
+class NotRecorded extends Error {}
+
+/**
+ * One item of a bulk operation: acts when the execution's status allows, else skips it, and
+ * `record`s the outcome in the same transaction, so the action and its record commit together
+ * or not at all. `record` answers false when the item may no longer be acted on (already
+ * recorded by another process, or the operation was cancelled): then nothing changes and null
+ * is returned.
+ */
+export async function actOnItem(
+  m: Machine,
+  action: BulkAction,
+  id: string,
+  record: (tx: Queryable, outcome: ItemOutcome) => Promise<boolean>,
+): Promise<Effects | null> {
+  const rule = ACTIONS[action];
+  const effects = noEffects();
+  try {
+    await withTransaction(m.options.pool, async (tx) => {
+      const execution = await executions.lockExecution(tx, id);
+      let skip: SkipReason | undefined = execution ? undefined : 'not_found';
+      if (execution && !rule.allowed.includes(execution.status)) skip = rule.skip;
+      if (execution && !skip) skip = await rule.change(m, tx, execution, effects);
+      const outcome: ItemOutcome = skip
+        ? { outcome: 'skipped', reason: skip }
+        : { outcome: 'done' };
+      if (!(await record(tx, outcome))) throw new NotRecorded();
+    });
+  } catch (error) {
+    if (error instanceof NotRecorded) return null;
+    throw error;
+  }
+  return effects;
 }

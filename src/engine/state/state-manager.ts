@@ -1,3 +1,4 @@
+import type { BulkAction, ItemOutcome } from '../../domain/bulk-actions.js';
 import type { ClaimedRun, ExecutionRow, StepRunRow } from '../../domain/execution.js';
 import type { Queryable } from '../../store/db.js';
 import type { EventRow } from '../../store/event-store.js';
@@ -6,7 +7,7 @@ import { advance } from './advance.js';
 import { type Effects, noEffects } from './effects.js';
 import { type ExecutionOutcome, finish } from './finish.js';
 import { type AttemptFence, type AttemptReport, type AttemptResult, Machine } from './machine.js';
-import { cancel, pause, resume, retry } from './operator-actions.js';
+import { act, actOnItem } from './operator-actions.js';
 import { claimAttempt, recordAttempt } from './record-attempt.js';
 import { type Started, type StartRequest, start, startAndAnswer } from './start.js';
 import { childEnded, deliverEvent, retakeBufferedEvent } from './waits.js';
@@ -104,18 +105,27 @@ export class StateManager extends Machine {
   }
 
   cancel(id: string): Promise<Effects> {
-    return cancel(this, id);
+    return act(this, 'cancel', id);
   }
 
   retry(id: string): Promise<Effects> {
-    return retry(this, id);
+    return act(this, 'retry', id);
   }
 
   pause(id: string): Promise<Effects> {
-    return pause(this, id);
+    return act(this, 'pause', id);
   }
 
   resume(id: string): Promise<Effects> {
-    return resume(this, id);
+    return act(this, 'resume', id);
+  }
+
+  /** One execution of a bulk operation: acted on or skipped, its outcome recorded with it. */
+  actOnItem(
+    action: BulkAction,
+    id: string,
+    record: (tx: Queryable, outcome: ItemOutcome) => Promise<boolean>,
+  ): Promise<Effects | null> {
+    return actOnItem(this, action, id, record);
   }
 }
