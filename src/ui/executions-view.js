@@ -1,4 +1,5 @@
 import { api } from './api.js';
+import { bulkPanel } from './bulk-panel.js';
 import { barsSvg } from './charts.js';
 import { announce, formatSeconds, h, statusBadge, timeElement } from './dom.js';
 import { EXECUTION_STATUSES } from './statuses.js';
@@ -92,11 +93,16 @@ export async function executionsView(params, signal) {
   const list = [];
   let cursor = null;
 
+  // The list's filter as API fields: the list reads it, a bulk action acts on it.
+  const filter = {
+    ...(workflowId ? { workflow_id: workflowId } : {}),
+    ...(status ? { status } : {}),
+    ...Object.fromEntries(labelPairs(labels).map(([key, value]) => [`label.${key}`, value])),
+  };
+
   const load = async () => {
     const query = new URLSearchParams({ limit: '25' });
-    if (workflowId) query.set('workflow_id', workflowId);
-    if (status) query.set('status', status);
-    for (const [key, value] of labelPairs(labels)) query.set(`label.${key}`, value);
+    for (const [key, value] of Object.entries(filter)) query.set(key, value);
     if (cursor) query.set('cursor', cursor);
     const page = await api(`/executions?${query}`);
     for (const execution of page.items) {
@@ -138,6 +144,13 @@ export async function executionsView(params, signal) {
     announce(`${list.length} executions listed`);
   };
   more.addEventListener('click', () => load().catch((error) => main.append(errorBox(error))));
+  // After a bulk action the list shows the executions as the action left them.
+  const reload = () => {
+    list.length = 0;
+    cursor = null;
+    body.replaceChildren();
+    load().catch((error) => main.append(errorBox(error)));
+  };
 
   try {
     await load();
@@ -162,6 +175,7 @@ export async function executionsView(params, signal) {
         body,
       ),
       h('p', {}, more),
+      bulkPanel(filter, signal, reload),
       h('h2', {}, 'Durations'),
       chart,
     );

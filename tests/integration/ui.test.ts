@@ -8,6 +8,7 @@ import { projectRoot } from '../../src/project.js';
 import { useTestApp } from '../helpers/test-app.js';
 import {
   createWorkflow,
+  getExecution,
   startExecution,
   stepStatuses,
   waitForExecution,
@@ -198,6 +199,54 @@ describe('the dashboard in a browser', () => {
     );
     expect(unlabelled).toEqual([]);
     expect(await page.locator('h1').count()).toBe(1);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('cancels every execution of one label from the list, after a dry run', async () => {
+    const { app } = ctx;
+    const workflowId = await createWorkflow(app, {
+      name: 'Waits for a parcel',
+      workflow_type: 'sequential',
+      steps: [
+        { id: 'parcel', name: 'Parcel', step_type: 'wait_for_event', config: { event: 'parcel' } },
+      ],
+    });
+    const start = async (tenant: string) => {
+      const response = await app.inject({
+        method: 'POST',
+        url: `/workflows/${workflowId}/execute`,
+        payload: { labels: { tenant } },
+      });
+      return response.json().id as string;
+    };
+    const gone: string[] = [];
+    for (let index = 0; index < 3; index += 1) gone.push(await start('gone'));
+    const kept = await start('kept');
+    for (const id of [...gone, kept]) {
+      await waitForExecution(app, id, (execution) => execution.status === 'waiting');
+    }
+
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    await page.goto(`${base}/ui#/executions?labels=tenant%3Dgone`);
+    await poll(() => page.locator('tbody tr').count()).toBe(3);
+    await page.selectOption('#bulk-action', 'cancel');
+    await page.fill('#bulk-reason', 'tenant left');
+    await page.click('#bulk-preview-button');
+    // The dry run: its count and sample, and nothing changed yet.
+    await poll(() => page.locator('#bulk-count').textContent()).toContain('3 execution(s) match');
+    expect(await page.locator('#bulk-sample li').count()).toBe(3);
+    expect((await getExecution(app, gone[0] as string)).status).toBe('waiting');
+    await page.click('#bulk-run');
+    await poll(() => page.locator('#bulk-progress').textContent()).toContain(
+      'completed: 3 of 3 done',
+    );
+    for (const id of gone) expect((await getExecution(app, id)).status).toBe('cancelled');
+    expect((await getExecution(app, kept)).status).toBe('waiting');
+    // The list shows them as the action left them.
+    await poll(() => page.locator('tbody .badge', { hasText: 'cancelled' }).count()).toBe(3);
     expect(problems).toEqual([]);
     await page.close();
   });
