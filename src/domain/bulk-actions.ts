@@ -25,6 +25,7 @@ export const SKIP_REASONS = [
   'not_paused',
   'unfinished',
   'has_unfinished_children',
+  'parent_unfinished',
   'not_found',
 ] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];

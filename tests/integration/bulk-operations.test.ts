@@ -175,6 +175,8 @@ describe('bulk actions', () => {
     const resumed = await bulk({ action: 'resume', filter });
     const resumeOp = await untilOperation(resumed.json().id, (op) => op.status !== 'running');
     expect(resumeOp).toMatchObject({ done: 5, skipped: 1, skipped_by_reason: { not_paused: 1 } });
+    // Resumed, each runs again until it waits for its event once more.
+    await untilWaiting(ids.slice(1));
     expect(await statusesOf(ids)).toEqual({ waiting: 5, cancelled: 1 });
   });
 
@@ -210,6 +212,36 @@ describe('bulk actions', () => {
     // The workflow's counters keep what the deleted executions counted.
     const after = await ctx.app.inject({ method: 'GET', url: `/workflows/${workflowId}` });
     expect(after.json().execution_count).toBe(counters.json().execution_count);
+  });
+
+  it('deletes only finished executions whose parent has finished too', async () => {
+    const child = await createWorkflow(ctx.app, {
+      name: 'quick child',
+      workflow_type: 'sequential',
+      steps: [{ id: 'n', name: 'n', step_type: 'noop' }],
+    });
+    const parent = await createWorkflow(ctx.app, {
+      name: 'parent that waits on',
+      workflow_type: 'sequential',
+      steps: [
+        { id: 'sub', name: 'Sub', step_type: 'subworkflow', config: { workflow_id: child } },
+        { ...waits, dependencies: ['sub'] },
+      ],
+    });
+    const parentId = await execute(parent, { family: 'f' });
+    await waitForExecution(ctx.app, parentId, (e) => e.status === 'waiting');
+    const deleted = await bulk({ action: 'delete', filter: { 'label.family': 'f' } });
+    const op = await untilOperation(deleted.json().id, (o) => o.status !== 'running');
+    // The child inherited the label and has ended; its parent still runs.
+    expect(op).toMatchObject({
+      matched: 2,
+      done: 0,
+      skipped_by_reason: { unfinished: 1, parent_unfinished: 1 },
+    });
+    const { rows } = await pg.db.query('SELECT id FROM workflow_executions WHERE labels @> $1', [
+      JSON.stringify({ family: 'f' }),
+    ]);
+    expect(rows).toHaveLength(2);
   });
 
   it('stops halfway when the operation is cancelled, leaving the rest alone', async () => {

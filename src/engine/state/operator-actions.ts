@@ -100,6 +100,13 @@ const ACTIONS: Record<BulkAction, OperatorAction> = {
     skip: 'unfinished',
     refusal: 'only a finished execution can be deleted',
     change: async (_m, tx, execution) => {
+      // A parent still running may yet read its sub-workflow's result.
+      const parent = execution.parent_execution_id
+        ? await executions.getExecution(tx, execution.parent_execution_id)
+        : null;
+      if (parent && UNFINISHED_EXECUTION_STATUSES.includes(parent.status)) {
+        return 'parent_unfinished';
+      }
       const { deleted } = await purgeFinishedExecutions(tx, [execution.id]);
       return deleted.length > 0 ? undefined : 'has_unfinished_children';
     },
