@@ -1,11 +1,12 @@
 import { hostname } from 'node:os';
-import type { BulkAction, BulkOperation, SkipReason } from '../domain/bulk-actions.js';
+import type { BulkOperation, SkipReason } from '../domain/bulk-actions.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import * as bulk from '../store/bulk-operation-store.js';
 import type { Pool } from '../store/db.js';
 import type { ExecutionFilter } from '../store/execution-filter.js';
-import type { EffectSink } from './state/effects.js';
+import { type EffectSink, mergeEffects, noEffects } from './state/effects.js';
+import type { ItemResult } from './state/operator-actions.js';
 import type { StateManager } from './state/state-manager.js';
 
 export interface BulkRunnerOptions {
@@ -24,6 +25,9 @@ export interface BulkRunnerOptions {
   parallel?: number;
   leaseMs?: number;
 }
+
+/** Items acted on in one transaction: one commit (one wait for the disk) for all of them. */
+const CHUNK = 25;
 
 /** An item that keeps throwing is recorded as failed after this many tries in one process. */
 const MAX_ITEM_ERRORS = 3;
@@ -107,57 +111,71 @@ export class BulkRunner {
     }
   }
 
-  /** Acts on a batch, `parallel` at a time, and counts what it came to. */
+  /**
+   * Acts on a batch: chunks of CHUNK items, each in one transaction, `parallel` chunks at a
+   * time; counts what it came to. The batch's effects (its jobs) go to Redis in one go once
+   * all of it committed: a crash before that leaves committed work without jobs, which the
+   * recovery sweep enqueues, as after any commit.
+   */
   private async actOnBatch(op: BulkOperation, items: string[]): Promise<bulk.BatchCounts> {
     const counts: bulk.BatchCounts = { done: 0, failed: 0, skipped: {} };
-    const queue = [...items];
+    const effects = noEffects();
+    const chunks: string[][] = [];
+    for (let at = 0; at < items.length; at += CHUNK) chunks.push(items.slice(at, at + CHUNK));
     const lane = async () => {
-      for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
-        const outcome = await this.actOnItem(op.id, op.action, id);
-        if (outcome === 'done') counts.done += 1;
-        else if (outcome === 'failed') counts.failed += 1;
-        else if (outcome) counts.skipped[outcome] = (counts.skipped[outcome] ?? 0) + 1;
+      for (let chunk = chunks.shift(); chunk !== undefined; chunk = chunks.shift()) {
+        const acted = await this.options.state.actOnItems(op.action, chunk, (tx, id, outcome) =>
+          bulk.recordOutcome(tx, op.id, id, outcome),
+        );
+        mergeEffects(effects, acted.effects);
+        for (const [id, result] of acted.results) {
+          const outcome = await this.settle(op.id, id, result);
+          if (outcome === 'done') counts.done += 1;
+          else if (outcome === 'failed') counts.failed += 1;
+          else if (outcome) counts.skipped[outcome] = (counts.skipped[outcome] ?? 0) + 1;
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.parallel, items.length) }, lane));
+    try {
+      await Promise.all(Array.from({ length: Math.min(this.parallel, chunks.length) }, lane));
+    } finally {
+      await this.options.effects.apply(effects);
+    }
     return counts;
   }
 
   /**
-   * One item: its outcome, or null when it was not ours to record (another process recorded
-   * it, or the operation was cancelled). An error stops the batch (Postgres may be away) until
-   * the same item has failed MAX_ITEM_ERRORS times here: then it is recorded as failed.
+   * What an item's result counts as. An item that threw stays pending (the next batch tries
+   * it again) until it has thrown MAX_ITEM_ERRORS times here: then it is recorded as failed,
+   * so one bad execution cannot hold the operation forever.
    */
-  private async actOnItem(
+  private async settle(
     operationId: string,
-    action: BulkAction,
     executionId: string,
+    result: ItemResult,
   ): Promise<'done' | 'failed' | SkipReason | null> {
-    let recorded: 'done' | SkipReason | null = null;
     const key = `${operationId}/${executionId}`;
-    try {
-      const effects = await this.options.state.actOnItem(
-        action,
-        executionId,
-        async (tx, outcome) => {
-          recorded = outcome.outcome === 'skipped' ? outcome.reason : 'done';
-          return bulk.recordOutcome(tx, operationId, executionId, outcome);
-        },
-      );
+    if (result === null) return null;
+    if (!('error' in result)) {
       this.errors.delete(key);
-      if (!effects) return null;
-      await this.options.effects.apply(effects);
-      return recorded;
-    } catch (error) {
-      const tries = (this.errors.get(key) ?? 0) + 1;
-      this.errors.set(key, tries);
-      if (tries < MAX_ITEM_ERRORS) throw error;
-      this.errors.delete(key);
-      const detail = error instanceof Error ? error.message : String(error);
-      const outcome = { outcome: 'failed' as const, detail: detail.slice(0, 1000) };
-      return (await bulk.recordOutcome(this.options.pool, operationId, executionId, outcome))
-        ? 'failed'
-        : null;
+      return result.outcome === 'skipped'
+        ? result.reason
+        : result.outcome === 'done'
+          ? 'done'
+          : 'failed';
     }
+    const tries = (this.errors.get(key) ?? 0) + 1;
+    this.errors.set(key, tries);
+    this.options.logger.warn(
+      { err: result.error, operationId, executionId, tries },
+      'bulk action on an execution failed',
+    );
+    if (tries < MAX_ITEM_ERRORS) return null;
+    this.errors.delete(key);
+    const message = result.error instanceof Error ? result.error.message : String(result.error);
+    const outcome = { outcome: 'failed' as const, detail: message.slice(0, 1000) };
+    return (await bulk.recordOutcome(this.options.pool, operationId, executionId, outcome))
+      ? 'failed'
+      : null;
   }
 }

@@ -1,13 +1,12 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../helpers/private-servers.js';
 import {
+  apiAndTwoWorkers,
   createWorkflow,
   forEachWorkflow,
   killWorkersRepeatedly,
   submitExecutions,
   useFaultScenario,
-  type WorkerSlot,
 } from './harness.js';
 import { waitAllTerminal } from './invariants.js';
 
@@ -66,10 +65,7 @@ describe('workers SIGKILLed while large fan-outs run', () => {
   it(`completes every item once: ${EXECUTIONS} fan-outs of ${ITEMS} items, ${KILLS} kills`, async () => {
     const { databaseUrl, fleet, server } = scenario;
     const started = Date.now();
-    const port = await freePort();
-    const apiUrl = `http://127.0.0.1:${port}`;
-    const workers = await Promise.all([fleet.api(port).then(() => fleet.worker()), fleet.worker()]);
-    const slots: WorkerSlot[] = workers.map((process) => ({ process, readyAt: Date.now() }));
+    const { apiUrl, slots } = await apiAndTwoWorkers(fleet);
 
     const workflowId = await createWorkflow(
       apiUrl,

@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../helpers/private-servers.js';
 import {
+  apiAndTwoWorkers,
   createWorkflow,
   httpStep,
   killWorkersRepeatedly,
   request,
-  submitExecutions,
+  submitAll,
   useFaultScenario,
-  type WorkerSlot,
 } from './harness.js';
 import { waitAllTerminal } from './invariants.js';
 
@@ -61,10 +60,7 @@ describe('workers SIGKILLed while executions queue for their limits', () => {
   it(`never exceeds a limit and completes every execution once: ${EXECUTIONS} executions, ${KILLS} kills`, async () => {
     const { databaseUrl, fleet, server } = scenario;
     const started = Date.now();
-    const port = await freePort();
-    const apiUrl = `http://127.0.0.1:${port}`;
-    const workers = await Promise.all([fleet.api(port).then(() => fleet.worker()), fleet.worker()]);
-    const slots: WorkerSlot[] = workers.map((process) => ({ process, readyAt: Date.now() }));
+    const { apiUrl, slots } = await apiAndTwoWorkers(fleet);
 
     const limit = await request(`${apiUrl}/limits/fault-api`, {
       method: 'PUT',
@@ -72,13 +68,7 @@ describe('workers SIGKILLed while executions queue for their limits', () => {
     });
     expect([200, 201]).toContain(limit.status);
     const workflowId = await createWorkflow(apiUrl, limitedWorkflow(server.url));
-    const submitted = await submitExecutions({
-      baseUrl: () => apiUrl,
-      workflowId,
-      count: EXECUTIONS,
-      concurrency: 8,
-    });
-    expect(submitted.failed, JSON.stringify(submitted.answers)).toBe(0);
+    const submitted = await submitAll(apiUrl, workflowId, EXECUTIONS);
     const killed = await killWorkersRepeatedly(fleet, slots, KILLS);
     await Promise.all(slots.map((slot) => slot.restarting));
 

@@ -2,13 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
-import { afterAll, beforeAll, beforeEach, inject } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, inject } from 'vitest';
 // The bounded-concurrency loop the benchmarks use, shared rather than copied.
 import { runPool } from '../../bench/lib/util.js';
 import { projectRoot } from '../../src/project.js';
 import { ensureDatabase } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
-import { PrivatePostgres, PrivateRedis } from '../helpers/private-servers.js';
+import { freePort, PrivatePostgres, PrivateRedis } from '../helpers/private-servers.js';
 import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.js';
 import { createTestDatabase, deleteRedisPrefix, type TestDatabase } from '../helpers/test-app.js';
 import { type Figures, recordFigures } from './figures.js';
@@ -498,4 +498,32 @@ export async function submitExecutions(options: {
   // Replays of one key answer 200 with the same execution.
   report.accepted = [...new Set(report.accepted)];
   return report;
+}
+
+/** An API process on a free port and two workers behind it, as the kill scenarios use them. */
+export async function apiAndTwoWorkers(
+  fleet: Fleet,
+): Promise<{ apiUrl: string; slots: WorkerSlot[] }> {
+  const port = await freePort();
+  const workers = await Promise.all([fleet.api(port).then(() => fleet.worker()), fleet.worker()]);
+  return {
+    apiUrl: `http://127.0.0.1:${port}`,
+    slots: workers.map((process) => ({ process, readyAt: Date.now() })),
+  };
+}
+
+/** Submits `count` executions, 8 at a time, one try each; every one must be accepted. */
+export async function submitAll(
+  apiUrl: string,
+  workflowId: string,
+  count: number,
+): Promise<SubmitReport> {
+  const submitted = await submitExecutions({
+    baseUrl: () => apiUrl,
+    workflowId,
+    count,
+    concurrency: 8,
+  });
+  expect(submitted.failed, JSON.stringify(submitted.answers)).toBe(0);
+  return submitted;
 }

@@ -7,7 +7,7 @@ import { advance } from './advance.js';
 import { type Effects, noEffects } from './effects.js';
 import { type ExecutionOutcome, finish } from './finish.js';
 import { type AttemptFence, type AttemptReport, type AttemptResult, Machine } from './machine.js';
-import { act, actOnItem } from './operator-actions.js';
+import { act, actOnItems } from './operator-actions.js';
 import { claimAttempt, recordAttempt } from './record-attempt.js';
 import { type Started, type StartRequest, start, startAndAnswer } from './start.js';
 import { childEnded, deliverEvent, retakeBufferedEvent } from './waits.js';
@@ -120,12 +120,12 @@ export class StateManager extends Machine {
     return act(this, 'resume', id);
   }
 
-  /** One execution of a bulk operation: acted on or skipped, its outcome recorded with it. */
-  actOnItem(
+  /** Executions of a bulk operation: each acted on or skipped, its outcome recorded with it. */
+  actOnItems(
     action: BulkAction,
-    id: string,
-    record: (tx: Queryable, outcome: ItemOutcome) => Promise<boolean>,
-  ): Promise<Effects | null> {
-    return actOnItem(this, action, id, record);
+    ids: readonly string[],
+    record: (tx: Queryable, id: string, outcome: ItemOutcome) => Promise<boolean>,
+  ): ReturnType<typeof actOnItems> {
+    return actOnItems(this, action, ids, record);
   }
 }
