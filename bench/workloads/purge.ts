@@ -214,10 +214,10 @@ export function purgeWorkloads(figures: PurgeFigures): Workload[] {
     ),
     workload(
       'partition_lookup_by_id',
-      partitions.lookupByIdMs,
-      'ms',
+      partitions.lookupByIdMs * 1000,
+      'µs',
       'the same lookup by id and day (one partition)',
-      partitions.lookupByIdAndDayMs,
+      partitions.lookupByIdAndDayMs * 1000,
       null,
       {
         note: `step runs partitioned by day (${partitions.partitions} partitions): a run found by id alone probes every partition; a primary key without the day: "${partitions.primaryKeyRefusal}"`,
