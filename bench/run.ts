@@ -24,6 +24,7 @@ import { measureForeach } from './workloads/foreach.js';
 import { foreachSection, foreachWorkloads } from './workloads/foreach-report.js';
 import { type HistoryFigures, measureHistory } from './workloads/history.js';
 import { type MemoryFigures, measureMemory } from './workloads/memory.js';
+import { measurePurge, purgeWorkloads } from './workloads/purge.js';
 import { type RawBullmqResult, rawBullmq } from './workloads/raw-bullmq.js';
 import { measureReference } from './workloads/reference-phase.js';
 
@@ -31,9 +32,10 @@ import { measureReference } from './workloads/reference-phase.js';
  * `npm run bench`: every workload against the local Postgres and Redis, each on a database and
  * a Redis prefix of its own (dropped and deleted at the end), every figure next to a baseline
  * measured in the same run. Options:
- *   --only raw,reference,engine,expressions,api,history,flow,foreach,memory   a subset (a figure
- *                                                     whose baseline phase did not run shows NaN)
- *   --out FILE                                       where the JSON goes
+ *   --only raw,reference,engine,expressions,api,history,flow,purge,foreach,memory
+ *                        a subset (a figure whose baseline phase did not run shows NaN)
+ *   PHASE ...            the same as --only PHASE,... (`npm run bench -- purge`)
+ *   --out FILE           where the JSON goes
  * Environment: BENCH_DATABASE_URL (an admin connection, default postgres@127.0.0.1:5432),
  * BENCH_REDIS_URL (default redis://127.0.0.1:6379/0), BENCH_BUDGET_SECONDS (default 540; 0: none),
  * FOREACH_ITEMS (items of the for_each fan-out, default 100000).
@@ -48,6 +50,7 @@ const PHASES = [
   'history',
   'flow',
   'bulk',
+  'purge',
   'foreach',
   'memory',
 ] as const;
@@ -73,16 +76,19 @@ const BUDGET_SECONDS = Number(process.env.BENCH_BUDGET_SECONDS ?? 540);
 const FOREACH_ITEMS = Number(process.env.FOREACH_ITEMS ?? 100_000);
 const MEMORY_RESERVE_MS = 60_000;
 
-const { values } = parseArgs({
+const { values, positionals } = parseArgs({
   options: {
     only: { type: 'string' },
     out: { type: 'string', default: path.join(projectRoot, 'bench/results/latest.json') },
   },
+  allowPositionals: true,
 });
+// `npm run bench -- purge` means `--only purge`.
+const named = [...(values.only?.split(',') ?? []), ...positionals];
 const selected = new Set<Phase>(
-  values.only === undefined
+  named.length === 0
     ? PHASES
-    : values.only.split(',').map((name) => {
+    : named.map((name) => {
         if (!(PHASES as readonly string[]).includes(name)) throw new Error(`unknown phase ${name}`);
         return name as Phase;
       }),
@@ -528,6 +534,17 @@ async function main(): Promise<number> {
       measureBulk(context, { retried: 10_000, probe: 1000 }, log),
     );
     if (bulk) results.push(...bulkWorkloads(bulk));
+    const purge = await phase(
+      'purge',
+      'retention purge of 1,000,000 step runs (engine running)',
+      () =>
+        measurePurge(
+          context,
+          { stepRuns: 1_000_000, warmupExecutions: 50, roundExecutions: 100, baselineRounds: 5 },
+          log,
+        ),
+    );
+    if (purge) results.push(...purgeWorkloads(purge));
     const foreach = await phase('foreach', 'for_each fan-out (separate service process)', () =>
       measureForeach(
         context,

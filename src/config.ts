@@ -131,6 +131,13 @@ const envSchema = z.object({
   /** How often committed execution changes are relayed from Postgres to Redis, in milliseconds. */
   EVENT_RELAY_INTERVAL_MS: positiveInt.default(200),
 
+  // Retention (README "Operations"; docs/ARCHITECTURE.md, "Retention").
+  /** Days finished executions (with their step runs) and received events are kept; 0 keeps
+   * everything. A workflow's `config.retention_days` overrides it for its executions. */
+  RETENTION_DAYS: nonNegativeInt.default(30),
+  /** How often a worker process purges what retention no longer keeps, in seconds. */
+  RETENTION_INTERVAL_SECONDS: positiveInt.default(3600),
+
   // Security (docs/ARCHITECTURE.md, "Security"; README "Security"). Cross-field rules: authProblems().
   /** `none | api-key | jwt | both`; unset: `both` when a JWT key is set, else `none` (open). */
   AUTH_MODE: z.enum(AUTH_MODES).optional(),

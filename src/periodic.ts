@@ -18,10 +18,11 @@ export class Periodic {
     return this.active;
   }
 
-  start(): void {
+  /** The first pass runs after `firstDelayMs` (default: one interval). */
+  start(firstDelayMs = this.intervalMs): void {
     if (this.active) return;
     this.active = true;
-    this.schedule();
+    this.schedule(firstDelayMs);
   }
 
   async stop(): Promise<void> {
@@ -30,13 +31,13 @@ export class Periodic {
     await this.running;
   }
 
-  private schedule(): void {
+  private schedule(delayMs = this.intervalMs): void {
     if (!this.active) return;
     this.timer = setTimeout(() => {
       this.running = this.pass()
         .catch(this.onError)
         .finally(() => this.schedule());
-    }, this.intervalMs);
+    }, delayMs);
     this.timer.unref();
   }
 }

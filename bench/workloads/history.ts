@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { workflowWindowAggregate } from '../../src/store/stats-store.js';
 import { compareInterleaved, type LoadResult } from '../lib/autocannon.js';
+import { bulkLoad, countersFromRows } from '../lib/bulk-load.js';
 import type { BenchContext } from '../lib/context.js';
 import { serviceEnvironment, startInProcessService } from '../lib/service.js';
 import { createWorkflow, sequentialWorkflow } from './engine.js';
@@ -45,11 +46,9 @@ export async function insertHistory(
   to: number,
   total: number,
 ): Promise<void> {
-  // Bulk load of the bench's own database: no outbox triggers, no foreign-key checks.
-  await db.query('SET session_replication_role = replica');
-  await db.query('BEGIN');
-  await db.query(
-    `INSERT INTO workflow_executions
+  await bulkLoad(db, async () => {
+    await db.query(
+      `INSERT INTO workflow_executions
        (id, workflow_id, workflow_version, status, input_data, output_data, step_results,
         started_at, completed_at, duration_seconds, created_at, updated_at, trigger, labels)
      SELECT 'ex_hist' || lpad(g::text, 9, '0'), $1, 1, e.status,
@@ -64,10 +63,10 @@ export async function insertHistory(
                             (0.05 + (g % 97) / 100.0) * interval '1 second' AS d,
                             CASE WHEN g % 50 = 0 THEN 'failed' WHEN g % 211 = 0 THEN 'cancelled'
                                  ELSE 'completed' END AS status) AS e`,
-    [workflowId, from, to, total],
-  );
-  await db.query(
-    `INSERT INTO step_executions
+      [workflowId, from, to, total],
+    );
+    await db.query(
+      `INSERT INTO step_executions
        (execution_id, step_id, iteration, item_index, status, attempt, output, queued_at,
         started_at, completed_at, created_at, updated_at)
      SELECT e.id, 's' || k, 0, -1,
@@ -81,30 +80,10 @@ export async function insertHistory(
             e.created_at, e.completed_at
        FROM workflow_executions e, generate_series(1, $3::int) AS k
       WHERE e.id BETWEEN 'ex_hist' || lpad($1::text, 9, '0') AND 'ex_hist' || lpad($2::text, 9, '0')`,
-    [from, to, HISTORY_STEPS],
-  );
-  // The workflow's counters as the engine leaves them once the sweep folded its deltas.
-  await db.query(
-    `UPDATE workflows w
-        SET execution_count = c.ended, success_count = c.completed, failure_count = c.failed,
-            cancelled_count = c.cancelled, timed_out_count = c.timed_out,
-            total_duration_seconds = c.duration,
-            average_duration_seconds = round(c.duration / greatest(c.ended, 1), 2),
-            started_at = c.started_at, completed_at = c.completed_at
-       FROM (SELECT count(*) AS ended, count(*) FILTER (WHERE status = 'completed') AS completed,
-                    count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
-                    count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-                    count(*) FILTER (WHERE status = 'timed_out') AS timed_out,
-                    coalesce(sum(duration_seconds), 0) AS duration,
-                    max(created_at) AS started_at, max(completed_at) AS completed_at
-               FROM workflow_executions WHERE workflow_id = $1) AS c
-      WHERE w.id = $1`,
-    [workflowId],
-  );
-  await db.query('COMMIT');
-  await db.query('SET session_replication_role = DEFAULT');
-  await db.query('VACUUM ANALYZE workflow_executions');
-  await db.query('VACUUM ANALYZE step_executions');
+      [from, to, HISTORY_STEPS],
+    );
+    await countersFromRows(db, workflowId);
+  });
 }
 
 export async function measureHistory(

@@ -8,11 +8,13 @@ import { WORKFLOW_TYPES, type WorkflowDefinition } from '../domain/workflow-defi
 import { WorkflowNotFoundError } from '../errors.js';
 import type {
   QueueStatsView,
+  RetentionStatsView,
   StepStatsView,
   SystemStatsView,
   WorkflowStatsView,
 } from '../schemas/stats.js';
 import type { Pool } from '../store/db.js';
+import { lastMaintenanceRun, RETENTION_PASS } from '../store/maintenance-runs.js';
 import type { StatsCache } from '../store/stats-cache.js';
 import * as store from '../store/stats-store.js';
 
@@ -40,6 +42,8 @@ export interface StatsManagerOptions {
   window: number;
   /** The definition of a workflow version (cached): its steps, in order. */
   definitionOf(workflowId: string, version: number): Promise<WorkflowDefinition>;
+  /** RETENTION_DAYS and RETENTION_INTERVAL_SECONDS, as GET /stats shows them. */
+  retention: { days: number; intervalSeconds: number };
 }
 
 const QUEUE_TIMEOUT_MS = 1500;
@@ -135,9 +139,10 @@ export class StatsManager {
   async systemStats(): Promise<SystemStatsView> {
     const cached = await this.options.cache.get<SystemStatsView>('system');
     if (cached) return cached;
-    const [aggregate, queues] = await Promise.all([
+    const [aggregate, queues, retention] = await Promise.all([
       store.systemAggregate(this.options.pool),
       this.readQueues(),
+      this.retentionView(),
     ]);
     const workflowsByStatus: Record<string, number> = zeroed(WORKFLOW_STATUSES);
     const workflowsByType: Record<string, number> = zeroed(WORKFLOW_TYPES);
@@ -183,9 +188,26 @@ export class StatsManager {
       },
       queues: queues?.map(queueView) ?? null,
       workers_online: queues ? sumWorkers(queues) : null,
+      retention,
     };
     await this.options.cache.set('system', view);
     return view;
+  }
+
+  /** The settings of this process and the last purge of any (one row of maintenance_runs). */
+  private async retentionView(): Promise<RetentionStatsView> {
+    const last = await lastMaintenanceRun(this.options.pool, RETENTION_PASS);
+    return {
+      days: this.options.retention.days,
+      interval_seconds: this.options.retention.intervalSeconds,
+      last_purge: last && {
+        started_at: last.started_at.toISOString(),
+        ended_at: last.ended_at?.toISOString() ?? null,
+        executions: last.executions,
+        step_runs: last.step_runs,
+        events: last.events,
+      },
+    };
   }
 
   private async readQueues(): Promise<QueueDepth[] | null> {

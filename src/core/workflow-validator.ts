@@ -4,6 +4,8 @@ import { labelsSchema } from '../domain/labels.js';
 import {
   DEFAULT_FOR_EACH_CONCURRENCY,
   DEFAULT_RETRY_BACKOFF,
+  MAX_RETENTION_DAYS,
+  retentionDaysSchema,
   type StepDefinition,
   type StepInput,
   type WorkflowDefinition,
@@ -104,11 +106,22 @@ function positiveIntegerProblem(path: string, value: unknown, max: number): Fiel
     : [{ path, message: `must be an integer from 1 to ${max}` }];
 }
 
+function retentionProblem(value: unknown): FieldProblem[] {
+  if (value === undefined || retentionDaysSchema.safeParse(value).success) return [];
+  return [
+    {
+      path: 'config.retention_days',
+      message: `must be an integer from 0 (keep forever) to ${MAX_RETENTION_DAYS}`,
+    },
+  ];
+}
+
 function checkWorkflowConfig(type: WorkflowType, config: Record<string, unknown>): FieldProblem[] {
   const problems: FieldProblem[] = [
     ...positiveIntegerProblem('config.max_concurrency', config.max_concurrency, 10_000),
     ...positiveIntegerProblem('config.priority', config.priority, MAX_PRIORITY),
     ...positiveIntegerProblem('config.timeout_seconds', config.timeout_seconds, 31_536_000),
+    ...retentionProblem(config.retention_days),
     ...expressionProblem('config.output', config.output),
     ...flowControlProblems(config),
   ];

@@ -139,6 +139,20 @@ export const workflowUpdateSchema = z
   .strict();
 export type WorkflowUpdateInput = z.infer<typeof workflowUpdateSchema>;
 
+/** Longest `config.retention_days` (a century): longer is keeping forever, which 0 says. */
+export const MAX_RETENTION_DAYS = 36_500;
+
+/** `config.retention_days`, judged by the validator and read again by the retention pass
+ * (which falls back to RETENTION_DAYS for a value stored before it was validated). */
+export const retentionDaysSchema = z.number().int().min(0).max(MAX_RETENTION_DAYS);
+
+/** Days a workflow's finished executions are kept (0: forever): its own setting when valid,
+ * else the service's RETENTION_DAYS. */
+export function effectiveRetentionDays(stored: unknown, serviceDays: number): number {
+  const own = retentionDaysSchema.safeParse(stored);
+  return own.success ? own.data : serviceDays;
+}
+
 /** The keys of `config` the engine reads; any other keys are kept and ignored. */
 export interface WorkflowEngineConfig {
   max_concurrency?: number;
@@ -152,6 +166,8 @@ export interface WorkflowEngineConfig {
   /** Its executions' default priority: 1 (first) to 10 (last). */
   priority?: number;
   timeout_seconds?: number;
+  /** Days its finished executions are kept; 0 keeps them forever. Overrides RETENTION_DAYS. */
+  retention_days?: number;
   loop?: { condition?: string; max_iterations: number };
   output?: string;
   /** `labels`: given to every execution a schedule tick or an event starts. */

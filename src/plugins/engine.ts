@@ -5,20 +5,27 @@ import { BulkRunner } from '../engine/bulk-runner.js';
 import { CronScheduler } from '../engine/cron-scheduler.js';
 import { RateTokens } from '../engine/rate-tokens.js';
 import { RecoverySweep } from '../engine/recovery-sweep.js';
+import { RetentionSweep } from '../engine/retention-sweep.js';
 import { settleConnection } from '../engine/step-queue.js';
 import { createStepWorker } from '../engine/step-worker.js';
+import { executionStreamKey } from '../monitoring/execution-event-hub.js';
 import { redisOptionsFromUrl } from '../store/redis-options.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Present in processes that run workers (SERVICE_ROLE all or worker). */
-    engine?: { start(): Promise<void>; sweep: RecoverySweep; bulk: BulkRunner };
+    engine?: {
+      start(): Promise<void>;
+      sweep: RecoverySweep;
+      bulk: BulkRunner;
+      retention: RetentionSweep;
+    };
   }
 }
 
 /**
- * Workers, the recovery sweep and the abort listener. Started only once migrations have run
- * (runtime.ts); on close, workers get the grace period to finish, then hand jobs back.
+ * Workers, the recovery sweep, retention and the abort listener. Started only once migrations
+ * have run (runtime.ts); on close, workers get the grace period to finish, then hand jobs back.
  */
 export const enginePlugin = fp(
   async (app) => {
@@ -79,11 +86,23 @@ export const enginePlugin = fp(
       // Like a step's job: a process that stops renewing loses the operation after this long.
       leaseMs: config.JOB_LOCK_MS,
     });
+    const retention = new RetentionSweep({
+      pool: app.pg,
+      days: config.RETENTION_DAYS,
+      intervalMs: config.RETENTION_INTERVAL_SECONDS * 1000,
+      logger: log,
+      // Their event logs expire anyway (STREAM_RETENTION_SECONDS): one call per batch frees
+      // the memory at once.
+      forget: async (ids) => {
+        await app.redis.unlink(...ids.map((id) => executionStreamKey(config.REDIS_PREFIX, id)));
+      },
+    });
     let started = false;
 
     app.decorate('engine', {
       sweep,
       bulk,
+      retention,
       async start() {
         if (started) return;
         started = true;
@@ -92,11 +111,13 @@ export const enginePlugin = fp(
         sweep.start();
         cron.start();
         bulk.start();
+        retention.start();
         log.info({ concurrency: config.WORKER_CONCURRENCY }, 'engine started');
       },
     });
 
     app.addHook('onClose', async () => {
+      await retention.stop();
       await cron.stop();
       await bulk.stop();
       await sweep.stop();

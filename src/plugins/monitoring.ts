@@ -57,6 +57,10 @@ export const monitoringPlugin = fp(
         queueDepth,
         window: config.STATS_WINDOW,
         definitionOf,
+        retention: {
+          days: config.RETENTION_DAYS,
+          intervalSeconds: config.RETENTION_INTERVAL_SECONDS,
+        },
       }),
     );
 

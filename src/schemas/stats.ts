@@ -128,6 +128,31 @@ export const queueStatsSchema = z.object({
 });
 export type QueueStatsView = z.infer<typeof queueStatsSchema>;
 
+export const retentionStatsSchema = z
+  .object({
+    days: z
+      .number()
+      .int()
+      .describe(
+        "RETENTION_DAYS: finished executions and events older than this are purged; 0 keeps everything (a workflow's config.retention_days overrides it)",
+      ),
+    interval_seconds: z.number().int().describe('RETENTION_INTERVAL_SECONDS: time between passes'),
+    last_purge: z
+      .object({
+        started_at: timestamp,
+        ended_at: timestamp
+          .nullable()
+          .describe('Null while the pass runs, or when it was cut short (its counts stay exact)'),
+        executions: z.number().int().describe('Executions deleted, sub-workflows included'),
+        step_runs: z.number().int().describe('Their step runs deleted'),
+        events: z.number().int().describe('Received events deleted'),
+      })
+      .nullable()
+      .describe('The most recent purge, whichever process ran it; null before the first'),
+  })
+  .describe('Retention of finished executions and events (README "Operations")');
+export type RetentionStatsView = z.infer<typeof retentionStatsSchema>;
+
 export const systemStatsSchema = z.object({
   generated_at: timestamp.describe('When these figures were computed (cached a few seconds)'),
   workflows: z.object({
@@ -165,5 +190,6 @@ export const systemStatsSchema = z.object({
     .int()
     .nullable()
     .describe('Workers connected to the step queue, all processes; null when unknown'),
+  retention: retentionStatsSchema,
 });
 export type SystemStatsView = z.infer<typeof systemStatsSchema>;

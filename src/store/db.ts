@@ -7,6 +7,8 @@ export const SqlState = {
   INVALID_DATABASE: '3D000',
   DUPLICATE_DATABASE: '42P04',
   INVALID_TEXT_REPRESENTATION: '22P02',
+  LOCK_NOT_AVAILABLE: '55P03',
+  DEADLOCK_DETECTED: '40P01',
 } as const;
 
 // BIGINT and NUMERIC arrive as strings by default; our counters and durations fit in a double.
@@ -71,6 +73,13 @@ export async function withTransactionThen<T, R>(
   } finally {
     client.release();
   }
+}
+
+/** Within the caller's transaction, a lock not granted within `ms` fails the statement
+ * (LOCK_NOT_AVAILABLE) instead of waiting: background work that must never queue behind the
+ * engine. */
+export async function setLockTimeout(tx: Queryable, ms: number): Promise<void> {
+  await tx.query("SELECT set_config('lock_timeout', $1, true)", [`${ms}ms`]);
 }
 
 export function isPgError(error: unknown, code: string): boolean {

@@ -67,7 +67,8 @@ export async function workflowExecutionAggregate(
       counters && counters.execution_count > 0
         ? counters.total_duration_seconds / counters.execution_count
         : null,
-    last_execution_at: last.rows[0]?.created_at ?? null,
+    // The counters remember the latest start when retention purged every row.
+    last_execution_at: last.rows[0]?.created_at ?? counters?.started_at ?? null,
   };
 }
 

@@ -43,6 +43,8 @@ export interface WorkflowCounters {
   /** Of the ended executions; the average is rounded to hundredths, as the seed's column. */
   total_duration_seconds: number;
   average_duration_seconds: number;
+  /** When its latest execution started (kept when retention purged the rows). */
+  started_at: Date | null;
 }
 
 /** How many ended executions end each way. */
