@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import type { BulkOperation, SkipReason } from '../domain/bulk-actions.js';
+import type { BulkAction, BulkOperation, SkipReason } from '../domain/bulk-actions.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import * as bulk from '../store/bulk-operation-store.js';
@@ -28,6 +28,11 @@ export interface BulkRunnerOptions {
 
 /** Items acted on in one transaction: one commit (one wait for the disk) for all of them. */
 const CHUNK = 25;
+
+/** Actions that put executions back to work, which the engine must then run. */
+const MAKES_WORK: ReadonlySet<BulkAction> = new Set(['retry', 'resume']);
+const PACE_MAX_WAIT_MS = 5000;
+const PACE_POLL_MS = 100;
 
 /** An item that keeps throwing is recorded as failed after this many tries in one process. */
 const MAX_ITEM_ERRORS = 3;
@@ -107,7 +112,9 @@ export class BulkRunner {
         logger.info({ operationId: op.id, action: op.action }, 'bulk operation completed');
         return;
       }
-      await bulk.addCounts(pool, op.id, this.owner, await this.actOnBatch(op, items));
+      const { counts, done } = await this.actOnBatch(op, items);
+      await bulk.addCounts(pool, op.id, this.owner, counts);
+      if (MAKES_WORK.has(op.action)) await this.letDrain(done);
     }
   }
 
@@ -117,8 +124,12 @@ export class BulkRunner {
    * all of it committed: a crash before that leaves committed work without jobs, which the
    * recovery sweep enqueues, as after any commit.
    */
-  private async actOnBatch(op: BulkOperation, items: string[]): Promise<bulk.BatchCounts> {
+  private async actOnBatch(
+    op: BulkOperation,
+    items: string[],
+  ): Promise<{ counts: bulk.BatchCounts; done: string[] }> {
     const counts: bulk.BatchCounts = { done: 0, failed: 0, skipped: {} };
+    const done: string[] = [];
     const effects = noEffects();
     const chunks: string[][] = [];
     for (let at = 0; at < items.length; at += CHUNK) chunks.push(items.slice(at, at + CHUNK));
@@ -130,6 +141,7 @@ export class BulkRunner {
         mergeEffects(effects, acted.effects);
         for (const [id, result] of acted.results) {
           const outcome = await this.settle(op.id, id, result);
+          if (outcome === 'done') done.push(id);
           if (outcome === 'done') counts.done += 1;
           else if (outcome === 'failed') counts.failed += 1;
           else if (outcome) counts.skipped[outcome] = (counts.skipped[outcome] ?? 0) + 1;
@@ -141,7 +153,21 @@ export class BulkRunner {
     } finally {
       await this.options.effects.apply(effects);
     }
-    return counts;
+    return { counts, done };
+  }
+
+  /**
+   * Waits, at most PACE_MAX_WAIT_MS, until at most half of the executions the last batch put
+   * back to work are still unfinished: a bulk retry of thousands then feeds the queue a
+   * batch at a time instead of putting all of them ahead of everyone else's work, and an
+   * execution that runs for hours holds the operation back a few seconds, not for hours.
+   */
+  private async letDrain(ids: string[]): Promise<void> {
+    const deadline = Date.now() + PACE_MAX_WAIT_MS;
+    while (!this.stopping && ids.length > 0 && Date.now() < deadline) {
+      if ((await bulk.unfinishedAmong(this.options.pool, ids)) <= ids.length / 2) return;
+      await new Promise((resolve) => setTimeout(resolve, PACE_POLL_MS));
+    }
   }
 
   /**

@@ -2,6 +2,7 @@ import type { BulkAction, BulkOperation, ItemOutcome, SkipReason } from '../doma
 import type { Pool, Queryable } from './db.js';
 import { withTransaction } from './db.js';
 import { type ExecutionFilter, filterConditions } from './execution-filter.js';
+import { SQL_UNFINISHED_EXECUTIONS } from './sql-statuses.js';
 
 /**
  * SQL of bulk operations and their items (see the bulk-operations migration). Every change
@@ -270,4 +271,14 @@ export async function endOperation(
       WHERE id = $1 AND lease_owner = $2 AND status = 'running'`,
     [id, owner, status, error],
   );
+}
+
+/** How many of these executions have not ended. */
+export async function unfinishedAmong(db: Queryable, ids: readonly string[]): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM workflow_executions
+      WHERE id = ANY($1::text[]) AND status IN ${SQL_UNFINISHED_EXECUTIONS}`,
+    [ids],
+  );
+  return rows[0]?.n ?? 0;
 }
