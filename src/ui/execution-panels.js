@@ -54,6 +54,42 @@ function summary(execution, connection) {
   ];
 }
 
+/** Runs whose data is open: kept across redraws, which rebuild the table on each change. */
+const openData = new Set();
+
+/** A run's output and error, to open and copy. */
+function dataCell(run, key) {
+  const data = {
+    ...(run.output !== undefined && run.output !== null ? { output: run.output } : {}),
+    ...(run.error ? { error: run.error } : {}),
+  };
+  if (Object.keys(data).length === 0) return '–';
+  const text = JSON.stringify(data, null, 2);
+  const copy = h('button', { type: 'button', class: 'copy' }, 'Copy');
+  copy.addEventListener('click', () => {
+    navigator.clipboard?.writeText(text).then(
+      () => {
+        copy.textContent = 'Copied';
+      },
+      () => {
+        copy.textContent = 'Copy failed';
+      },
+    );
+  });
+  const details = h(
+    'details',
+    { open: openData.has(key) },
+    h('summary', {}, 'Open'),
+    h('pre', { class: 'run-data' }, text),
+    copy,
+  );
+  details.addEventListener('toggle', () => {
+    if (details.open) openData.add(key);
+    else openData.delete(key);
+  });
+  return details;
+}
+
 function detail(run) {
   if (run.error && typeof run.error === 'object') return run.error.message ?? '';
   return run.wait_reason ?? '';
@@ -68,7 +104,7 @@ function stepRunsTable(workflow, runs) {
   });
   return table(
     'Step runs',
-    ['Step', 'Type', 'Status', 'Attempts', 'Started', 'Duration', 'Detail'],
+    ['Step', 'Type', 'Status', 'Attempts', 'Started', 'Duration', 'Detail', 'Data'],
     rows.map((run) =>
       h(
         'tr',
@@ -84,6 +120,7 @@ function stepRunsTable(workflow, runs) {
           run.started_at ? formatSeconds(secondsBetween(run.started_at, run.completed_at)) : '–',
         ),
         h('td', {}, detail(run)),
+        h('td', {}, dataCell(run, run.label)),
       ),
     ),
     { id: 'step-runs' },

@@ -1,5 +1,6 @@
 import { api, openExecutionStream } from './api.js';
 import { announce, h } from './dom.js';
+import { actionsBox } from './execution-actions.js';
 import { executionPanels } from './execution-panels.js';
 import { FINISHED_EXECUTION_STATUSES } from './statuses.js';
 import { errorBox, render } from './view.js';
@@ -13,7 +14,13 @@ const runKey = (run) => `${run.step_id}|${run.iteration ?? 0}|${run.item_index ?
 export function executionView(id) {
   // Rendered once; live changes redraw `content` only, so focus and scroll stay put.
   const content = h('div', {}, h('p', {}, 'Connecting…'));
-  render(`Execution ${id}`, content);
+  // After an action the stream is opened again: a retried execution's stream had ended.
+  const actions = actionsBox(() => {
+    stream?.close();
+    closed = false;
+    connect();
+  });
+  render(`Execution ${id}`, actions.box, content);
   /** @type {{ execution: any, workflow: any } | null} */
   let state = null;
   const runs = new Map();
@@ -27,7 +34,9 @@ export function executionView(id) {
   let diagnoseAgain = false;
 
   const draw = () => {
-    if (state) content.replaceChildren(...executionPanels(state, runs, connection, diagnosis));
+    if (!state) return;
+    content.replaceChildren(...executionPanels(state, runs, connection, diagnosis));
+    void actions.update(state);
   };
 
   const refreshDiagnosis = async () => {

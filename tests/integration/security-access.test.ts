@@ -205,6 +205,12 @@ describe('public routes and unknown paths', () => {
       headers: { 'x-api-key': keys.viewer.key },
     });
     expect(response.json().auth).toEqual({ mode: 'both', open: false });
+    // And who asks, so the dashboard offers only what the role allows.
+    expect(response.json().caller).toEqual({
+      kind: 'api-key',
+      id: keys.viewer.id,
+      role: 'viewer',
+    });
   });
 });
 

@@ -251,6 +251,33 @@ describe('the dashboard in a browser', () => {
     await page.close();
   });
 
+  it('cancels an execution from its page, asking for a reason first', async () => {
+    const { app } = ctx;
+    const workflowId = await createWorkflow(app, {
+      name: 'Waits to be cancelled',
+      workflow_type: 'sequential',
+      steps: [
+        { id: 'wait', name: 'Wait', step_type: 'wait_for_event', config: { event: 'never' } },
+      ],
+    });
+    const id = await startExecution(app, workflowId, {});
+    await waitForExecution(app, id, (execution) => execution.status === 'waiting');
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    await page.goto(`${base}/ui#/executions/${id}`);
+    // Offered what a waiting execution allows, and not what it does not.
+    await poll(() => page.locator('#action-cancel').count()).toBe(1);
+    expect(await page.locator('#action-resume').count()).toBe(0);
+    await page.click('#action-cancel');
+    await page.fill('#action-reason', 'no longer needed');
+    await page.click('#action-confirm');
+    await poll(() => page.locator('#execution-status').textContent()).toBe('cancelled');
+    expect((await getExecution(app, id)).status).toBe('cancelled');
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
   it('sends the credential it is given with every API call and on the stream', async () => {
     const page = await browser.newPage();
     const seen: Array<{ url: string; key: string | undefined }> = [];

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ROLES } from '../../domain/roles.js';
 import { WORKFLOW_TYPES } from '../../domain/workflow-definition.js';
 import { builtInStepHandlers } from '../../engine/steps/registry.js';
 import { SERVICE_NAME, SERVICE_VERSION } from '../../project.js';
@@ -32,6 +33,14 @@ const infoSchema = z.object({
       open: z.boolean().describe('True: no credentials needed, every caller acts as admin'),
     })
     .describe('How callers authenticate (README "Security")'),
+  caller: z
+    .object({
+      kind: z.enum(['anonymous', 'api-key', 'jwt']),
+      id: z.string(),
+      role: z.enum(ROLES).nullable(),
+    })
+    .nullable()
+    .describe('Who asks, and their role: the dashboard offers only the actions it allows'),
 });
 
 export const infoRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -45,8 +54,9 @@ export const infoRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: infoSchema },
       },
     },
-    async () => {
+    async (request) => {
       const { config } = app;
+      const caller = request.caller;
       return {
         service: SERVICE_NAME,
         version: SERVICE_VERSION,
@@ -69,6 +79,7 @@ export const infoRoutes: FastifyPluginAsyncZod = async (app) => {
           max_json_depth: config.MAX_JSON_DEPTH,
         },
         auth: { mode: app.auth.mode, open: app.auth.open },
+        caller: caller ? { kind: caller.kind, id: caller.id, role: caller.role } : null,
       };
     },
   );
