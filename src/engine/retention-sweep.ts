@@ -3,6 +3,7 @@ import { effectiveRetentionDays } from '../domain/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import { releaseMaintenanceLock, tryMaintenanceLock } from '../store/advisory-locks.js';
+import { purgeEndedOperations } from '../store/bulk-operation-store.js';
 import {
   isPgError,
   type Pool,
@@ -31,6 +32,7 @@ const BATCH_EXECUTIONS = 500;
 /** A batch of executions with many runs (fan-outs) is cut to about this many step runs. */
 const BATCH_STEP_RUNS = 5000;
 const BATCH_EVENTS = 1000;
+const OPERATIONS_PER_PASS = 20;
 /** A batch that would wait this long for a lock gives up instead (the rows are left for the
  * next pass): the purge must never queue behind the engine, nor make it queue behind it. */
 const LOCK_TIMEOUT_MS = 100;
@@ -44,6 +46,8 @@ export interface RetentionReport {
   executions: number;
   step_runs: number;
   events: number;
+  /** Ended bulk operations (with their items) deleted. */
+  operations: number;
   /** Expired executions passed over until the next pass: locked by another transaction, a
    * parent or a descendant unfinished, or a lock not granted in time. */
   skipped: number;
@@ -114,6 +118,7 @@ export class RetentionSweep {
       executions: 0,
       step_runs: 0,
       events: 0,
+      operations: 0,
       skipped: 0,
       batches: 0,
       seconds: 0,
@@ -155,6 +160,7 @@ export class RetentionSweep {
       if (kept > 0) await this.purgeWorkflow(runId, workflow.id, kept, report, signal);
     }
     if (days > 0) await this.purgeEvents(runId, days, report, signal);
+    if (days > 0) report.operations = await purgeEndedOperations(pool, days, OPERATIONS_PER_PASS);
     await endMaintenanceRun(pool, runId);
   }
 

@@ -282,3 +282,23 @@ export async function unfinishedAmong(db: Queryable, ids: readonly string[]): Pr
   );
   return rows[0]?.n ?? 0;
 }
+
+/**
+ * Deletes up to `limit` operations that ended more than `days` days ago, with their items:
+ * retention's share of bulk actions. Few operations a pass, since each may hold thousands of
+ * items; people start them, so a few an hour keeps up.
+ */
+export async function purgeEndedOperations(
+  db: Queryable,
+  days: number,
+  limit: number,
+): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM bulk_operations WHERE id IN (
+       SELECT id FROM bulk_operations
+        WHERE status <> 'running' AND ended_at < now() - make_interval(days => $1)
+        ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    [days, limit],
+  );
+  return rowCount ?? 0;
+}

@@ -363,6 +363,30 @@ describe('a retention pass', () => {
   });
 });
 
+describe('purging what bulk actions leave', () => {
+  it('deletes operations that ended before RETENTION_DAYS, with their items', async () => {
+    const dry = await ctx.app.inject({
+      method: 'POST',
+      url: '/executions/bulk',
+      payload: { action: 'cancel', filter: { status: 'running', workflow_id: 'none' } },
+    });
+    expect(dry.statusCode, dry.body).toBe(202);
+    const id = dry.json().id as string;
+    const deadline = Date.now() + 20_000;
+    while ((await get(`/operations/${id}`)).status === 'running' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect((await get(`/operations/${id}`)).status).toBe('completed');
+    await holder.db.query(
+      `UPDATE bulk_operations SET ended_at = ended_at - interval '31 days' WHERE id = $1`,
+      [id],
+    );
+    expect((await pass()).operations).toBe(1);
+    const gone = await ctx.app.inject({ method: 'GET', url: `/operations/${id}` });
+    expect(gone.statusCode).toBe(404);
+  });
+});
+
 describe('purging beside the engine', () => {
   it('leaves executions that run during a pass untouched, and every total as it was', async () => {
     const workflowId = await createWorkflow(ctx.app, {
