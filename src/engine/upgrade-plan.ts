@@ -70,6 +70,16 @@ export function versionSummary(
 export interface RunState {
   step_id: string;
   status: StepStatus;
+  /** 0: never attempted. */
+  attempt: number;
+}
+
+/**
+ * Pending, or cancelled before its first attempt: an execution's end cancels its pending runs
+ * (a failed execution has them), and a retry makes them pending again, so they never ran.
+ */
+export function neverStarted(run: RunState): boolean {
+  return run.status === 'pending' || (run.status === 'cancelled' && run.attempt === 0);
 }
 
 /** One reason the upgrade is refused, about one step. */
@@ -94,8 +104,8 @@ export type UpgradeDecision =
   | { allowed: false; conflicts: UpgradeConflict[] };
 
 /**
- * The gate: allowed only when every step that has started or ended (a run not `pending`)
- * exists in the target with the same id and step type, and no ended step gains a dependency
+ * The gate: allowed only when every step that has started or ended (a run not `pending`,
+ * see neverStarted) exists in the target with the same id and step type, and no ended step gains a dependency
  * it did not have (its result was produced without it). Every conflict is listed.
  */
 export function planUpgrade(
@@ -108,7 +118,7 @@ export function planUpgrade(
   const conflicts: UpgradeConflict[] = [];
   const touched = new Map<string, StepStatus>();
   for (const run of runs) {
-    if (run.status === 'pending') continue;
+    if (neverStarted(run)) continue;
     // A step that ended in one iteration and runs in another: what is unfinished counts most.
     const seen = touched.get(run.step_id);
     if (seen === undefined || isIn(TERMINAL_STEP_STATUSES, seen))

@@ -10,9 +10,9 @@ import type { Queryable } from './db.js';
 export async function ownRunStates(
   db: Queryable,
   executionId: string,
-): Promise<Array<{ step_id: string; status: StepStatus }>> {
-  const { rows } = await db.query<{ step_id: string; status: StepStatus }>(
-    `SELECT step_id, status FROM step_executions
+): Promise<Array<{ step_id: string; status: StepStatus; attempt: number }>> {
+  const { rows } = await db.query<{ step_id: string; status: StepStatus; attempt: number }>(
+    `SELECT step_id, status, attempt FROM step_executions
       WHERE execution_id = $1 AND item_index = -1
       ORDER BY iteration, id`,
     [executionId],
@@ -20,7 +20,10 @@ export async function ownRunStates(
   return rows;
 }
 
-/** Deletes the never-started runs of steps the new version no longer has, in one iteration. */
+/**
+ * Deletes the never-started runs of steps the new version no longer has, in one iteration:
+ * pending, or cancelled before a first attempt (engine/upgrade-plan.ts, neverStarted).
+ */
 export async function deletePendingRuns(
   db: Queryable,
   executionId: string,
@@ -31,7 +34,7 @@ export async function deletePendingRuns(
   await db.query(
     `DELETE FROM step_executions
       WHERE execution_id = $1 AND iteration = $2 AND step_id = ANY($3::text[])
-        AND status = 'pending'`,
+        AND (status = 'pending' OR (status = 'cancelled' AND attempt = 0))`,
     [executionId, iteration, stepIds],
   );
 }

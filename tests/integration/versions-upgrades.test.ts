@@ -275,6 +275,42 @@ describe('upgrades', () => {
     expect(done.step_results.tail).toEqual({ v: 2 });
   });
 
+  it('upgrades a failed execution, whose never-started steps may go, and a retry then completes', async () => {
+    const check = {
+      id: 'check',
+      name: 'check',
+      step_type: 'transform',
+      config: { expression: '$number(input.n)' },
+      retry_count: 0,
+    };
+    const workflowId = await createWorkflow(ctx.app, {
+      name: 'fix and retry',
+      workflow_type: 'sequential',
+      steps: [check, noop('later')],
+    });
+    const executionId = await startExecution(ctx.app, workflowId, { n: 'x' });
+    expect((await waitForExecution(ctx.app, executionId)).status).toBe('failed');
+    const v2 = await put(workflowId, {
+      steps: [{ ...check, config: { expression: '42' } }, noop('done')],
+    });
+    const applied = await upgrade(executionId, { to_version: v2 });
+    expect(applied.statusCode, applied.body).toBe(200);
+    expect(applied.json().status).toBe('failed');
+    expect(await runRows(executionId)).toEqual([
+      { step_id: 'check', status: 'failed' },
+      { step_id: 'done', status: 'pending' },
+    ]);
+    const retried = await ctx.app.inject({
+      method: 'POST',
+      url: `/executions/${executionId}/retry`,
+    });
+    expect(retried.statusCode, retried.body).toBe(200);
+    const done = await waitForExecution(ctx.app, executionId);
+    expect(done.status).toBe('completed');
+    expect(stepStatuses(done)).toEqual({ check: 'completed', done: 'completed' });
+    expect(done.step_results.check).toBe(42);
+  });
+
   it('answers 409 for a finished execution, 404 for what is missing, 400 for bad bodies', async () => {
     const workflowId = await createWorkflow(ctx.app, {
       name: 'upgrade refusals',

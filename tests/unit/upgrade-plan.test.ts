@@ -31,11 +31,11 @@ const v1 = parallel([
   step('tail', { dependencies: ['wait'], config: { v: 1 } }),
 ]);
 const runs = [
-  { step_id: 'a', status: 'completed' as const },
-  { step_id: 'b', status: 'completed' as const },
-  { step_id: 'wait', status: 'waiting' as const },
-  { step_id: 'later', status: 'pending' as const },
-  { step_id: 'tail', status: 'pending' as const },
+  { step_id: 'a', status: 'completed' as const, attempt: 1 },
+  { step_id: 'b', status: 'completed' as const, attempt: 1 },
+  { step_id: 'wait', status: 'waiting' as const, attempt: 1 },
+  { step_id: 'later', status: 'pending' as const, attempt: 0 },
+  { step_id: 'tail', status: 'pending' as const, attempt: 0 },
 ];
 
 describe('planUpgrade', () => {
@@ -83,10 +83,12 @@ describe('planUpgrade', () => {
   it('counts a step that ran in any iteration, and a failed one as ended', () => {
     const v2 = parallel([step('b', { dependencies: ['a'] }), step('a')]);
     const decision = planUpgrade(v1, v2, [
-      { step_id: 'a', status: 'pending' },
-      { step_id: 'b', status: 'failed' },
-      { step_id: 'wait', status: 'pending' },
-      { step_id: 'later', status: 'completed' },
+      { step_id: 'a', status: 'pending', attempt: 0 },
+      { step_id: 'b', status: 'failed', attempt: 1 },
+      { step_id: 'wait', status: 'pending', attempt: 0 },
+      { step_id: 'later', status: 'completed', attempt: 1 },
+      // Cancelled before its first attempt when the execution failed: it never ran.
+      { step_id: 'tail', status: 'cancelled', attempt: 0 },
     ]);
     expect(decision).toEqual({
       allowed: false,
