@@ -22,6 +22,7 @@ import { operationRoutes } from './api/routes/operations.js';
 import { statsRoutes } from './api/routes/stats.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import { uiRoutes } from './api/routes/ui.js';
+import { versionRoutes } from './api/routes/versions.js';
 import { workflowRoutes } from './api/routes/workflows.js';
 import type { Config } from './config.js';
 import { loggerOptions } from './logger.js';
@@ -100,6 +101,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     await app.register(workflowRoutes);
     await app.register(limitRoutes);
     await app.register(executionRoutes);
+    await app.register(versionRoutes);
     await app.register(operationRoutes);
     await app.register(eventRoutes);
     await app.register(taskRoutes);

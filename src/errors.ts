@@ -35,6 +35,24 @@ export const ExecutionNotFoundError = createError(
   'Execution %s was not found',
   404,
 );
+export const WorkflowVersionNotFoundError = createError(
+  'WF_ERR_WORKFLOW_VERSION_NOT_FOUND',
+  'Workflow %s has no version %s',
+  404,
+);
+/** An upgrade the compatibility gate refuses; `errors` lists every conflict, by step. */
+const UpgradeConflictBase = createError(
+  'WF_ERR_UPGRADE_CONFLICT',
+  'Execution %s cannot move to version %s: %s',
+  409,
+);
+export class UpgradeConflictError extends UpgradeConflictBase {
+  readonly errors: FieldProblem[];
+  constructor(executionId: string, version: number, errors: FieldProblem[]) {
+    super(executionId, version, `${errors.length} conflict(s), listed in errors`);
+    this.errors = errors;
+  }
+}
 export const RouteNotFoundError = createError(
   'WF_ERR_ROUTE_NOT_FOUND',
   'No route matches %s %s',

@@ -1,6 +1,11 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { type FieldProblem, RouteNotFoundError, ValidationFailedError } from '../errors.js';
+import {
+  type FieldProblem,
+  RouteNotFoundError,
+  UpgradeConflictError,
+  ValidationFailedError,
+} from '../errors.js';
 import type { ProblemDetails } from '../schemas/problem.js';
 
 /**
@@ -144,6 +149,9 @@ export function registerProblemDetails(app: FastifyInstance): void {
     }
     if (error instanceof ValidationFailedError) {
       return sendProblem(reply, 400, error.code, error.message, error.errors);
+    }
+    if (error instanceof UpgradeConflictError) {
+      return sendProblem(reply, 409, error.code, error.message, error.errors);
     }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {

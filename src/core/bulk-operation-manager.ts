@@ -25,6 +25,7 @@ export function operationView(op: BulkOperation): OperationView {
     id: op.id,
     action: op.action,
     filter: op.filter,
+    to_version: op.params.to_version ?? null,
     reason: op.reason,
     requested_by: op.requested_by,
     status: op.status,
@@ -74,6 +75,7 @@ export class BulkOperationManager {
       id: `op_${randomBytes(12).toString('base64url')}`,
       action: body.action,
       filter: fields,
+      params: body.to_version === undefined ? {} : { to_version: body.to_version },
       reason: body.reason ?? null,
       requestedBy: requester?.id ?? null,
     });

@@ -1,9 +1,11 @@
+import type { z } from 'zod';
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
 import type { StepStatus } from '../domain/statuses.js';
 import type { EffectSink, Effects } from '../engine/state/effects.js';
 import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
+import type { UpgradeRequest } from '../engine/state/upgrade.js';
 import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
 import type { Diagnosis } from '../schemas/diagnosis.js';
 import {
@@ -11,6 +13,7 @@ import {
   type StepRunView,
   SUMMARISED_FAN_OUT_ITEMS,
 } from '../schemas/executions.js';
+import type { upgradePlanSchema } from '../schemas/versions.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import type { Pool, Queryable } from '../store/db.js';
 import * as debounce from '../store/debounce.js';
@@ -24,6 +27,9 @@ import { type FilterFields, filterOf } from './execution-filters.js';
 import { executionView, stepRunViews, stepRunViewsInOrder } from './execution-views.js';
 
 export type { ExecutionView, StepRunView } from '../schemas/executions.js';
+
+/** An upgrade's answer: the plan of a dry run, or the upgraded execution. */
+export type UpgradeAnswer = z.infer<typeof upgradePlanSchema> | ExecutionView;
 
 export interface ExecutionListQuery extends FilterFields {
   limit: number;
@@ -55,6 +61,7 @@ export class ExecutionManager {
     idempotencyKey: string | undefined,
     priority?: number,
     labels?: Record<string, string>,
+    version?: number,
   ): Promise<{ execution: ExecutionView; created: boolean; debounced: boolean }> {
     const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
     if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
@@ -71,6 +78,7 @@ export class ExecutionManager {
       idempotencyKey: idempotencyKey ?? null,
       priority,
       labels,
+      version,
     };
     const { started, answer } = await this.options.state.startAndAnswer(
       request,
@@ -235,6 +243,25 @@ export class ExecutionManager {
   /** Lets a paused execution go on: starts what became ready and re-queues what was held. */
   resume(id: string): Promise<ExecutionView> {
     return this.act(id, (state) => state.resume(id));
+  }
+
+  /**
+   * Moves an execution to another version of its workflow (README "Versions, upgrades and
+   * edits"): the plan on a dry run, else the execution as the upgrade left it.
+   */
+  async upgrade(id: string, request: UpgradeRequest): Promise<UpgradeAnswer> {
+    const { outcome, effects } = await this.options.state.upgrade(id, request);
+    if (request.dryRun) {
+      return {
+        execution_id: id,
+        dry_run: true,
+        from_version: outcome.from,
+        to_version: outcome.to,
+        ...outcome.plan,
+      };
+    }
+    await this.options.effects.apply(effects);
+    return this.get(id);
   }
 
   /** An operator action on the state machine, its effects applied, then the execution. */

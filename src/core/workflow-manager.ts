@@ -4,7 +4,14 @@ import type {
   WorkflowCreateInput,
   WorkflowUpdateInput,
 } from '../domain/workflow-definition.js';
-import { type FieldProblem, ValidationFailedError, WorkflowNotFoundError } from '../errors.js';
+import { versionSummary } from '../engine/upgrade-plan.js';
+import {
+  type FieldProblem,
+  InvalidCursorError,
+  ValidationFailedError,
+  WorkflowNotFoundError,
+  WorkflowVersionNotFoundError,
+} from '../errors.js';
 import type { Queryable } from '../store/db.js';
 import { lockExistingLimits } from '../store/limit-store.js';
 import type { WorkflowCache } from '../store/workflow-cache.js';
@@ -91,6 +98,27 @@ async function unknownLimitProblems(steps: StepInput[], db: Queryable): Promise<
     }));
 }
 
+/** A version in the history, as the API shows it. */
+export interface VersionListItem {
+  version: number;
+  created_at: string;
+  created_by: string | null;
+  summary: string | null;
+}
+
+/** The history is ordered by version number: a cursor is the last version seen, opaque. */
+function encodeVersionCursor(version: number): string {
+  return Buffer.from(`v${version}`).toString('base64url');
+}
+
+function decodeVersionCursor(cursor: string): number {
+  const match = /^v([1-9]\d{0,8})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (match?.[1] === undefined || encodeVersionCursor(Number(match[1])) !== cursor) {
+    throw new InvalidCursorError('not a version cursor');
+  }
+  return Number(match[1]);
+}
+
 function uniqueTags(tags: string[]): string[] {
   return [...new Set(tags)];
 }
@@ -103,8 +131,8 @@ export class WorkflowManager {
     private readonly limits: WorkflowLimits,
   ) {}
 
-  /** Validates and stores a new workflow (version 1). */
-  async create(input: WorkflowCreateInput): Promise<WorkflowView> {
+  /** Validates and stores a new workflow (version 1); `createdBy` is who asked (the caller's id). */
+  async create(input: WorkflowCreateInput, createdBy: string | null = null): Promise<WorkflowView> {
     const draft: WorkflowDraft = {
       name: input.name,
       description: input.description ?? null,
@@ -114,7 +142,10 @@ export class WorkflowManager {
       tags: uniqueTags(input.tags),
       steps: input.steps,
     };
-    const stored = await this.store.insert((db) => this.toWrite(draft, input.status, db));
+    const stored = await this.store.insert((db) => this.toWrite(draft, input.status, db), {
+      createdBy,
+      summary: versionSummary,
+    });
     return toWorkflowView(stored);
   }
 
@@ -143,13 +174,56 @@ export class WorkflowManager {
   }
 
   /** Merges the given fields over the stored workflow, validates, and stores a new version. */
-  async update(id: string, input: WorkflowUpdateInput): Promise<WorkflowView> {
-    const stored = await this.store.update(id, (current, db) =>
-      this.toWrite(this.merge(current, input), input.status ?? current.status, db),
+  async update(
+    id: string,
+    input: WorkflowUpdateInput,
+    createdBy: string | null = null,
+  ): Promise<WorkflowView> {
+    const stored = await this.store.update(
+      id,
+      (current, db) => this.toWrite(this.merge(current, input), input.status ?? current.status, db),
+      { createdBy, summary: versionSummary },
     );
     if (stored === null) throw new WorkflowNotFoundError(id);
     await this.cache.invalidate(id);
     return toWorkflowView(stored);
+  }
+
+  /** A page of the workflow's versions, newest first, each with who stored it and what changed. */
+  async versions(
+    id: string,
+    query: { limit: number; cursor?: string | undefined },
+  ): Promise<{ items: VersionListItem[]; next_cursor: string | null }> {
+    const before = query.cursor === undefined ? undefined : decodeVersionCursor(query.cursor);
+    const rows = await this.store.listVersions(id, { limit: query.limit + 1, before });
+    if (rows === null) throw new WorkflowNotFoundError(id);
+    const page = rows.slice(0, query.limit).map((row) => ({
+      ...row,
+      created_at: row.created_at.toISOString(),
+    }));
+    const last = page[page.length - 1];
+    return {
+      items: page,
+      next_cursor: rows.length > query.limit && last ? encodeVersionCursor(last.version) : null,
+    };
+  }
+
+  /** One version with the definition it pinned, as stored. */
+  async version(
+    id: string,
+    version: number,
+  ): Promise<VersionListItem & { definition: Record<string, unknown> }> {
+    const row = await this.store.getVersion(id, version);
+    if (row === null) {
+      if ((await this.store.get(id)) === null) throw new WorkflowNotFoundError(id);
+      throw new WorkflowVersionNotFoundError(id, version);
+    }
+    const { definition, ...summary } = row;
+    return {
+      ...summary,
+      created_at: row.created_at.toISOString(),
+      definition: { ...definition },
+    };
   }
 
   /** Deletes a workflow that has no unfinished executions. */

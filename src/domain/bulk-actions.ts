@@ -5,7 +5,7 @@ import type { BulkOperationStatus, ExecutionStatus } from './statuses.js';
  * Bulk actions (README "Operations"): what an operation may do to every execution its filter
  * matched, the least role that may ask for it, and why an execution is skipped.
  */
-export const BULK_ACTIONS = ['cancel', 'retry', 'pause', 'resume', 'delete'] as const;
+export const BULK_ACTIONS = ['cancel', 'retry', 'pause', 'resume', 'delete', 'upgrade'] as const;
 export type BulkAction = (typeof BULK_ACTIONS)[number];
 
 export const BULK_ACTION_ROLES: Record<BulkAction, Role> = {
@@ -13,6 +13,7 @@ export const BULK_ACTION_ROLES: Record<BulkAction, Role> = {
   retry: 'operator',
   pause: 'operator',
   resume: 'operator',
+  upgrade: 'operator',
   // Deleting loses history for good.
   delete: 'admin',
 };
@@ -27,16 +28,27 @@ export const SKIP_REASONS = [
   'has_unfinished_children',
   'parent_unfinished',
   'not_found',
+  // upgrade: a status that cannot be upgraded; the gate refused (README "Versions, upgrades
+  // and edits"); the execution's workflow has no such version.
+  'not_upgradable',
+  'incompatible',
+  'no_such_version',
 ] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
 /** Items a dry run lists: the newest of those matched. */
 export const DRY_RUN_SAMPLE = 20;
 
+/** What an action needs beyond the filter: upgrade's target version. */
+export interface ActionParams {
+  to_version?: number;
+}
+
 export interface BulkOperation {
   id: string;
   action: BulkAction;
   filter: Record<string, unknown>;
+  params: ActionParams;
   reason: string | null;
   requested_by: string | null;
   status: BulkOperationStatus;

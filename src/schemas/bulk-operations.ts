@@ -52,8 +52,27 @@ export const bulkRequestSchema = z
       .default(false)
       .describe(`Only count what would be touched and list the newest ${DRY_RUN_SAMPLE}`),
     reason: z.string().trim().min(1).max(1000).optional().describe('Kept with the operation'),
+    to_version: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        "upgrade only, and required there: the version of each execution's workflow to move it to",
+      ),
   })
-  .strict();
+  .strict()
+  .superRefine((body, context) => {
+    if (body.action === 'upgrade' && body.to_version === undefined) {
+      context.addIssue({
+        code: 'custom',
+        path: ['to_version'],
+        message: 'is required with upgrade',
+      });
+    } else if (body.action !== 'upgrade' && body.to_version !== undefined) {
+      context.addIssue({ code: 'custom', path: ['to_version'], message: 'only upgrade takes it' });
+    }
+  });
 
 export const dryRunSchema = z.object({
   action: z.enum(BULK_ACTIONS),
@@ -66,6 +85,7 @@ export const operationViewSchema = z.object({
   id: z.string(),
   action: z.enum(BULK_ACTIONS),
   filter: jsonObject,
+  to_version: z.number().int().nullable().describe('upgrade: the version asked for'),
   reason: z.string().nullable(),
   requested_by: z.string().nullable(),
   status: z.enum(BULK_OPERATION_STATUSES),

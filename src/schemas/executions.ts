@@ -159,6 +159,12 @@ export const executeBodySchema = z
         "Under contention its ready steps go before those of executions with a larger number: 1 (first) to 10 (last); default the workflow's config.priority, else 5",
       ),
     labels: labelsSchema.optional(),
+    version: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe("A stored version to run; default the workflow's current version"),
   })
   .strict()
   .default({ input_data: {} })

@@ -47,6 +47,8 @@ export const ROUTE_POLICIES: readonly RoutePolicy[] = [
   { method: 'GET', url: '/workflows', access: 'viewer' },
   { method: 'GET', url: '/workflows/:id', access: 'viewer' },
   { method: 'GET', url: '/workflows/:id/stats', access: 'viewer' },
+  { method: 'GET', url: '/workflows/:id/versions', access: 'viewer' },
+  { method: 'GET', url: '/workflows/:id/versions/:version', access: 'viewer' },
   { method: 'GET', url: '/executions', access: 'viewer' },
   { method: 'GET', url: '/executions/:id', access: 'viewer' },
   { method: 'GET', url: '/executions/:id/steps', access: 'viewer' },
@@ -64,6 +66,7 @@ export const ROUTE_POLICIES: readonly RoutePolicy[] = [
   { method: 'POST', url: '/executions/:id/retry', access: 'operator' },
   { method: 'POST', url: '/executions/:id/pause', access: 'operator' },
   { method: 'POST', url: '/executions/:id/resume', access: 'operator' },
+  { method: 'POST', url: '/executions/:id/upgrade', access: 'operator' },
   // Bulk delete also needs admin: the use case checks the action against the caller's role.
   { method: 'POST', url: '/executions/bulk', access: 'operator' },
   { method: 'POST', url: '/operations/:id/cancel', access: 'operator' },

@@ -1,4 +1,10 @@
-import type { BulkAction, BulkOperation, ItemOutcome, SkipReason } from '../domain/bulk-actions.js';
+import type {
+  ActionParams,
+  BulkAction,
+  BulkOperation,
+  ItemOutcome,
+  SkipReason,
+} from '../domain/bulk-actions.js';
 import type { Pool, Queryable } from './db.js';
 import { withTransaction } from './db.js';
 import { type ExecutionFilter, filterConditions } from './execution-filter.js';
@@ -13,6 +19,7 @@ const COLUMN_NAMES = [
   'id',
   'action',
   'filter',
+  'params',
   'reason',
   'requested_by',
   'status',
@@ -33,15 +40,23 @@ export interface NewOperation {
   id: string;
   action: BulkAction;
   filter: Record<string, unknown>;
+  params: ActionParams;
   reason: string | null;
   requestedBy: string | null;
 }
 
 export async function insertOperation(db: Queryable, op: NewOperation): Promise<BulkOperation> {
   const { rows } = await db.query<BulkOperation>(
-    `INSERT INTO bulk_operations (id, action, filter, reason, requested_by)
-     VALUES ($1, $2, $3, $4, $5) RETURNING ${OPERATION_COLUMNS}`,
-    [op.id, op.action, JSON.stringify(op.filter), op.reason, op.requestedBy],
+    `INSERT INTO bulk_operations (id, action, filter, params, reason, requested_by)
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${OPERATION_COLUMNS}`,
+    [
+      op.id,
+      op.action,
+      JSON.stringify(op.filter),
+      JSON.stringify(op.params),
+      op.reason,
+      op.requestedBy,
+    ],
   );
   return rows[0] as BulkOperation;
 }

@@ -75,7 +75,7 @@ export interface NewExecution {
 export async function insertExecution(
   db: Queryable,
   execution: NewExecution,
-  expected: { runnable: readonly string[] },
+  expected: { runnable: readonly string[]; pinned?: boolean },
   runs: { stepIds: readonly string[]; queued: readonly string[] },
 ): Promise<{ row: ExecutionRow; runs: StepRunRow[] } | null> {
   const { rows } = await db.query<{
@@ -88,12 +88,12 @@ export async function insertExecution(
                (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at,
                 deadline_at, parent_execution_id, parent_run_id, trigger, priority, concurrency_key,
                 concurrency_key_error, labels)
-             SELECT $1, w.id, w.version, CASE WHEN $14::boolean THEN 'queued' ELSE 'running' END,
+             SELECT $1, w.id, $3::int, CASE WHEN $14::boolean THEN 'queued' ELSE 'running' END,
                     $4, $5, now(),
                     CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
                     $7, $8, $9, $13, $15, $16, $17::jsonb
                FROM workflows w
-              WHERE w.id = $2 AND w.version = $3 AND w.status = ANY($10::text[])
+              WHERE w.id = $2 AND (w.version = $3 OR $18::boolean) AND w.status = ANY($10::text[])
              ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING ${EXECUTION_COLUMNS}
            ), counted AS (
@@ -130,6 +130,8 @@ export async function insertExecution(
       execution.flowKey?.key ?? null,
       execution.flowKey?.error ?? null,
       JSON.stringify(execution.labels ?? {}),
+      // An explicitly asked older version: any stored one (the foreign key checks it exists).
+      expected.pinned === true,
     ],
   });
   const inserted = rows[0];

@@ -51,6 +51,20 @@ function isLookupableId(id: string): boolean {
   return id.length > 0 && !id.includes('\u0000');
 }
 
+/** A stored version as the history lists it. */
+export interface VersionSummary {
+  version: number;
+  created_at: Date;
+  created_by: string | null;
+  summary: string | null;
+}
+
+/** Who stores a version, and how its one-line summary is made from the version before. */
+export interface VersionAuthor {
+  createdBy: string | null;
+  summary: (previous: WorkflowDefinition | null, next: WorkflowDefinition) => string;
+}
+
 export class WorkflowStore {
   constructor(private readonly pool: Pool) {}
 
@@ -59,7 +73,10 @@ export class WorkflowStore {
    * written inside it: it may read and lock with the transaction (the limits its steps name)
    * and throws to refuse the write.
    */
-  async insert(build: (db: Queryable) => Promise<WorkflowWrite>): Promise<StoredWorkflow> {
+  async insert(
+    build: (db: Queryable) => Promise<WorkflowWrite>,
+    author: VersionAuthor,
+  ): Promise<StoredWorkflow> {
     const id = newWorkflowId();
     try {
       return await withTransaction(this.pool, async (client) => {
@@ -80,7 +97,10 @@ export class WorkflowStore {
           ],
         );
         await this.writeSteps(client, id, write.definition.steps);
-        await this.insertVersion(client, id, 1, write.definition);
+        await this.insertVersion(client, id, 1, write.definition, {
+          ...author,
+          summary: author.summary(null, write.definition),
+        });
         const row = (await this.readRow(client, id, '')) as WorkflowRow;
         return { ...row, steps: write.definition.steps };
       });
@@ -105,6 +125,7 @@ export class WorkflowStore {
   async update(
     id: string,
     change: (current: StoredWorkflow, db: Queryable) => Promise<WorkflowWrite>,
+    author: VersionAuthor,
   ): Promise<StoredWorkflow | null> {
     if (!isLookupableId(id)) return null;
     try {
@@ -132,7 +153,11 @@ export class WorkflowStore {
         );
         const row = (await this.readRow(client, id, '')) as WorkflowRow;
         await this.writeSteps(client, id, next.definition.steps);
-        await this.insertVersion(client, id, row.version, next.definition);
+        const previous = await loadDefinition(client, id, current.version);
+        await this.insertVersion(client, id, row.version, next.definition, {
+          ...author,
+          summary: author.summary(previous, next.definition),
+        });
         return { ...row, steps: next.definition.steps };
       });
     } catch (error) {
@@ -280,15 +305,51 @@ export class WorkflowStore {
     );
   }
 
+  /** A page of the workflow's versions, newest first; null when the workflow does not exist. */
+  async listVersions(
+    id: string,
+    query: { limit: number; before?: number | undefined },
+  ): Promise<VersionSummary[] | null> {
+    if (!isLookupableId(id)) return null;
+    const { rows } = await this.pool.query<VersionSummary & { exists: boolean }>(
+      `SELECT v.version, v.created_at, v.created_by, v.summary
+         FROM workflows w
+         JOIN workflow_versions v ON v.workflow_id = w.id
+        WHERE w.id = $1 AND ($2::int IS NULL OR v.version < $2::int)
+        ORDER BY v.version DESC
+        LIMIT $3`,
+      [id, query.before ?? null, query.limit],
+    );
+    if (rows.length > 0) return rows;
+    const found = await this.pool.query('SELECT 1 FROM workflows WHERE id = $1', [id]);
+    return found.rowCount === 0 ? null : [];
+  }
+
+  /** One version with the definition it pinned, or null when it does not exist. */
+  async getVersion(
+    id: string,
+    version: number,
+  ): Promise<(VersionSummary & { definition: WorkflowDefinition }) | null> {
+    if (!isLookupableId(id)) return null;
+    const { rows } = await this.pool.query<VersionSummary & { definition: WorkflowDefinition }>(
+      `SELECT version, created_at, created_by, summary, definition
+         FROM workflow_versions WHERE workflow_id = $1 AND version = $2`,
+      [id, version],
+    );
+    return rows[0] ?? null;
+  }
+
   private async insertVersion(
     client: PoolClient,
     workflowId: string,
     version: number,
     definition: WorkflowDefinition,
+    written: { createdBy: string | null; summary: string },
   ): Promise<void> {
     await client.query(
-      'INSERT INTO workflow_versions (workflow_id, version, definition) VALUES ($1, $2, $3)',
-      [workflowId, version, JSON.stringify(definition)],
+      `INSERT INTO workflow_versions (workflow_id, version, definition, created_by, summary)
+       VALUES ($1, $2, $3, $4, $5)`,
+      [workflowId, version, JSON.stringify(definition), written.createdBy, written.summary],
     );
   }
 }

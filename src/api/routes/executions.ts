@@ -33,7 +33,7 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: {
         operationId: 'executeWorkflow',
         tags: ['executions'],
-        summary: 'Start an execution of the workflow (its current version)',
+        summary: 'Start an execution of the workflow (its current version, or `version`)',
         description:
           'Answers 202 with the new execution. With an Idempotency-Key header, repeating the request returns the same execution (200). No body (or an empty one) means no input. For a workflow with config.debounce, starts with the same key within the window answer 202 with the one execution that collects them and `debounced: true`.',
         params: idParams(),
@@ -49,6 +49,7 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
         request.headers['idempotency-key'],
         request.body?.priority,
         request.body?.labels,
+        request.body?.version,
       );
       // A debounced start is accepted whether it opened the window or joined it.
       const accepted = created || debounced;

@@ -90,7 +90,7 @@ function writeRoutes(app: ZodApp): void {
       },
     },
     async (request, reply) => {
-      const view = await app.workflows.create(request.body);
+      const view = await app.workflows.create(request.body, request.caller?.id ?? null);
       return reply
         .code(201)
         .header('location', `/workflows/${encodeURIComponent(view.id)}`)
@@ -112,7 +112,8 @@ function writeRoutes(app: ZodApp): void {
         response: { 200: workflowViewSchema, 400: invalid, 404: notFound },
       },
     },
-    async (request) => app.workflows.update(request.params.id, request.body),
+    async (request) =>
+      app.workflows.update(request.params.id, request.body, request.caller?.id ?? null),
   );
 
   app.delete(

@@ -1,4 +1,10 @@
-import type { ActionRule, BulkAction, ItemOutcome, SkipReason } from '../../domain/bulk-actions.js';
+import type {
+  ActionParams,
+  ActionRule,
+  BulkAction,
+  ItemOutcome,
+  SkipReason,
+} from '../../domain/bulk-actions.js';
 import type { ExecutionRow } from '../../domain/execution.js';
 import {
   FINISHED_EXECUTION_STATUSES,
@@ -13,10 +19,11 @@ import { type Effects, jobOfRun, mergeEffects, noEffects } from './effects.js';
 import { finish } from './finish.js';
 import { withLockedExecution } from './lock.js';
 import type { Machine } from './machine.js';
+import { UPGRADABLE_STATUSES, upgradeIn } from './upgrade.js';
 
 /**
  * What an operator asks of one execution (cancel, retry, pause, resume) and of many at once
- * (those and delete, README "Operations"). Each locks the execution and acts only when its
+ * (those, delete and upgrade, README "Operations"; upgrade alone is upgrade.ts). Each locks the execution and acts only when its
  * status allows: one asked alone refuses (404, 409); an item of a bulk operation is skipped
  * with the reason. The effects are applied once committed.
  */
@@ -31,6 +38,7 @@ interface OperatorAction extends ActionRule {
     tx: Queryable,
     execution: ExecutionRow,
     effects: Effects,
+    params: ActionParams,
   ) => Promise<SkipReason | undefined>;
 }
 
@@ -111,12 +119,23 @@ const ACTIONS: Record<BulkAction, OperatorAction> = {
       return deleted.length > 0 ? undefined : 'has_unfinished_children';
     },
   },
+  upgrade: {
+    allowed: UPGRADABLE_STATUSES,
+    skip: 'not_upgradable',
+    refusal: 'only a running, waiting, paused or failed execution can be upgraded',
+    change: async (m, tx, execution, effects, params) => {
+      const request = { toVersion: params.to_version, dryRun: false };
+      const outcome = await upgradeIn(m, tx, execution, request, effects);
+      if (outcome.kind === 'conflicts') return 'incompatible';
+      return outcome.kind === 'missing_version' ? 'no_such_version' : undefined;
+    },
+  },
 };
 
 /** One operator action on one execution, refused (404, 409) unless its status allows it. */
 export async function act(
   m: Machine,
-  action: Exclude<BulkAction, 'delete'>,
+  action: Exclude<BulkAction, 'delete' | 'upgrade'>,
   id: string,
 ): Promise<Effects> {
   const rule = ACTIONS[action];
@@ -125,7 +144,7 @@ export async function act(
     m.options.pool,
     id,
     rule.allowed,
-    (tx, execution) => rule.change(m, tx, execution, effects),
+    (tx, execution) => rule.change(m, tx, execution, effects, {}),
     (found) =>
       found
         ? new ExecutionStateError(id, found.status, rule.refusal)
@@ -151,6 +170,7 @@ export async function actOnItems(
   action: BulkAction,
   ids: readonly string[],
   record: (tx: Queryable, id: string, outcome: ItemOutcome) => Promise<boolean>,
+  params: ActionParams = {},
 ): Promise<{ results: Map<string, ItemResult>; effects: Effects }> {
   const rule = ACTIONS[action];
   const effects = noEffects();
@@ -163,7 +183,7 @@ export async function actOnItems(
         const execution = await executions.lockExecution(tx, id);
         let skip: SkipReason | undefined = execution ? undefined : 'not_found';
         if (execution && !rule.allowed.includes(execution.status)) skip = rule.skip;
-        if (execution && !skip) skip = await rule.change(m, tx, execution, own);
+        if (execution && !skip) skip = await rule.change(m, tx, execution, own, params);
         const outcome: ItemOutcome = skip
           ? { outcome: 'skipped', reason: skip }
           : { outcome: 'done' };

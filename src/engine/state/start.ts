@@ -6,6 +6,7 @@ import {
   DependencyUnavailableError,
   WorkflowNotFoundError,
   WorkflowNotRunnableError,
+  WorkflowVersionNotFoundError,
 } from '../../errors.js';
 import { isPgError, type Queryable, SqlState, withTransactionThen } from '../../store/db.js';
 import type { NewExecution } from '../../store/executions.js';
@@ -36,6 +37,8 @@ export interface StartRequest {
   priority?: number | undefined;
   /** Business keys to search it by; a sub-workflow gets its parent's. */
   labels?: Record<string, string> | undefined;
+  /** A stored version to run instead of the current one (README "Versions, upgrades and edits"). */
+  version?: number | undefined;
 }
 
 export interface Started {
@@ -129,7 +132,8 @@ async function insertFirst(
     const seen = { ...identity, input_data: fresh.input, labels: fresh.labels ?? {} };
     fresh.flowKey = await flowKey(m, definition, seen);
   }
-  return executions.insertExecution(db, fresh, { runnable: runnableStatuses(request) }, first);
+  const expected = { runnable: runnableStatuses(request), pinned: request.version !== undefined };
+  return executions.insertExecution(db, fresh, expected, first);
 }
 
 /**
@@ -153,17 +157,24 @@ export async function start(
   if (!runnableStatuses(request).includes(head.status)) {
     throw new WorkflowNotRunnableError(request.workflowId, head.status);
   }
-  const definition = await m.definition(tx, request.workflowId, head.version);
+  const version = request.version ?? head.version;
+  if (
+    version !== head.version &&
+    !(await executions.loadDefinition(tx, request.workflowId, version))
+  ) {
+    throw new WorkflowVersionNotFoundError(request.workflowId, version);
+  }
+  const definition = await m.definition(tx, request.workflowId, version);
   let debounceKey: string | null = null;
   if (definition.config.debounce) {
-    const collected = await collectStart(m, tx, request, head.version, definition, effects);
+    const collected = await collectStart(m, tx, request, version, definition, effects);
     if ('collected' in collected) {
       return { row: collected.collected, created: false, debounced: true, effects };
     }
     debounceKey = collected.key;
   }
   const first = admitted(definition, firstIteration(definition));
-  const inserted = await insertFirst(m, tx, request, head.version, definition, first);
+  const inserted = await insertFirst(m, tx, request, version, definition, first);
   if (!inserted) {
     // A concurrent start with the same key won the insert: return its execution.
     const concurrent = await findStarted(tx, request, effects);
@@ -220,7 +231,7 @@ export async function startAtOnce(
   request: StartRequest,
 ): Promise<Started | null> {
   const version = m.head(request.workflowId);
-  if (version === undefined || request.idempotencyKey) return null;
+  if (version === undefined || request.idempotencyKey || request.version !== undefined) return null;
   const definition = await m.definition(db, request.workflowId, version);
   const first = firstIteration(definition);
   if (!first.settled || startsQueued(definition)) return null;

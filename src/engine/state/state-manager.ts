@@ -1,4 +1,4 @@
-import type { BulkAction, ItemOutcome } from '../../domain/bulk-actions.js';
+import type { ActionParams, BulkAction, ItemOutcome } from '../../domain/bulk-actions.js';
 import type { ClaimedRun, ExecutionRow, StepRunRow } from '../../domain/execution.js';
 import type { Queryable } from '../../store/db.js';
 import type { EventRow } from '../../store/event-store.js';
@@ -10,6 +10,7 @@ import { type AttemptFence, type AttemptReport, type AttemptResult, Machine } fr
 import { act, actOnItems } from './operator-actions.js';
 import { claimAttempt, recordAttempt } from './record-attempt.js';
 import { type Started, type StartRequest, start, startAndAnswer } from './start.js';
+import { type UpgradeRequest, upgrade } from './upgrade.js';
 import { childEnded, deliverEvent, retakeBufferedEvent } from './waits.js';
 
 export type {
@@ -120,12 +121,18 @@ export class StateManager extends Machine {
     return act(this, 'resume', id);
   }
 
+  /** Moves an execution to another version of its workflow, or only plans it (dry run). */
+  upgrade(id: string, request: UpgradeRequest): ReturnType<typeof upgrade> {
+    return upgrade(this, id, request);
+  }
+
   /** Executions of a bulk operation: each acted on or skipped, its outcome recorded with it. */
   actOnItems(
     action: BulkAction,
     ids: readonly string[],
     record: (tx: Queryable, id: string, outcome: ItemOutcome) => Promise<boolean>,
+    params: ActionParams = {},
   ): ReturnType<typeof actOnItems> {
-    return actOnItems(this, action, ids, record);
+    return actOnItems(this, action, ids, record, params);
   }
 }
