@@ -188,7 +188,13 @@ function conflictList(error) {
     h(
       'ul',
       { class: 'conflicts' },
-      items.map((item) => h('li', {}, typeof item === 'string' ? item : JSON.stringify(item))),
+      items.map((item) =>
+        h(
+          'li',
+          {},
+          item?.message ? `${item.path ? `${item.path}: ` : ''}${item.message}` : String(item),
+        ),
+      ),
     ),
   ];
 }
