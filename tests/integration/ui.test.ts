@@ -278,6 +278,38 @@ describe('the dashboard in a browser', () => {
     await page.close();
   });
 
+  it('upgrades a waiting execution from its page after previewing the plan', async () => {
+    const { app } = ctx;
+    const wait = { id: 'wait', name: 'Wait', step_type: 'wait_for_event', config: { event: 'go' } };
+    const workflowId = await createWorkflow(app, {
+      name: 'Gets a new step',
+      workflow_type: 'sequential',
+      steps: [wait],
+    });
+    const id = await startExecution(app, workflowId, {});
+    await waitForExecution(app, id, (execution) => execution.status === 'waiting');
+    const updated = await app.inject({
+      method: 'PUT',
+      url: `/workflows/${workflowId}`,
+      payload: { steps: [wait, { id: 'after', name: 'After', step_type: 'noop' }] },
+    });
+    expect(updated.statusCode, updated.body).toBe(200);
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    await page.goto(`${base}/ui#/executions/${id}`);
+    await poll(() => page.locator('#action-upgrade').count()).toBe(1);
+    await page.click('#action-upgrade');
+    await poll(() => page.locator('#action-version option').count()).toBe(1);
+    await page.fill('#action-reason', 'ship the fix');
+    await page.click('#action-preview');
+    await poll(() => page.locator('.plan [data-part="added"]').textContent()).toBe('added: after');
+    await page.click('#action-confirm');
+    await poll(async () => (await getExecution(app, id)).workflow_version).toBe(2);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
   it('sends the credential it is given with every API call and on the stream', async () => {
     const page = await browser.newPage();
     const seen: Array<{ url: string; key: string | undefined }> = [];
