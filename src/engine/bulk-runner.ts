@@ -135,8 +135,11 @@ export class BulkRunner {
     for (let at = 0; at < items.length; at += CHUNK) chunks.push(items.slice(at, at + CHUNK));
     const lane = async () => {
       for (let chunk = chunks.shift(); chunk !== undefined; chunk = chunks.shift()) {
-        const acted = await this.options.state.actOnItems(op.action, chunk, (tx, id, outcome) =>
-          bulk.recordOutcome(tx, op.id, id, outcome),
+        const acted = await this.options.state.actOnItems(
+          op.action,
+          chunk,
+          { actor: op.requested_by, reason: op.reason, operationId: op.id },
+          (tx, id, outcome) => bulk.recordOutcome(tx, op.id, id, outcome),
         );
         mergeEffects(effects, acted.effects);
         for (const [id, result] of acted.results) {

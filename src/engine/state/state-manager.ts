@@ -4,10 +4,11 @@ import type { Queryable } from '../../store/db.js';
 import type { EventRow } from '../../store/event-store.js';
 import { admit } from './admission.js';
 import { advance } from './advance.js';
+import { type RetryEdits, type RetryPlan, retryWithEdits } from './edit-retry.js';
 import { type Effects, noEffects } from './effects.js';
 import { type ExecutionOutcome, finish } from './finish.js';
 import { type AttemptFence, type AttemptReport, type AttemptResult, Machine } from './machine.js';
-import { act, actOnItems } from './operator-actions.js';
+import { type ActionRequest, act, actOnItems } from './operator-actions.js';
 import { claimAttempt, recordAttempt } from './record-attempt.js';
 import { type Started, type StartRequest, start, startAndAnswer } from './start.js';
 import { childEnded, deliverEvent, retakeBufferedEvent } from './waits.js';
@@ -104,28 +105,38 @@ export class StateManager extends Machine {
     return childEnded(this, childExecutionId);
   }
 
-  cancel(id: string): Promise<Effects> {
-    return act(this, 'cancel', id);
+  cancel(id: string, request: ActionRequest): Promise<Effects> {
+    return act(this, 'cancel', id, request);
   }
 
-  retry(id: string): Promise<Effects> {
-    return act(this, 'retry', id);
+  retry(id: string, request: ActionRequest): Promise<Effects> {
+    return act(this, 'retry', id, request);
   }
 
-  pause(id: string): Promise<Effects> {
-    return act(this, 'pause', id);
+  /** A retry with edits, or its dry run (edit-retry.ts). */
+  retryWithEdits(
+    id: string,
+    edits: RetryEdits,
+    request: ActionRequest,
+  ): Promise<{ plan: RetryPlan; effects: Effects }> {
+    return retryWithEdits(this, id, edits, request);
   }
 
-  resume(id: string): Promise<Effects> {
-    return act(this, 'resume', id);
+  pause(id: string, request: ActionRequest): Promise<Effects> {
+    return act(this, 'pause', id, request);
+  }
+
+  resume(id: string, request: ActionRequest): Promise<Effects> {
+    return act(this, 'resume', id, request);
   }
 
   /** Executions of a bulk operation: each acted on or skipped, its outcome recorded with it. */
   actOnItems(
     action: BulkAction,
     ids: readonly string[],
+    request: ActionRequest,
     record: (tx: Queryable, id: string, outcome: ItemOutcome) => Promise<boolean>,
   ): ReturnType<typeof actOnItems> {
-    return actOnItems(this, action, ids, record);
+    return actOnItems(this, action, ids, request, record);
   }
 }
