@@ -1,11 +1,14 @@
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
 import type { StepStatus } from '../domain/statuses.js';
+import { hasEdits, type RetryEdits, type RetryPlan } from '../engine/state/edit-retry.js';
 import type { EffectSink, Effects } from '../engine/state/effects.js';
+import type { ActionRequest } from '../engine/state/operator-actions.js';
 import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
 import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
 import type { Diagnosis } from '../schemas/diagnosis.js';
+import type { HistoryEntry } from '../schemas/execution-history.js';
 import {
   type ExecutionView,
   type StepRunView,
@@ -14,6 +17,8 @@ import {
 import { decodeCursor, toPage } from '../store/cursor.js';
 import type { Pool, Queryable } from '../store/db.js';
 import * as debounce from '../store/debounce.js';
+import { listActions } from '../store/execution-actions.js';
+import { listHistoryRuns } from '../store/execution-history.js';
 import * as slots from '../store/execution-slots.js';
 import * as executions from '../store/executions.js';
 import * as runPages from '../store/step-run-pages.js';
@@ -21,6 +26,7 @@ import * as stepRuns from '../store/step-runs.js';
 import * as taskStore from '../store/task-store.js';
 import { diagnose } from './execution-diagnosis.js';
 import { type FilterFields, filterOf } from './execution-filters.js';
+import { historyOf, historyPage } from './execution-history.js';
 import { executionView, stepRunViews, stepRunViewsInOrder } from './execution-views.js';
 
 export type { ExecutionView, StepRunView } from '../schemas/executions.js';
@@ -55,22 +61,17 @@ export class ExecutionManager {
     idempotencyKey: string | undefined,
     priority?: number,
     labels?: Record<string, string>,
+    caller?: string,
   ): Promise<{ execution: ExecutionView; created: boolean; debounced: boolean }> {
-    const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
-    if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
-      throw new ValidationFailedError([
-        {
-          path: 'input_data',
-          message: `must be at most ${this.options.config.MAX_INPUT_BYTES} bytes as JSON`,
-        },
-      ]);
-    }
+    this.checkInputSize(input);
     const request = {
       workflowId,
       input: input ?? {},
       idempotencyKey: idempotencyKey ?? null,
       priority,
       labels,
+      // Who started it, for its history (README "History").
+      ...(caller ? { trigger: { type: 'api', caller } } : {}),
     };
     const { started, answer } = await this.options.state.startAndAnswer(
       request,
@@ -217,24 +218,65 @@ export class ExecutionManager {
     );
   }
 
-  /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
-  cancel(id: string): Promise<ExecutionView> {
-    return this.act(id, (state) => state.cancel(id));
+  /** What happened to an execution, in order, a page at a time (README "History"). */
+  async history(
+    id: string,
+    query: { limit: number; cursor?: string | undefined },
+  ): Promise<{ items: HistoryEntry[]; next_cursor: string | null }> {
+    const row = await executions.getExecution(this.options.pool, id);
+    if (!row) throw new ExecutionNotFoundError(id);
+    const [runs, actions] = await Promise.all([
+      listHistoryRuns(this.options.pool, id),
+      listActions(this.options.pool, id),
+    ]);
+    return historyPage(historyOf(row, runs, actions), query.limit, query.cursor);
   }
 
-  /** Resumes a failed or timed-out execution from its failed steps, keeping completed results. */
-  retry(id: string): Promise<ExecutionView> {
-    return this.act(id, (state) => state.retry(id));
+  /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
+  cancel(id: string, request: ActionRequest): Promise<ExecutionView> {
+    return this.act(id, (state) => state.cancel(id, request));
+  }
+
+  /**
+   * Resumes a failed or timed-out execution from its failed steps, keeping completed results;
+   * with edits, from the named steps with a corrected input or outputs (README "Edit and
+   * resume"). A dry run answers the plan and changes nothing.
+   */
+  async retry(
+    id: string,
+    edits: RetryEdits,
+    request: ActionRequest,
+  ): Promise<ExecutionView | RetryPlan> {
+    if (!hasEdits(edits) && !edits.dry_run)
+      return this.act(id, (state) => state.retry(id, request));
+    if (edits.input_data !== undefined) this.checkInputSize(edits.input_data);
+    const { plan, effects } = await this.options.state.retryWithEdits(id, edits, request);
+    if (plan.dry_run) return plan;
+    await this.options.effects.apply(effects);
+    return this.get(id);
   }
 
   /** Holds an execution: running attempts finish, but no new step starts until resume. */
-  pause(id: string): Promise<ExecutionView> {
-    return this.act(id, (state) => state.pause(id));
+  pause(id: string, request: ActionRequest): Promise<ExecutionView> {
+    return this.act(id, (state) => state.pause(id, request));
   }
 
   /** Lets a paused execution go on: starts what became ready and re-queues what was held. */
-  resume(id: string): Promise<ExecutionView> {
-    return this.act(id, (state) => state.resume(id));
+  resume(id: string, request: ActionRequest): Promise<ExecutionView> {
+    return this.act(id, (state) => state.resume(id, request));
+  }
+
+  /** An input larger than MAX_INPUT_BYTES as JSON is refused (400). */
+  private checkInputSize(input: unknown): void {
+    const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
+    if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
+      throw new ValidationFailedError([
+        {
+          path: 'input_data',
+          message: `must be at most ${this.options.config.MAX_INPUT_BYTES} bytes as JSON`,
+        },
+      ]);
+    }
   }
 
   /** An operator action on the state machine, its effects applied, then the execution. */
