@@ -28,6 +28,7 @@ function startEntry(execution: ExecutionRow): HistoryEntry {
     kind: 'started',
     trigger: typeof trigger.type === 'string' ? trigger.type : 'api',
     caller: typeof caller === 'string' ? caller : null,
+    trigger_detail: trigger,
     parent_execution_id: execution.parent_execution_id,
   };
 }

@@ -67,7 +67,15 @@ export const historyEntrySchema = z.object({
   kind: z.enum(HISTORY_ENTRY_KINDS),
   // started
   trigger: z.string().optional().describe('api, event, schedule or subworkflow'),
-  caller: z.string().nullable().optional().describe('Who started it through the API'),
+  caller: z
+    .string()
+    .nullable()
+    .optional()
+    .describe('Who started it: the key id or token subject of the API call or published event'),
+  trigger_detail: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe('The trigger as recorded: event_id and event_type, schedule tick, parent step_id'),
   parent_execution_id: z.string().nullable().optional(),
   // step entries
   step_id: z.string().optional(),

@@ -21,6 +21,7 @@ interface HistoryEntry {
   kind: string;
   trigger?: string;
   caller?: string | null;
+  trigger_detail?: Record<string, unknown>;
   step_id?: string;
   step_status?: string;
   attempt?: number;
@@ -275,6 +276,35 @@ describe('history', () => {
     expect(paged).toEqual(entries);
     expect((await call('GET', `/executions/${id}/history?cursor=bogus`)).statusCode).toBe(400);
     expect((await call('GET', '/executions/nope/history')).statusCode).toBe(404);
+  });
+
+  it('says who published the event that started an execution', async () => {
+    const created = await call('POST', '/workflows', {
+      name: 'history-event',
+      workflow_type: 'event_driven',
+      status: 'active',
+      config: { trigger: { event: 'history.tested' } },
+      steps: [
+        { id: 'echo', name: 'Echo', step_type: 'transform', config: { expression: 'input' } },
+      ],
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const published = await call(
+      'POST',
+      '/events',
+      { id: 'history-event-1', type: 'history.tested', data: {} },
+      asOperatorJwt(),
+    );
+    expect(published.statusCode, published.body).toBe(202);
+    const [id] = published.json().started_executions as string[];
+    expect(id).toBeDefined();
+    const [start] = await history(id as string);
+    expect(start).toMatchObject({
+      kind: 'started',
+      trigger: 'event',
+      caller: 'user-operator',
+      trigger_detail: { event_id: 'history-event-1', event_type: 'history.tested' },
+    });
   });
 
   it('records bulk actions with the operation, and a purge deletes the records', async () => {
