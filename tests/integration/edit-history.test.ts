@@ -144,6 +144,11 @@ describe('edit and resume', () => {
     const id = await start(workflowId, { v: 1 });
     expect((await until(id, 'completed')).step_results).toMatchObject({ a: 1, b: 2, c: 20 });
 
+    // A completed execution has no failed step to default to.
+    const nothing = await call('POST', `/executions/${id}/retry`, { step_outputs: { a: 5 } });
+    expect(nothing.statusCode, nothing.body).toBe(400);
+    expect(nothing.body).toContain('from_steps');
+
     const response = await call('POST', `/executions/${id}/retry`, {
       from_steps: ['b'],
       step_outputs: { a: 5 },

@@ -74,6 +74,22 @@ function stepsToRerun(steps: StepDefinition[], runs: StepRunRow[], from: string[
   return rerun;
 }
 
+/** Why a step's output may not be corrected, or null when it may. */
+function outputProblem(
+  step: StepDefinition | undefined,
+  run: StepRunRow | undefined,
+  rerun: Set<string>,
+  version: string,
+): string | null {
+  if (!step) return `no such step in ${version}`;
+  if (step.for_each) return "a for_each step's output is its items'; re-run it instead";
+  if (rerun.has(step.id)) return `step "${step.id}" runs again, so its output would be replaced`;
+  if (run?.status !== 'completed') {
+    return `step "${step.id}" has not finished (${run?.status ?? 'not started'})`;
+  }
+  return null;
+}
+
 /** What the edits would do, or the 400 that names every step they get wrong. */
 function planOf(
   execution: ExecutionRow,
@@ -92,20 +108,20 @@ function planOf(
   const runOf = new Map(runs.map((run) => [run.step_id, run]));
   const outputs: Record<string, { before: unknown; after: unknown }> = {};
   for (const [id, after] of Object.entries(edits.step_outputs ?? {})) {
-    const path = `step_outputs.${id}`;
-    const step = steps.find((s) => s.id === id);
     const run = runOf.get(id);
-    if (!step) problems.push({ path, message: `no step "${id}" in ${version}` });
-    else if (step.for_each)
-      problems.push({ path, message: "a for_each step's output is its items'; re-run it instead" });
-    else if (rerun.has(id))
-      problems.push({ path, message: `step "${id}" runs again, so its output would be replaced` });
-    else if (run?.status !== 'completed')
-      problems.push({
-        path,
-        message: `step "${id}" has not finished (${run?.status ?? 'not started'})`,
-      });
-    else outputs[id] = { before: run.output, after };
+    const message = outputProblem(
+      steps.find((step) => step.id === id),
+      run,
+      rerun,
+      version,
+    );
+    if (message) problems.push({ path: `step_outputs.${id}`, message });
+    else outputs[id] = { before: run?.output, after };
+  }
+  // A completed execution has no failed step to default to: re-running nothing would end it
+  // again at once, with outputs no step computed from the corrected values.
+  if (rerun.size === 0) {
+    problems.push({ path: 'from_steps', message: 'no step would run again: name the steps' });
   }
   if (problems.length > 0) throw new ValidationFailedError(problems);
   return {
