@@ -42,7 +42,7 @@ export function engineDriver(
   input: Record<string, unknown> = {},
 ): ChainDriver<string> {
   return executionsDriver(app.pg, async () => {
-    const { execution } = await app.executions.execute(workflowId, input, undefined);
+    const { execution } = await app.executions.execute(workflowId, input);
     return execution.id;
   });
 }

@@ -184,7 +184,7 @@ export async function measureEngine(
     const fanoutId = await createWorkflow(app, fanoutWorkflow(FANOUT_WIDTH));
     const driver = engineDriver(app, chainId);
     const runFanout = async () => {
-      const { execution } = await app.executions.execute(fanoutId, {}, undefined);
+      const { execution } = await app.executions.execute(fanoutId, {});
       await waitUntil(
         'the fan-out execution',
         async () => (await engineDriver(app, fanoutId).countCompleted([execution.id])) === 1,

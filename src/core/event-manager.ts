@@ -48,13 +48,16 @@ export class EventManager {
   ) {}
 
   /** Delivers an event; the same id twice is delivered once (the first outcome is returned). */
-  async publish(event: {
-    type: string;
-    data: Record<string, unknown>;
-    correlation_key?: string | undefined;
-    id?: string | undefined;
-    labels?: Record<string, string> | undefined;
-  }): Promise<{ event: EventView; duplicate: boolean }> {
+  async publish(
+    event: {
+      type: string;
+      data: Record<string, unknown>;
+      correlation_key?: string | undefined;
+      id?: string | undefined;
+      labels?: Record<string, string> | undefined;
+    },
+    caller?: string,
+  ): Promise<{ event: EventView; duplicate: boolean }> {
     const { pool, state } = this.options;
     const id = event.id ?? `ev_${randomBytes(12).toString('base64url')}`;
     const effects = noEffects();
@@ -79,7 +82,13 @@ export class EventManager {
             // A redelivery after a crash cannot start the same workflow twice for one event.
             idempotencyKey: `event-${id}`,
             activeOnly: true,
-            trigger: { type: 'event', event_id: id, event_type: event.type },
+            // Who published it, for the history of what it starts (README "History").
+            trigger: {
+              type: 'event',
+              event_id: id,
+              event_type: event.type,
+              ...(caller ? { caller } : {}),
+            },
             labels: event.labels,
           },
           effects,

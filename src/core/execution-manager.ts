@@ -2,12 +2,15 @@ import type { z } from 'zod';
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
 import type { StepStatus } from '../domain/statuses.js';
+import { hasEdits, type RetryEdits, type RetryPlan } from '../engine/state/edit-retry.js';
 import type { EffectSink, Effects } from '../engine/state/effects.js';
+import type { ActionRequest } from '../engine/state/operator-actions.js';
 import type { Started } from '../engine/state/start.js';
 import type { StateManager } from '../engine/state/state-manager.js';
 import type { UpgradeRequest } from '../engine/state/upgrade.js';
 import { ExecutionNotFoundError, ValidationFailedError } from '../errors.js';
 import type { Diagnosis } from '../schemas/diagnosis.js';
+import type { HistoryEntry } from '../schemas/execution-history.js';
 import {
   type ExecutionView,
   type StepRunView,
@@ -17,6 +20,8 @@ import type { upgradePlanSchema } from '../schemas/versions.js';
 import { decodeCursor, toPage } from '../store/cursor.js';
 import type { Pool, Queryable } from '../store/db.js';
 import * as debounce from '../store/debounce.js';
+import { listActions } from '../store/execution-actions.js';
+import { listHistoryRuns } from '../store/execution-history.js';
 import * as slots from '../store/execution-slots.js';
 import * as executions from '../store/executions.js';
 import * as runPages from '../store/step-run-pages.js';
@@ -24,6 +29,7 @@ import * as stepRuns from '../store/step-runs.js';
 import * as taskStore from '../store/task-store.js';
 import { diagnose } from './execution-diagnosis.js';
 import { type FilterFields, filterOf } from './execution-filters.js';
+import { historyOf, historyPage } from './execution-history.js';
 import { executionView, stepRunViews, stepRunViewsInOrder } from './execution-views.js';
 
 export type { ExecutionView, StepRunView } from '../schemas/executions.js';
@@ -34,6 +40,18 @@ export type UpgradeAnswer = z.infer<typeof upgradePlanSchema> | ExecutionView;
 export interface ExecutionListQuery extends FilterFields {
   limit: number;
   cursor?: string | undefined;
+}
+
+/** What a start may say besides the workflow and its input. */
+export interface ExecuteOptions {
+  /** The same key returns the first execution started with it. */
+  idempotencyKey?: string | undefined;
+  priority?: number | undefined;
+  labels?: Record<string, string> | undefined;
+  /** An older version to run; default the current one. */
+  version?: number | undefined;
+  /** Who asks (key id, token subject), kept for the history. */
+  caller?: string | undefined;
 }
 
 export interface StepRunListQuery {
@@ -58,27 +76,18 @@ export class ExecutionManager {
   async execute(
     workflowId: string,
     input: unknown,
-    idempotencyKey: string | undefined,
-    priority?: number,
-    labels?: Record<string, string>,
-    version?: number,
+    options: ExecuteOptions = {},
   ): Promise<{ execution: ExecutionView; created: boolean; debounced: boolean }> {
-    const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
-    if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
-      throw new ValidationFailedError([
-        {
-          path: 'input_data',
-          message: `must be at most ${this.options.config.MAX_INPUT_BYTES} bytes as JSON`,
-        },
-      ]);
-    }
+    this.checkInputSize(input);
     const request = {
       workflowId,
       input: input ?? {},
-      idempotencyKey: idempotencyKey ?? null,
-      priority,
-      labels,
-      version,
+      idempotencyKey: options.idempotencyKey ?? null,
+      priority: options.priority,
+      labels: options.labels,
+      version: options.version,
+      // Who started it, for its history (README "History").
+      ...(options.caller ? { trigger: { type: 'api', caller: options.caller } } : {}),
     };
     const { started, answer } = await this.options.state.startAndAnswer(
       request,
@@ -225,32 +234,73 @@ export class ExecutionManager {
     );
   }
 
-  /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
-  cancel(id: string): Promise<ExecutionView> {
-    return this.act(id, (state) => state.cancel(id));
+  /** What happened to an execution, in order, a page at a time (README "History"). */
+  async history(
+    id: string,
+    query: { limit: number; cursor?: string | undefined },
+  ): Promise<{ items: HistoryEntry[]; next_cursor: string | null }> {
+    const row = await executions.getExecution(this.options.pool, id);
+    if (!row) throw new ExecutionNotFoundError(id);
+    const [runs, actions] = await Promise.all([
+      listHistoryRuns(this.options.pool, id),
+      listActions(this.options.pool, id),
+    ]);
+    return historyPage(historyOf(row, runs, actions), query.limit, query.cursor);
   }
 
-  /** Resumes a failed or timed-out execution from its failed steps, keeping completed results. */
-  retry(id: string): Promise<ExecutionView> {
-    return this.act(id, (state) => state.retry(id));
+  /** Stops an unfinished execution; running attempts are aborted and their late results ignored. */
+  cancel(id: string, request: ActionRequest): Promise<ExecutionView> {
+    return this.act(id, (state) => state.cancel(id, request));
+  }
+
+  /**
+   * Resumes a failed or timed-out execution from its failed steps, keeping completed results;
+   * with edits, from the named steps with a corrected input or outputs (README "Edit and
+   * resume"). A dry run answers the plan and changes nothing.
+   */
+  async retry(
+    id: string,
+    edits: RetryEdits,
+    request: ActionRequest,
+  ): Promise<ExecutionView | RetryPlan> {
+    if (!hasEdits(edits) && !edits.dry_run)
+      return this.act(id, (state) => state.retry(id, request));
+    if (edits.input_data !== undefined) this.checkInputSize(edits.input_data);
+    const { plan, effects } = await this.options.state.retryWithEdits(id, edits, request);
+    if (plan.dry_run) return plan;
+    await this.options.effects.apply(effects);
+    return this.get(id);
   }
 
   /** Holds an execution: running attempts finish, but no new step starts until resume. */
-  pause(id: string): Promise<ExecutionView> {
-    return this.act(id, (state) => state.pause(id));
+  pause(id: string, request: ActionRequest): Promise<ExecutionView> {
+    return this.act(id, (state) => state.pause(id, request));
   }
 
   /** Lets a paused execution go on: starts what became ready and re-queues what was held. */
-  resume(id: string): Promise<ExecutionView> {
-    return this.act(id, (state) => state.resume(id));
+  resume(id: string, request: ActionRequest): Promise<ExecutionView> {
+    return this.act(id, (state) => state.resume(id, request));
+  }
+
+  /** An input larger than MAX_INPUT_BYTES as JSON is refused (400). */
+  private checkInputSize(input: unknown): void {
+    const inputBytes = Buffer.byteLength(JSON.stringify(input ?? {}), 'utf8');
+    if (inputBytes > this.options.config.MAX_INPUT_BYTES) {
+      throw new ValidationFailedError([
+        {
+          path: 'input_data',
+          message: `must be at most ${this.options.config.MAX_INPUT_BYTES} bytes as JSON`,
+        },
+      ]);
+    }
   }
 
   /**
    * Moves an execution to another version of its workflow (README "Versions, upgrades and
    * edits"): the plan on a dry run, else the execution as the upgrade left it.
    */
-  async upgrade(id: string, request: UpgradeRequest): Promise<UpgradeAnswer> {
-    const { outcome, effects } = await this.options.state.upgrade(id, request);
+  async upgrade(id: string, request: UpgradeRequest, asked: ActionRequest): Promise<UpgradeAnswer> {
+    const { outcome, effects } = await this.options.state.upgrade(id, request, asked);
     if (request.dryRun) {
       return {
         execution_id: id,

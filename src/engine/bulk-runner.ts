@@ -138,8 +138,8 @@ export class BulkRunner {
         const acted = await this.options.state.actOnItems(
           op.action,
           chunk,
+          { actor: op.requested_by, reason: op.reason, operationId: op.id, params: op.params },
           (tx, id, outcome) => bulk.recordOutcome(tx, op.id, id, outcome),
-          op.params,
         );
         mergeEffects(effects, acted.effects);
         for (const [id, result] of acted.results) {

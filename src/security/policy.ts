@@ -53,6 +53,7 @@ export const ROUTE_POLICIES: readonly RoutePolicy[] = [
   { method: 'GET', url: '/executions/:id', access: 'viewer' },
   { method: 'GET', url: '/executions/:id/steps', access: 'viewer' },
   { method: 'GET', url: '/executions/:id/diagnosis', access: 'viewer' },
+  { method: 'GET', url: '/executions/:id/history', access: 'viewer' },
   { method: 'GET', url: '/executions/:id/stream', access: 'viewer', queryToken: true },
   { method: 'GET', url: '/events', access: 'viewer' },
   { method: 'GET', url: '/limits', access: 'viewer' },

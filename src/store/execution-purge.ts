@@ -73,7 +73,8 @@ async function lockPurgeable(
  * Deletes, in the caller's transaction, those of `ids` that are finished and have no unfinished
  * descendant, passing over rows another transaction holds locked; with them go their
  * sub-workflow descendants (the foreign key cascades), step runs and task tokens (cascades),
- * the for_each count deltas of their runs and their rows in the event outbox. `deleted` lists
+ * the for_each count deltas of their runs, their rows in the event outbox and their recorded
+ * manual actions (execution-actions.ts). `deleted` lists
  * the ids of `ids` deleted; the counts include the descendants that went with them. Works
  * when the caller already holds the row locks in the same transaction.
  */
@@ -84,7 +85,8 @@ export async function purgeFinishedExecutions(
   if (ids.length === 0) return { executions: 0, step_runs: 0, deleted: [] };
   const { roots, all } = await lockPurgeable(tx, ids);
   if (roots.length === 0) return { executions: 0, step_runs: 0, deleted: [] };
-  // Deltas and outbox rows have no foreign key (see their migrations): deleted by hand.
+  // Deltas, outbox rows and recorded actions have no foreign key (see their migrations):
+  // deleted by hand.
   const { rows } = await tx.query<{ step_runs: number; deleted: string[] | null }>(
     `WITH runs AS MATERIALIZED (
        SELECT id, item_index FROM step_executions WHERE execution_id = ANY($1::text[])
@@ -93,6 +95,8 @@ export async function purgeFinishedExecutions(
         WHERE parent_id IN (SELECT id FROM runs WHERE item_index = -1)
      ), outbox AS (
        DELETE FROM execution_event_outbox WHERE execution_id = ANY($1::text[])
+     ), actions AS (
+       DELETE FROM execution_actions WHERE execution_id = ANY($1::text[])
      ), gone AS (
        DELETE FROM workflow_executions WHERE id = ANY($2::text[]) RETURNING id
      )

@@ -245,15 +245,22 @@ export async function finishExecution(
 }
 
 /** Puts a failed execution back to running and its failed/cancelled runs back to pending. */
-export async function reopenExecution(db: Queryable, execution: ExecutionRow): Promise<void> {
+export async function reopenExecution(
+  db: Queryable,
+  execution: ExecutionRow,
+  steps?: readonly string[],
+): Promise<void> {
+  // Without `steps`, the runs that failed (or were cancelled by the failure) run again; with
+  // them (an edited retry, README "Edit and resume"), exactly those steps' runs do.
+  const which = steps ? 'step_id = ANY($3::text[])' : 'status = ANY($3::text[])';
   await db.query(
     `UPDATE step_executions
         SET status = 'pending', first_attempt = attempt + 1, error = NULL, wait_reason = NULL,
             lease_id = NULL, completed_at = NULL, item_count = NULL, items = NULL,
             items_materialised = 0, items_active = 0, items_waiting = 0, items_done = 0,
             items_failed = 0, updated_at = now()
-      WHERE execution_id = $1 AND iteration = $2 AND item_index = -1 AND status = ANY($3::text[])`,
-    [execution.id, execution.current_iteration, REOPENED_STEP_STATUSES],
+      WHERE execution_id = $1 AND iteration = $2 AND item_index = -1 AND ${which}`,
+    [execution.id, execution.current_iteration, steps ?? REOPENED_STEP_STATUSES],
   );
   // Items of a for_each step that failed run again from scratch when the step runs again.
   await db.query(
@@ -294,4 +301,31 @@ export async function listUnfinishedChildren(
     [parentExecutionId, UNFINISHED_EXECUTION_STATUSES],
   );
   return rows.map((row) => row.id);
+}
+
+/** Replaces an execution's input (an edited retry, README "Edit and resume"). */
+export async function replaceInput(
+  db: Queryable,
+  executionId: string,
+  input: unknown,
+): Promise<void> {
+  await db.query(
+    'UPDATE workflow_executions SET input_data = $2, updated_at = now() WHERE id = $1',
+    [executionId, JSON.stringify(input)],
+  );
+}
+
+/** Replaces the recorded output of a completed step's own run in the current iteration. */
+export async function replaceStepOutput(
+  db: Queryable,
+  execution: ExecutionRow,
+  stepId: string,
+  output: unknown,
+): Promise<void> {
+  await db.query(
+    `UPDATE step_executions SET output = $4, updated_at = now()
+      WHERE execution_id = $1 AND iteration = $2 AND step_id = $3 AND item_index = -1
+        AND status = 'completed'`,
+    [execution.id, execution.current_iteration, stepId, JSON.stringify(output)],
+  );
 }

@@ -40,7 +40,7 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       checkFieldSize(request.body.data, 'data', maxDataBytes, 'MAX_INPUT_BYTES');
-      const { event, duplicate } = await app.events.publish(request.body);
+      const { event, duplicate } = await app.events.publish(request.body, request.caller?.id);
       if (duplicate) reply.header('idempotent-replayed', 'true');
       return reply.code(duplicate ? 200 : 202).send(event);
     },

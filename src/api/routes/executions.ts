@@ -1,6 +1,16 @@
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { idParams } from '../../schemas/common.js';
 import { diagnosisSchema } from '../../schemas/diagnosis.js';
+import {
+  actionBodySchema,
+  historyPageSchema,
+  historyQuerySchema,
+  MAX_HISTORY_PAGE,
+  retryBodySchema,
+  retryPlanSchema,
+} from '../../schemas/execution-history.js';
 import {
   executeBodySchema,
   executeHeadersSchema,
@@ -46,10 +56,13 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
       const { execution, created, debounced } = await app.executions.execute(
         request.params.id,
         request.body?.input_data ?? {},
-        request.headers['idempotency-key'],
-        request.body?.priority,
-        request.body?.labels,
-        request.body?.version,
+        {
+          idempotencyKey: request.headers['idempotency-key'],
+          priority: request.body?.priority,
+          labels: request.body?.labels,
+          version: request.body?.version,
+          caller: request.caller?.id,
+        },
       );
       // A debounced start is accepted whether it opened the window or joined it.
       const accepted = created || debounced;
@@ -113,29 +126,88 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
     );
   }
 
-  app.get(
-    '/executions/:id/diagnosis',
-    {
-      schema: {
-        operationId: 'diagnoseExecution',
-        tags: ['executions'],
-        summary: 'Why the execution, and each unfinished step run, is not running now',
-        description:
-          'For each unfinished step run of the current iteration: blocked_by (dependency, concurrency, timer, retry_backoff, event, external_task, sub_workflow, paused, worker_capacity) with its details, and a one-sentence summary. A fan-out is one entry with its item counts.',
-        params: idParams(),
-        response: { 200: diagnosisSchema, 404: errors[404], 503: errors[503] },
+  diagnosisRoute();
+
+  /** Why it is not running now. */
+  function diagnosisRoute() {
+    app.get(
+      '/executions/:id/diagnosis',
+      {
+        schema: {
+          operationId: 'diagnoseExecution',
+          tags: ['executions'],
+          summary: 'Why the execution, and each unfinished step run, is not running now',
+          description:
+            'For each unfinished step run of the current iteration: blocked_by (dependency, concurrency, timer, retry_backoff, event, external_task, sub_workflow, paused, worker_capacity) with its details, and a one-sentence summary. A fan-out is one entry with its item counts.',
+          params: idParams(),
+          response: { 200: diagnosisSchema, 404: errors[404], 503: errors[503] },
+        },
       },
-    },
-    async (request) => app.executions.diagnosis(request.params.id),
-  );
+      async (request) => app.executions.diagnosis(request.params.id),
+    );
+  }
+
+  historyRoute();
+
+  /** What happened, in order (README "History"). */
+  function historyRoute() {
+    app.get(
+      '/executions/:id/history',
+      {
+        schema: {
+          operationId: 'getExecutionHistory',
+          tags: ['executions'],
+          summary: 'What happened to the execution, in order: its start, step runs, manual actions',
+          description: `Oldest first, a page at a time (at most ${MAX_HISTORY_PAGE}). The start (trigger, caller, parent), each step run's start, wait and end derived from its run (the last attempt; earlier attempts of a retried execution are in the retry's record), every manual action (cancel, pause, resume, retry, edit, upgrade) with who, when, why and, for edits, the values before and after, and the end. A for_each step is one entry with its item counts; GET /executions/{id}/steps lists its items.`,
+          params: idParams(),
+          querystring: historyQuerySchema,
+          response: {
+            200: historyPageSchema,
+            400: errors[400],
+            404: errors[404],
+            503: errors[503],
+          },
+        },
+      },
+      async (request) => app.executions.history(request.params.id, request.query),
+    );
+  }
+
+  retryRoute();
+
+  /** Retry, with or without edits (README "Edit and resume"). */
+  function retryRoute() {
+    app.post(
+      '/executions/:id/retry',
+      {
+        schema: {
+          operationId: 'retryExecution',
+          tags: ['executions'],
+          summary:
+            'Resume a failed or timed-out execution from its failed steps, or edit and resume',
+          description:
+            'No body: the failed steps run again. With from_steps, input_data or step_outputs: those steps (default: the failed ones) and every step depending on them run again, with the corrected input and outputs; a completed execution may be re-run this way, a running one is refused (409). dry_run answers the plan (200) and changes nothing.',
+          params: idParams(),
+          body: retryBodySchema,
+          response: {
+            200: z.union([executionViewSchema, retryPlanSchema]),
+            ...errors,
+          },
+        },
+      },
+      async (request) => {
+        const { reason, ...edits } = request.body ?? {};
+        return app.executions.retry(request.params.id, edits, actorOf(request, reason));
+      },
+    );
+  }
 
   actionRoutes();
 
-  /** Operator actions: one route each, the same shape. */
+  /** Cancel, pause, resume: one route each, the same shape, an optional reason. */
   function actionRoutes() {
     const actions = [
       ['cancel', 'cancelExecution', 'Cancel an unfinished execution; running attempts are aborted'],
-      ['retry', 'retryExecution', 'Resume a failed or timed-out execution from its failed steps'],
       ['pause', 'pauseExecution', 'Pause: running attempts finish, no new step starts'],
       ['resume', 'resumeExecution', 'Resume a paused execution'],
     ] as const;
@@ -148,16 +220,24 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
             tags: ['executions'],
             summary,
             params: idParams(),
+            body: actionBodySchema,
             response: {
               200: executionViewSchema,
+              400: errors[400],
               404: errors[404],
               409: errors[409],
               503: errors[503],
             },
           },
         },
-        async (request) => app.executions[action](request.params.id),
+        async (request) =>
+          app.executions[action](request.params.id, actorOf(request, request.body?.reason)),
       );
     }
   }
 };
+
+/** Who asks (the credential's key id or token subject) and why, for the history. */
+function actorOf(request: FastifyRequest, reason: string | undefined) {
+  return { actor: request.caller?.id ?? null, reason: reason ?? null };
+}

@@ -77,13 +77,11 @@ export const versionRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const body = request.body ?? { dry_run: false };
-      if (body.reason !== undefined) {
-        request.log.info({ executionId: request.params.id, reason: body.reason }, 'upgrade asked');
-      }
-      return app.executions.upgrade(request.params.id, {
-        toVersion: body.to_version,
-        dryRun: body.dry_run,
-      });
+      return app.executions.upgrade(
+        request.params.id,
+        { toVersion: body.to_version, dryRun: body.dry_run },
+        { actor: request.caller?.id ?? null, reason: body.reason ?? null },
+      );
     },
   );
 };

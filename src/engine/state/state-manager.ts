@@ -4,10 +4,11 @@ import type { Queryable } from '../../store/db.js';
 import type { EventRow } from '../../store/event-store.js';
 import { admit } from './admission.js';
 import { advance } from './advance.js';
+import { type RetryEdits, type RetryPlan, retryWithEdits } from './edit-retry.js';
 import { type Effects, noEffects } from './effects.js';
 import { type ExecutionOutcome, finish } from './finish.js';
 import { type AttemptFence, type AttemptReport, type AttemptResult, Machine } from './machine.js';
-import { act, actOnItems } from './operator-actions.js';
+import { type ActionRequest, act, actOnItems } from './operator-actions.js';
 import { claimAttempt, recordAttempt } from './record-attempt.js';
 import { type Started, type StartRequest, start, startAndAnswer } from './start.js';
 import { type UpgradeRequest, upgrade } from './upgrade.js';
@@ -105,34 +106,43 @@ export class StateManager extends Machine {
     return childEnded(this, childExecutionId);
   }
 
-  cancel(id: string): Promise<Effects> {
-    return act(this, 'cancel', id);
+  cancel(id: string, request: ActionRequest): Promise<Effects> {
+    return act(this, 'cancel', id, request);
   }
 
-  retry(id: string): Promise<Effects> {
-    return act(this, 'retry', id);
+  retry(id: string, request: ActionRequest): Promise<Effects> {
+    return act(this, 'retry', id, request);
   }
 
-  pause(id: string): Promise<Effects> {
-    return act(this, 'pause', id);
+  /** A retry with edits, or its dry run (edit-retry.ts). */
+  retryWithEdits(
+    id: string,
+    edits: RetryEdits,
+    request: ActionRequest,
+  ): Promise<{ plan: RetryPlan; effects: Effects }> {
+    return retryWithEdits(this, id, edits, request);
   }
 
-  resume(id: string): Promise<Effects> {
-    return act(this, 'resume', id);
+  pause(id: string, request: ActionRequest): Promise<Effects> {
+    return act(this, 'pause', id, request);
+  }
+
+  resume(id: string, request: ActionRequest): Promise<Effects> {
+    return act(this, 'resume', id, request);
   }
 
   /** Moves an execution to another version of its workflow, or only plans it (dry run). */
-  upgrade(id: string, request: UpgradeRequest): ReturnType<typeof upgrade> {
-    return upgrade(this, id, request);
+  upgrade(id: string, request: UpgradeRequest, asked: ActionRequest): ReturnType<typeof upgrade> {
+    return upgrade(this, id, request, asked);
   }
 
   /** Executions of a bulk operation: each acted on or skipped, its outcome recorded with it. */
   actOnItems(
     action: BulkAction,
     ids: readonly string[],
+    request: ActionRequest,
     record: (tx: Queryable, id: string, outcome: ItemOutcome) => Promise<boolean>,
-    params: ActionParams = {},
   ): ReturnType<typeof actOnItems> {
-    return actOnItems(this, action, ids, record, params);
+    return actOnItems(this, action, ids, request, record);
   }
 }

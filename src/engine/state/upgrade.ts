@@ -7,6 +7,7 @@ import {
   WorkflowVersionNotFoundError,
 } from '../../errors.js';
 import type { Queryable } from '../../store/db.js';
+import { recordAction } from '../../store/execution-actions.js';
 import * as upgrades from '../../store/execution-upgrades.js';
 import * as executions from '../../store/executions.js';
 import * as stepRuns from '../../store/step-runs.js';
@@ -82,6 +83,7 @@ export async function upgrade(
   m: Machine,
   id: string,
   request: UpgradeRequest,
+  asked: { actor: string | null; reason: string | null },
 ): Promise<{ outcome: Extract<UpgradeOutcome, { kind: 'planned' }>; effects: Effects }> {
   const effects = noEffects();
   const outcome = await withLockedExecution(
@@ -102,6 +104,15 @@ export async function upgrade(
             message: conflict.message,
           })),
         );
+      }
+      if (!request.dryRun && found.from !== found.to) {
+        await recordAction(tx, {
+          executionId: id,
+          action: 'upgrade',
+          actor: asked.actor,
+          reason: asked.reason,
+          detail: { from_version: found.from, to_version: found.to, ...found.plan },
+        });
       }
       return found;
     },
