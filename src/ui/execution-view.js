@@ -1,6 +1,7 @@
 import { api, openExecutionStream } from './api.js';
 import { announce, h } from './dom.js';
 import { actionsBox } from './execution-actions.js';
+import { historyBox } from './execution-history.js';
 import { executionPanels } from './execution-panels.js';
 import { FINISHED_EXECUTION_STATUSES } from './statuses.js';
 import { errorBox, render } from './view.js';
@@ -15,12 +16,14 @@ export function executionView(id) {
   // Rendered once; live changes redraw `content` only, so focus and scroll stay put.
   const content = h('div', {}, h('p', {}, 'Connecting…'));
   // After an action the stream is opened again: a retried execution's stream had ended.
+  const history = historyBox(id);
   const actions = actionsBox(() => {
     stream?.close();
     closed = false;
     connect();
+    void history.refresh();
   });
-  render(`Execution ${id}`, actions.box, content);
+  render(`Execution ${id}`, actions.box, content, history.box);
   /** @type {{ execution: any, workflow: any } | null} */
   let state = null;
   const runs = new Map();
@@ -70,6 +73,7 @@ export function executionView(id) {
     for (const run of state.execution.steps ?? []) runs.set(runKey(run), run);
     draw();
     void refreshDiagnosis();
+    void history.refresh();
     if (ENDED.has(state.execution.status)) close('Ended');
     else connection.textContent = 'Live';
   };
@@ -112,6 +116,7 @@ export function executionView(id) {
     });
     draw();
     void refreshDiagnosis();
+    void history.refresh();
     announce(`Execution ${change.status}`);
     if (ENDED.has(change.status)) close('Ended');
   };

@@ -9,6 +9,7 @@ import { useTestApp } from '../helpers/test-app.js';
 import {
   createWorkflow,
   getExecution,
+  NUMBER_CHECK_STEP,
   startExecution,
   stepStatuses,
   waitForExecution,
@@ -306,6 +307,37 @@ describe('the dashboard in a browser', () => {
     await poll(() => page.locator('.plan [data-part="added"]').textContent()).toBe('added: after');
     await page.click('#action-confirm');
     await poll(async () => (await getExecution(app, id)).workflow_version).toBe(2);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('retries a failed execution with corrected input from its page and sees it complete', async () => {
+    const { app } = ctx;
+    const workflowId = await createWorkflow(app, {
+      name: 'Needs a number',
+      workflow_type: 'sequential',
+      steps: [NUMBER_CHECK_STEP],
+    });
+    const id = await startExecution(app, workflowId, { n: 'x' });
+    await waitForExecution(app, id, (execution) => execution.status === 'failed');
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    await page.goto(`${base}/ui#/executions/${id}`);
+    await poll(() => page.locator('#action-retry').count()).toBe(1);
+    await page.click('#action-retry');
+    await page.fill('#action-input', '{"n": "3"}');
+    await page.fill('#action-reason', 'n was a typo');
+    await page.click('#action-preview');
+    await poll(() => page.locator('.plan [data-part="rerun"]').textContent()).toBe('rerun: check');
+    expect((await getExecution(app, id)).status).toBe('failed');
+    await page.click('#action-confirm');
+    await poll(() => page.locator('#execution-status').textContent()).toBe('completed');
+    // The history shows the edit, with who and why.
+    await poll(() => page.locator('#history [data-action="edit"]').count()).toBe(1);
+    expect(await page.locator('#history [data-action="edit"]').textContent()).toContain(
+      'n was a typo',
+    );
     expect(problems).toEqual([]);
     await page.close();
   });
