@@ -273,6 +273,26 @@ describe('upgrades', () => {
     });
     expect(done.step_results.after).toEqual({ added: true });
     expect(done.step_results.tail).toEqual({ v: 2 });
+    // The upgrade is in the history with why and what it changed; the dry run is not.
+    const history = await ctx.app.inject({
+      method: 'GET',
+      url: `/executions/${executionId}/history`,
+    });
+    const actions = (
+      history.json().items as Array<{
+        kind: string;
+        action?: string;
+        reason?: string;
+        detail?: object;
+      }>
+    ).filter((entry) => entry.kind === 'action');
+    expect(actions).toHaveLength(1);
+    expect(actions[0]).toMatchObject({
+      action: 'upgrade',
+      actor: 'anonymous',
+      reason: 'add the after step',
+      detail: { from_version: 1, to_version: v2, added: ['after'], removed: ['later'] },
+    });
   });
 
   it('upgrades a failed execution, whose never-started steps may go, and a retry then completes', async () => {
