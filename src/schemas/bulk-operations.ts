@@ -53,7 +53,15 @@ export const bulkRequestSchema = z
       .describe(`Only count what would be touched and list the newest ${DRY_RUN_SAMPLE}`),
     reason: z.string().trim().min(1).max(1000).optional().describe('Kept with the operation'),
   })
-  .strict();
+  .strict()
+  .meta({
+    example: {
+      action: 'retry',
+      filter: { workflow_id: 'wf_123', status: 'failed' },
+      dry_run: true,
+      reason: 'payments API is back',
+    },
+  });
 
 export const dryRunSchema = z.object({
   action: z.enum(BULK_ACTIONS),
