@@ -9,6 +9,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { useJsonBodyParser } from './api/json-body.js';
+import { completeOpenApiDocument } from './api/openapi-document.js';
 import { registerProblemDetails, sendFrameworkProblem } from './api/problem-details.js';
 import { apiKeyRoutes } from './api/routes/api-keys.js';
 import { eventRoutes } from './api/routes/events.js';
@@ -122,8 +123,12 @@ async function registerOpenApi(app: FastifyInstance): Promise<void> {
         title: 'Workflow Service',
         version: SERVICE_VERSION,
         description:
-          'Stores workflow definitions and runs them durably (Postgres is the source of truth, BullMQ runs steps).',
+          'Stores workflow definitions and runs them durably (Postgres is the source of truth, BullMQ runs steps). Callers authenticate with an API key (X-API-Key) or a bearer JWT; README "Security" lists what each role may do.',
+        contact: { name: 'Workflow Service maintainers' },
+        license: { name: 'MIT' },
       },
+      // Relative: the API is served by the host that serves this document, wherever it runs.
+      servers: [{ url: '/', description: 'The host serving this document' }],
       tags: [
         { name: 'workflows', description: 'Workflow definitions' },
         {
@@ -144,6 +149,7 @@ async function registerOpenApi(app: FastifyInstance): Promise<void> {
       components: { securitySchemes: SECURITY_SCHEMES },
     },
     transform: jsonSchemaTransform,
+    transformObject: completeOpenApiDocument,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 }

@@ -9,10 +9,13 @@ import {
 import type { QueueDepth } from '../core/stats-manager.js';
 import type { SweepReport } from '../engine/recovery-sweep.js';
 import type { ExecutionEvent } from './execution-events.js';
+import { type ProbeSources, probeGauges } from './probe-metrics.js';
 
 export interface ServiceMetricsOptions {
   /** Reads the queues' depth; called on scrape. Null when this process has no queue. */
   queueDepth: (() => Promise<QueueDepth[]>) | null;
+  /** Readiness and external tasks, read on scrape (src/monitoring/probe-metrics.ts). */
+  probes?: ProbeSources;
   /** Added to every metric, e.g. the process role. */
   defaultLabels?: Record<string, string>;
 }
@@ -199,6 +202,7 @@ export class ServiceMetrics {
     ({ eventsRelayed: this.eventsRelayed, streamClients: this.streamClients } =
       relayMetrics(registers));
     if (options.queueDepth) queueGauges(options.queueDepth, registers);
+    if (options.probes) probeGauges(options.probes, registers);
   }
 
   /** Records one HTTP request; `route` is the route pattern, never the raw URL. */

@@ -6,7 +6,9 @@ import { ExecutionEventHub } from '../monitoring/execution-event-hub.js';
 import { ExecutionStreams } from '../monitoring/execution-stream.js';
 import { ServiceMetrics } from '../monitoring/metrics.js';
 import { readQueueDepth } from '../monitoring/queue-depth.js';
+import { checkReadiness, type ReadinessSources } from '../monitoring/readiness.js';
 import { StatsCache } from '../store/stats-cache.js';
+import * as taskStore from '../store/task-store.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,6 +21,8 @@ declare module 'fastify' {
     executionEventHub: ExecutionEventHub;
     /** Moves committed execution changes from the Postgres outbox to Redis. */
     eventRelay: EventRelay;
+    /** What readiness probes: GET /health/ready and the workflow_ready gauge. */
+    readinessSources: ReadinessSources;
   }
 }
 
@@ -35,7 +39,28 @@ export const monitoringPlugin = fp(
     const definitionOf = (workflowId: string, version: number) =>
       engineParts.state.definition(app.pg, workflowId, version);
 
-    const metrics = new ServiceMetrics({ queueDepth });
+    const readinessSources: ReadinessSources = {
+      pingPostgres: () => app.pg.query('SELECT 1'),
+      pingRedis: () => app.redis.ping(),
+      lifecycle: app.lifecycle,
+      timeoutMs: config.DEPENDENCY_TIMEOUT_MS,
+    };
+    app.decorate('readinessSources', readinessSources);
+    const metrics = new ServiceMetrics({
+      queueDepth,
+      probes: {
+        readiness: async () => (await checkReadiness(readinessSources)).ready,
+        externalTasks: async () => {
+          // Before migrations the tables may not exist yet: nothing to report.
+          if (!app.lifecycle.databaseReady) return { waiting: [], lastPolls: [] };
+          const [waiting, lastPolls] = await Promise.all([
+            taskStore.countWaitingTasks(app.pg),
+            taskStore.allLastPolls(app.pg),
+          ]);
+          return { waiting, lastPolls };
+        },
+      },
+    });
     app.decorate('metrics', metrics);
     app.addHook('onResponse', async (request, reply) => {
       metrics.observeRequest(

@@ -72,6 +72,14 @@ export const bulkRequestSchema = z
     } else if (body.action !== 'upgrade' && body.to_version !== undefined) {
       context.addIssue({ code: 'custom', path: ['to_version'], message: 'only upgrade takes it' });
     }
+  })
+  .meta({
+    example: {
+      action: 'retry',
+      filter: { workflow_id: 'wf_123', status: 'failed' },
+      dry_run: true,
+      reason: 'payments API is back',
+    },
   });
 
 export const dryRunSchema = z.object({

@@ -13,7 +13,12 @@ const MAX_STEPS = 1000;
 const reason = z.string().max(MAX_REASON).optional().describe('Why: kept in the history');
 
 /** `{reason?}` of cancel, pause and resume; no body is no reason. */
-export const actionBodySchema = z.object({ reason }).strict().nullable().optional();
+export const actionBodySchema = z
+  .object({ reason })
+  .strict()
+  .nullable()
+  .optional()
+  .meta({ example: { reason: 'the customer withdrew the order' } });
 
 /** The retry's optional body; no body (or `{}`) re-runs the failed steps as before. */
 export const retryBodySchema = z

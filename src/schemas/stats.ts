@@ -82,6 +82,7 @@ export const workflowStatsSchema = z
       running_count: 1,
       executions_by_status: {
         pending: 0,
+        queued: 0,
         running: 1,
         waiting: 0,
         paused: 0,

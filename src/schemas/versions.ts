@@ -48,11 +48,18 @@ export const upgradeBodySchema = z
       .optional()
       .describe("The version to move to; default the workflow's current version"),
     dry_run: z.boolean().default(false).describe('Only check and plan; change nothing'),
-    reason: z.string().trim().min(1).max(1000).optional().describe('Logged with the upgrade'),
+    reason: z
+      .string()
+      .trim()
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe("Kept in the execution's history with the upgrade"),
   })
   .strict()
   .default({ dry_run: false })
-  .nullable();
+  .nullable()
+  .meta({ example: { to_version: 3, dry_run: true, reason: 'ship the fixed charge step' } });
 
 export const upgradePlanSchema = z.object({
   execution_id: z.string(),

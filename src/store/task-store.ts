@@ -128,3 +128,27 @@ export async function lastPolls(
   );
   return new Map(rows.map((row) => [row.step_type, row.last_poll_at]));
 }
+
+/** Open tasks (waiting for a worker to claim them) by step type, for the metrics scrape. */
+export async function countWaitingTasks(
+  db: Queryable,
+): Promise<Array<{ step_type: string; waiting: number }>> {
+  const { rows } = await db.query<{ step_type: string; waiting: number }>(
+    `SELECT s.wait_spec->>'step_type' AS step_type, count(*)::int AS waiting
+       FROM step_executions s JOIN workflow_executions e ON e.id = s.execution_id
+      WHERE s.status = 'waiting' AND s.wait_kind = 'task' AND e.status = ANY($1::text[])
+      GROUP BY 1`,
+    [RUNNING_EXECUTION_STATUSES],
+  );
+  return rows;
+}
+
+/** When a worker last polled for each step type (`*`: every type), for the metrics scrape. */
+export async function allLastPolls(
+  db: Queryable,
+): Promise<Array<{ step_type: string; last_poll_at: Date }>> {
+  const { rows } = await db.query<{ step_type: string; last_poll_at: Date }>(
+    'SELECT step_type, last_poll_at FROM task_pollers',
+  );
+  return rows;
+}

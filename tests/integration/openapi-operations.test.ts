@@ -5,9 +5,26 @@ const ctx = useTestApp();
 
 const METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'head', 'options']);
 
+interface MediaType {
+  example?: unknown;
+  examples?: Record<string, unknown>;
+  schema?: { example?: unknown };
+}
+
 interface Operation {
   operationId?: string;
   tags?: string[];
+  summary?: string;
+  requestBody?: { content?: Record<string, MediaType> };
+}
+
+/** An example given on the media type or, as zod's `.meta({ example })` puts it, its schema. */
+function hasExample(media: MediaType): boolean {
+  return (
+    media.example !== undefined ||
+    Object.keys(media.examples ?? {}).length > 0 ||
+    media.schema?.example !== undefined
+  );
 }
 
 async function operations(): Promise<Array<{ route: string; operation: Operation }>> {
@@ -33,6 +50,17 @@ describe('OpenAPI operations', () => {
       expect(seen.get(id as string), `${route} reuses ${id}`).toBeUndefined();
       seen.set(id as string, route);
       expect(operation.tags?.length ?? 0, `${route} has no tag`).toBeGreaterThan(0);
+    }
+  });
+
+  // Spectral's rules (npm run lint) and the Swagger UI read these; README "Development".
+  it('every operation has a summary and every request body an example', async () => {
+    for (const { route, operation } of await operations()) {
+      expect(operation.summary?.trim() ?? '', `${route} has no summary`).not.toBe('');
+      const content = Object.entries(operation.requestBody?.content ?? {});
+      for (const [type, media] of content) {
+        expect(hasExample(media), `${route} ${type} body has no example`).toBe(true);
+      }
     }
   });
 

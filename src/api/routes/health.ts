@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { checkReadiness } from '../../monitoring/readiness.js';
 import { SERVICE_NAME, SERVICE_VERSION } from '../../project.js';
 
 const checkSchema = z.object({
@@ -7,35 +8,12 @@ const checkSchema = z.object({
   latency_ms: z.number(),
   error: z.string().optional(),
 });
-type Check = z.infer<typeof checkSchema>;
 
 const readinessSchema = z.object({
   status: z.enum(['ready', 'not_ready']),
   checks: z.object({ postgres: checkSchema, redis: checkSchema, migrations: checkSchema }),
   shutting_down: z.boolean(),
 });
-
-async function timed(probe: () => Promise<unknown>, timeoutMs: number): Promise<Check> {
-  const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      probe(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-    return { status: 'up', latency_ms: Math.round(performance.now() - started) };
-  } catch (error) {
-    return {
-      status: 'down',
-      latency_ms: Math.round(performance.now() - started),
-      error: error instanceof Error ? error.message || error.name : String(error),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Kubernetes probes: no credentials, and /health/live touches no dependency. */
 export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -81,25 +59,9 @@ export const healthRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (_request, reply) => {
-      const timeoutMs = app.config.DEPENDENCY_TIMEOUT_MS;
-      const [postgres, redis] = await Promise.all([
-        timed(() => app.pg.query('SELECT 1'), timeoutMs),
-        timed(() => app.redis.ping(), timeoutMs),
-      ]);
-      const migrations: Check = app.lifecycle.databaseReady
-        ? { status: 'up', latency_ms: 0 }
-        : { status: 'down', latency_ms: 0, error: 'migrations not applied yet' };
-      const ready =
-        postgres.status === 'up' &&
-        redis.status === 'up' &&
-        migrations.status === 'up' &&
-        !app.lifecycle.shuttingDown;
+      const { ready, checks, shutting_down } = await checkReadiness(app.readinessSources);
       if (!ready) reply.code(503).header('retry-after', '5');
-      return {
-        status: ready ? ('ready' as const) : ('not_ready' as const),
-        checks: { postgres, redis, migrations },
-        shutting_down: app.lifecycle.shuttingDown,
-      };
+      return { status: ready ? ('ready' as const) : ('not_ready' as const), checks, shutting_down };
     },
   );
 };

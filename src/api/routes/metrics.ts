@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 
 /** Prometheus exposition of this process's metrics (each process exposes its own). */
 export const metricsRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -12,6 +13,9 @@ export const metricsRoutes: FastifyPluginAsyncZod = async (app) => {
         description:
           'HTTP request durations, execution and step counters, queue depth and recovery sweep actions. Scrape every process: each exposes its own counters.',
         produces: ['text/plain'],
+        response: {
+          200: z.string().describe('Prometheus text exposition format 0.0.4'),
+        },
       },
     },
     async (_request, reply) => {

@@ -1,4 +1,4 @@
-import type { ActionParams, BulkAction, ItemOutcome } from '../../domain/bulk-actions.js';
+import type { BulkAction, ItemOutcome } from '../../domain/bulk-actions.js';
 import type { ClaimedRun, ExecutionRow, StepRunRow } from '../../domain/execution.js';
 import type { Queryable } from '../../store/db.js';
 import type { EventRow } from '../../store/event-store.js';
