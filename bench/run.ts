@@ -27,6 +27,7 @@ import { type MemoryFigures, measureMemory } from './workloads/memory.js';
 import { measurePurge, purgeWorkloads } from './workloads/purge.js';
 import { type RawBullmqResult, rawBullmq } from './workloads/raw-bullmq.js';
 import { measureReference } from './workloads/reference-phase.js';
+import { measureRelease, type ReleaseFigures } from './workloads/release.js';
 
 /**
  * `npm run bench`: every workload against the local Postgres and Redis, each on a database and
@@ -50,6 +51,7 @@ const PHASES = [
   'history',
   'flow',
   'bulk',
+  'release',
   'purge',
   'foreach',
   'memory',
@@ -302,6 +304,28 @@ function flowWorkloads(flow: FlowFigures): Workload[] {
   ];
 }
 
+/** The last release that landed (CI passed) before the history of issue 16; BENCH_RELEASE_REF
+ * names another commit or tag. */
+const PREVIOUS_RELEASE = '6ad38d5';
+
+function releaseWorkload(release: ReleaseFigures): Workload {
+  return workload(
+    'release_hot_path',
+    release.currentStepsPerSecond,
+    'steps/s',
+    `the previous release (${release.ref}), same batches`,
+    release.releaseStepsPerSecond,
+    '>= 0.95',
+    {
+      note: `300 executions of a 10-step noop chain over HTTP per round, each tree its own service process, alternately; ${release.rounds.length} rounds`,
+      rounds: release.rounds.map((entry) => ({
+        current: round(entry.current, 1),
+        release: round(entry.release, 1),
+      })),
+    },
+  );
+}
+
 function bulkWorkloads(bulk: BulkFigures): Workload[] {
   return [
     workload(
@@ -534,6 +558,14 @@ async function main(): Promise<number> {
       measureBulk(context, { retried: 10_000, probe: 1000 }, log),
     );
     if (bulk) results.push(...bulkWorkloads(bulk));
+    const release = await phase('release', 'the hot path against the previous release', () =>
+      measureRelease(
+        context,
+        { ref: process.env.BENCH_RELEASE_REF ?? PREVIOUS_RELEASE, executions: 300, rounds: 4 },
+        log,
+      ),
+    );
+    if (release) results.push(releaseWorkload(release));
     const purge = await phase(
       'purge',
       'retention purge of 1,000,000 step runs (engine running)',

@@ -127,6 +127,14 @@ export class BenchContext {
     return { name, url: this.urlOf(name) };
   }
 
+  /** An empty database (no migrations): for a service of another release that migrates its own. */
+  async emptyDatabase(workload: string): Promise<BenchDatabase> {
+    const name = `${this.templateName}_${workload}`;
+    await this.admin((client) => client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`));
+    this.databases.push(name);
+    return { name, url: this.urlOf(name) };
+  }
+
   async serverVersions(): Promise<{ postgres: string; redis: string }> {
     const postgres = await this.admin(async (client) => {
       const { rows } = await client.query<{ server_version: string }>('SHOW server_version');

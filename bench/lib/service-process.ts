@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { projectRoot } from '../../src/project.js';
-import type { BenchContext } from './context.js';
+import type { BenchContext, BenchDatabase } from './context.js';
 import { serviceEnvironment } from './service.js';
 import { sleep, waitUntil } from './util.js';
 
@@ -59,14 +59,22 @@ async function measureChild(child: ChildProcess): Promise<{ rss: number; heapUse
   return { rss: await vmRssBytes(child.pid as number), heapUsed: usage.heapUsed };
 }
 
+/** Another tree to run than this one (a previous release), on a database of its own. */
+export interface OtherTree {
+  root: string;
+  database: BenchDatabase;
+}
+
 /** Starts the service process for `workload` (env `overrides` on top of the bench's) and waits
  * until it answers /health/ready. */
 export async function startServiceProcess(
   context: BenchContext,
   workload: string,
   overrides: Record<string, string>,
+  tree?: OtherTree,
 ): Promise<ServiceProcess> {
-  const database = await context.database(workload);
+  const root = tree?.root ?? projectRoot;
+  const database = tree?.database ?? (await context.database(workload));
   const port = await freePort();
   const env = serviceEnvironment(database, context.redisUrl, context.prefix(workload), {
     SERVICE_PORT: String(port),
@@ -80,9 +88,9 @@ export async function startServiceProcess(
       'tsx',
       '--import',
       path.join(projectRoot, 'bench/lib/gc-preload.ts'),
-      path.join(projectRoot, 'src/server.ts'),
+      path.join(root, 'src/server.ts'),
     ],
-    { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
+    { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
   );
   context.track(child);
   // Keep only the end of the log, for a failure message.

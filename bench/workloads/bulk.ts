@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { count } from '../lib/batches.js';
 import type { BenchContext } from '../lib/context.js';
 import {
   callService,
@@ -33,10 +34,6 @@ export interface BulkFigures {
 }
 
 const PROBE_STEPS = 3;
-
-async function count(db: pg.Client, sql: string, values: unknown[]): Promise<number> {
-  return (await db.query<{ n: number }>(sql, values)).rows[0]?.n ?? 0;
-}
 
 const ENDED = `SELECT count(*)::int AS n FROM workflow_executions
                 WHERE workflow_id = $1 AND status = $2`;

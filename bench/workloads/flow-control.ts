@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
+import { count, timedBatch } from '../lib/batches.js';
 import type { BenchContext } from '../lib/context.js';
 import {
   callService,
@@ -77,33 +78,6 @@ function workflow(name: string, url: string, config: Record<string, unknown>, st
       config: { url },
     })),
   };
-}
-
-async function count(db: pg.Client, sql: string, values: unknown[]): Promise<number> {
-  return (await db.query<{ n: number }>(sql, values)).rows[0]?.n ?? 0;
-}
-
-/** Starts `count` executions of `workflowId`, 20 in flight; seconds from first start to last end. */
-async function timedBatch(
-  service: ServiceProcess,
-  db: pg.Client,
-  workflowId: string,
-  total: number,
-  input: (index: number) => Record<string, unknown>,
-): Promise<number> {
-  const started = performance.now();
-  await runPool(total, 20, async (index) => {
-    await executeOver(service.base, workflowId, input(index));
-  });
-  const done = `SELECT count(*)::int AS n FROM workflow_executions
-                 WHERE workflow_id = $1 AND status = 'completed'`;
-  await waitUntil(
-    'the batch completed',
-    async () => (await count(db, done, [workflowId])) === total,
-    600_000,
-    100,
-  );
-  return (performance.now() - started) / 1000;
 }
 
 /** Median created -> first step started of the given executions, in ms. */
