@@ -50,6 +50,8 @@ function summary(execution, connection) {
         ),
       ],
       ['Error', execution.error ?? '–'],
+      // Steps read the execution's input (and earlier outputs): no run keeps an input of its own.
+      ['Input', dataCell({ input: execution.input_data }, '__input__')],
     ]),
   ];
 }
@@ -57,12 +59,11 @@ function summary(execution, connection) {
 /** Runs whose data is open: kept across redraws, which rebuild the table on each change. */
 const openData = new Set();
 
-/** A run's output and error, to open and copy. */
-function dataCell(run, key) {
-  const data = {
-    ...(run.output !== undefined && run.output !== null ? { output: run.output } : {}),
-    ...(run.error ? { error: run.error } : {}),
-  };
+/** Data of the execution or of a run (input, output, error), to open and copy. */
+function dataCell(parts, key) {
+  const data = Object.fromEntries(
+    Object.entries(parts).filter(([, value]) => value !== undefined && value !== null),
+  );
   if (Object.keys(data).length === 0) return '–';
   const text = JSON.stringify(data, null, 2);
   const copy = h('button', { type: 'button', class: 'copy' }, 'Copy');
@@ -120,7 +121,7 @@ function stepRunsTable(workflow, runs) {
           run.started_at ? formatSeconds(secondsBetween(run.started_at, run.completed_at)) : '–',
         ),
         h('td', {}, detail(run)),
-        h('td', {}, dataCell(run, run.label)),
+        h('td', {}, dataCell({ output: run.output, error: run.error }, run.label)),
       ),
     ),
     { id: 'step-runs' },
