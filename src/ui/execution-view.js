@@ -61,6 +61,20 @@ export function executionView(id) {
     }
   };
 
+  /** Step events carry no outputs: once it ended, the runs' outputs are read once. */
+  const fillOutputs = async () => {
+    try {
+      const ended = await api(`/executions/${encodeURIComponent(id)}`);
+      for (const run of ended.steps ?? []) {
+        const known = runs.get(runKey(run));
+        if (known) Object.assign(known, { output: run.output, error: run.error });
+      }
+      draw();
+    } catch {
+      // The runs keep what the stream said.
+    }
+  };
+
   const close = (message) => {
     closed = true;
     stream?.close();
@@ -118,7 +132,10 @@ export function executionView(id) {
     void refreshDiagnosis();
     void history.refresh();
     announce(`Execution ${change.status}`);
-    if (ENDED.has(change.status)) close('Ended');
+    if (ENDED.has(change.status)) {
+      close('Ended');
+      void fillOutputs();
+    }
   };
 
   const connect = () => {
