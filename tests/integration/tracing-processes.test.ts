@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTracing, stopTracing } from '../../src/monitoring/tracing.js';
+import { CountingServer } from '../helpers/counting-server.js';
+import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
+import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.js';
+import { deleteRedisPrefix, testEnvironment, useTestApp } from '../helpers/test-app.js';
+import {
+  createWorkflow,
+  startExecution,
+  waitForExecution,
+  waitUntil,
+} from '../helpers/workflows.js';
+
+/**
+ * Tracing across processes (issue 18, "Proof"; README "Tracing"): this process is the API
+ * (and the OTLP receiver, and the peer the http steps call); two worker processes run the
+ * steps and export their spans over OTLP/HTTP. One worker is killed while an item of a
+ * fan-out is in flight; Redis is then wiped and the failed execution retried. Everything must
+ * land in the one trace the execute request's `traceparent` began.
+ */
+
+const receiver = new OtlpReceiver();
+const peer = new CountingServer();
+const ctx = useTestApp({ SERVICE_ROLE: 'api', HTTP_STEP_ALLOWED_HOSTS: '127.0.0.1' });
+const workers: ServiceProcess[] = [];
+const seenTraceparents: string[] = [];
+let otlpUrl: string;
+let baseUrl: string;
+
+beforeAll(async () => {
+  otlpUrl = await receiver.listen();
+  // The first call of item 2 never answers: its worker is killed while it waits.
+  peer.route('/item/2', (_request, response, call) => {
+    if (call > 1) response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+  });
+  peer.route('/traced', (request, response) => {
+    seenTraceparents.push(String(request.headers.traceparent));
+    response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+  });
+  // Fails both attempts of the first run; answers once the execution is retried.
+  peer.route('/flaky', (_request, response, call) => {
+    response.writeHead(call <= 2 ? 500 : 200, { 'content-type': 'application/json' }).end('{}');
+  });
+  baseUrl = await peer.listen();
+  // This process starts executions: it chooses their trace context (no spans of its own).
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = otlpUrl;
+  process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/json';
+  expect(startTracing('workflow-api')).toBe(true);
+});
+
+afterAll(async () => {
+  await Promise.all(workers.map((worker) => worker.kill('SIGTERM')));
+  await stopTracing();
+  delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
+  await peer.close();
+  await receiver.close();
+});
+
+function workerEnvironment(name: string) {
+  return testEnvironment(ctx.database, ctx.prefix, {
+    SERVICE_ROLE: 'worker',
+    HTTP_STEP_ALLOWED_HOSTS: '127.0.0.1',
+    // A killed worker's job goes to another within seconds.
+    JOB_LOCK_MS: '2000',
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    OTEL_SERVICE_NAME: name,
+  });
+}
+
+const attemptsOf = (spans: ReceivedSpan[], stepId: string) =>
+  spans.filter((span) => span.attributes['workflow.step.id'] === stepId);
+
+describe('tracing across processes', () => {
+  it('puts an execution run by two workers, a kill, a Redis loss and a retry in one trace', async () => {
+    workers.push(await startServiceProcess(workerEnvironment('worker-a')));
+    const workflowId = await createWorkflow(ctx.app, {
+      name: 'traced fan-out',
+      workflow_type: 'sequential',
+      steps: [
+        {
+          id: 'fan',
+          name: 'Fan out',
+          step_type: 'http',
+          config: { url: `{% '${baseUrl}/item/' & $string(item) %}` },
+          for_each: 'input.items',
+          for_each_concurrency: 3,
+        },
+        { id: 'call', name: 'Call', step_type: 'http', config: { url: `${baseUrl}/traced` } },
+        {
+          id: 'flaky',
+          name: 'Flaky',
+          step_type: 'http',
+          config: { url: `${baseUrl}/flaky` },
+          retry_count: 1,
+          retry_backoff: { type: 'fixed', delay_ms: 100, max_delay_ms: 100 },
+        },
+      ],
+    });
+    const traceId = randomBytes(16).toString('hex');
+    const callerSpanId = randomBytes(8).toString('hex');
+    const executionId = await startExecution(
+      ctx.app,
+      workflowId,
+      { items: [1, 2, 3] },
+      { traceparent: `00-${traceId}-${callerSpanId}-01` },
+    );
+
+    // Kill worker A while item 2 is in flight; worker B takes its job over.
+    await waitUntil(async () => peer.count('/item/2') === 1, 'item 2 in flight', 30_000);
+    workers.push(await startServiceProcess(workerEnvironment('worker-b')));
+    await (workers.shift() as ServiceProcess).kill('SIGKILL');
+    const failed = await waitForExecution(ctx.app, executionId, undefined, 60_000);
+    expect(failed.status, JSON.stringify(failed.error)).toBe('failed');
+
+    // Redis lost, then the execution retried: its trace context lives in Postgres.
+    await deleteRedisPrefix(ctx.prefix);
+    const retried = await ctx.app.inject({
+      method: 'POST',
+      url: `/executions/${executionId}/retry`,
+    });
+    expect(retried.statusCode, retried.body).toBeLessThan(300);
+    const completed = await waitForExecution(
+      ctx.app,
+      executionId,
+      (execution) => execution.status === 'completed',
+      60_000,
+    );
+    expect(completed.status).toBe('completed');
+
+    await waitUntil(
+      () => attemptsOf(receiver.inTrace(traceId), 'flaky').length === 3,
+      'the retried attempt exported',
+      20_000,
+    );
+    const spans = receiver.inTrace(traceId);
+    const executionSpans = spans.filter((span) => span.name.startsWith('execution '));
+    expect(executionSpans).toHaveLength(1);
+    const executionSpan = executionSpans[0] as ReceivedSpan;
+    expect(executionSpan.parentSpanId).toBe(callerSpanId);
+    expect(executionSpan.attributes).toMatchObject({
+      'workflow.id': workflowId,
+      'workflow.version': 1,
+      'workflow.execution.id': executionId,
+      'workflow.execution.status': 'failed',
+    });
+
+    // Every step attempt, whichever process ran it, is a child of the execution span.
+    const attempts = spans.filter((span) => span !== executionSpan);
+    for (const span of attempts) {
+      expect(span.parentSpanId, span.name).toBe(executionSpan.spanId);
+      expect(span.attributes['workflow.execution.id']).toBe(executionId);
+      expect(span.attributes['workflow.step.type']).toBe('http');
+    }
+    expect(new Set(attempts.map((span) => span.service))).toEqual(
+      new Set(['worker-a', 'worker-b']),
+    );
+
+    // The killed worker's attempt of item 2 shows as interrupted, then its re-run completed.
+    const item2 = attempts.filter((span) => span.attributes['workflow.step.item_index'] === 1);
+    expect(item2.map((span) => span.attributes['workflow.step.status']).sort()).toEqual([
+      'completed',
+      'interrupted',
+    ]);
+    const interrupted = item2.find((span) => span.statusCode === 2);
+    expect(interrupted?.attributes['error.type']).toBe('interrupted');
+    expect(attemptsOf(attempts, 'fan').length).toBe(4);
+
+    // The http step sent its attempt's context to the service it called.
+    const call = attemptsOf(attempts, 'call');
+    expect(call).toHaveLength(1);
+    expect(seenTraceparents).toEqual([`00-${traceId}-${call[0]?.spanId}-01`]);
+
+    // Both failed attempts and the retried one, after the Redis loss, in the same trace.
+    const flaky = attemptsOf(attempts, 'flaky');
+    expect(flaky.map((span) => span.attributes['workflow.step.status'])).toEqual([
+      'failed',
+      'failed',
+      'completed',
+    ]);
+    expect(flaky.map((span) => span.attributes['workflow.step.attempt'])).toEqual([1, 2, 3]);
+    expect(flaky[0]?.attributes['error.type']).toBeTypeOf('string');
+  }, 180_000);
+});
