@@ -1,10 +1,12 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listenOnLoopback } from './loopback.js';
+import { type DecodedSpan, decodeTraceRequest } from './otlp-protobuf.js';
 
 /**
  * A real OTLP/HTTP trace receiver on 127.0.0.1 for tests (README "Tracing"): it accepts what
  * the SDK's exporter sends to `/v1/traces` as `http/json` (ExportTraceServiceRequest in the
- * OTLP JSON mapping: ids as hex) and keeps every span with its resource's service name.
+ * OTLP JSON mapping: ids as hex) or `http/protobuf` (otlp-protobuf.ts) and keeps every span
+ * with its resource's service name.
  */
 
 interface OtlpValue {
@@ -55,6 +57,8 @@ function attributesOf(list: Array<{ key: string; value: OtlpValue }> = []) {
 
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
+  /** What arrived as `http/protobuf`, decoded to ids and names. */
+  readonly protobufSpans: DecodedSpan[] = [];
   readonly contentTypes = new Set<string>();
   private readonly server: Server;
 
@@ -64,8 +68,15 @@ export class OtlpReceiver {
       request.on('data', (chunk: Buffer) => chunks.push(chunk));
       request.on('end', () => {
         this.contentTypes.add(String(request.headers['content-type']));
-        if (request.url === '/v1/traces' && request.headers['content-type'] === 'application/json')
-          this.receive(JSON.parse(Buffer.concat(chunks).toString()) as OtlpJsonRequest);
+        const body = Buffer.concat(chunks);
+        if (request.url !== '/v1/traces') return response.writeHead(404).end();
+        if (request.headers['content-type'] === 'application/json')
+          this.receive(JSON.parse(body.toString()) as OtlpJsonRequest);
+        if (request.headers['content-type'] === 'application/x-protobuf') {
+          this.protobufSpans.push(...decodeTraceRequest(body));
+          // An empty ExportTraceServiceResponse: full success.
+          return response.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+        }
         response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       });
     });
@@ -95,13 +106,11 @@ export class OtlpReceiver {
     return this.spans.filter((span) => span.traceId === traceId);
   }
 
-  async listen(): Promise<string> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  listen(): Promise<string> {
+    return listenOnLoopback(this.server);
   }
 
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((resolve) => this.server.close(resolve));
+  close(): Promise<void> {
+    return closeServer(this.server);
   }
 }

@@ -47,25 +47,27 @@ beforeAll(async () => {
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = otlpUrl;
   process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/json';
   expect(startTracing('workflow-api')).toBe(true);
+  // Read when the exporter was made: the workers started later choose their own.
+  delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
 });
 
 afterAll(async () => {
   await Promise.all(workers.map((worker) => worker.kill('SIGTERM')));
   await stopTracing();
   delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
   await peer.close();
   await receiver.close();
 });
 
-function workerEnvironment(name: string) {
+/** A worker exporting to the receiver; `http/json` unless `protocol` is null (the default). */
+function workerEnvironment(name: string, protocol: string | null = 'http/json') {
   return testEnvironment(ctx.database, ctx.prefix, {
     SERVICE_ROLE: 'worker',
     HTTP_STEP_ALLOWED_HOSTS: '127.0.0.1',
     // A killed worker's job goes to another within seconds.
     JOB_LOCK_MS: '2000',
     OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
-    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    ...(protocol ? { OTEL_EXPORTER_OTLP_PROTOCOL: protocol } : {}),
     OTEL_BSP_SCHEDULE_DELAY: '100',
     OTEL_SERVICE_NAME: name,
   });
@@ -184,4 +186,35 @@ describe('tracing across processes', () => {
     expect(flaky.map((span) => span.attributes['workflow.step.attempt'])).toEqual([1, 2, 3]);
     expect(flaky[0]?.attributes['error.type']).toBeTypeOf('string');
   }, 180_000);
+
+  it('exports http/protobuf by default', async () => {
+    // Only the new worker may run the step: it is the one without a protocol set.
+    await Promise.all(workers.splice(0).map((worker) => worker.kill('SIGTERM')));
+    workers.push(await startServiceProcess(workerEnvironment('worker-proto', null)));
+    const workflowId = await createWorkflow(ctx.app, {
+      name: 'traced over protobuf',
+      workflow_type: 'sequential',
+      steps: [
+        { id: 'only', name: 'Only', step_type: 'http', config: { url: `${baseUrl}/traced` } },
+      ],
+    });
+    const traceId = randomBytes(16).toString('hex');
+    const executionId = await startExecution(
+      ctx.app,
+      workflowId,
+      {},
+      {
+        traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`,
+      },
+    );
+    const ended = await waitForExecution(ctx.app, executionId, undefined, 30_000);
+    expect(ended.status).toBe('completed');
+    const inTrace = () => receiver.protobufSpans.filter((span) => span.traceId === traceId);
+    await waitUntil(() => inTrace().length === 2, 'both spans over protobuf', 20_000);
+    expect(receiver.contentTypes).toContain('application/x-protobuf');
+    const execution = inTrace().find((span) => span.name.startsWith('execution '));
+    const step = inTrace().find((span) => span.name === 'step only');
+    expect(step?.parentSpanId).toBe(execution?.spanId);
+    expect(step?.service).toBe('worker-proto');
+  }, 90_000);
 });
