@@ -1,6 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Log } from '../logger.js';
 import { executionIdsOf } from '../monitoring/log-context.js';
+import { tracingOn } from '../monitoring/tracing.js';
+import type { Pool } from '../store/db.js';
+import { sendExecutionSpan } from './attempt-tracing.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import type { EffectSink, Effects, ExecutionLinks } from './state/effects.js';
 import type { StepQueue } from './step-queue.js';
@@ -14,6 +17,8 @@ export interface EffectApplierOptions {
   /** Fault injection: behave as if the process died right after the commit. */
   dropJobs: boolean;
   links: ExecutionLinks;
+  /** For the execution span of an execution stopped with runs unfinished (README "Tracing"). */
+  pool: Pool;
 }
 
 /** Parent/child follow-ups can cascade (a child's end ends its parent, which has a parent...);
@@ -49,6 +54,8 @@ export class EffectApplier implements EffectSink {
           'abort broadcast failed; stale results are fenced in Postgres',
         );
       });
+      // Cancelled, timed out or failed with runs unfinished: no worker's record ends it.
+      if (tracingOn()) await this.sendExecutionSpans(effects.abortExecutions);
     }
     for (const workflowId of new Set(effects.changedWorkflows)) {
       await this.options.invalidateWorkflow(workflowId).catch((error: unknown) => {
@@ -69,6 +76,14 @@ export class EffectApplier implements EffectSink {
           'sub-workflow follow-up failed; the recovery sweep will redo it',
         );
       }
+    }
+  }
+
+  private async sendExecutionSpans(executionIds: readonly string[]): Promise<void> {
+    for (const id of executionIds) {
+      await sendExecutionSpan(this.options.pool, id).catch((error: unknown) => {
+        this.options.logger.warn({ err: error, executionId: id }, 'execution span not sent');
+      });
     }
   }
 }
