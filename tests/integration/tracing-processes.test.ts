@@ -34,6 +34,8 @@ beforeAll(async () => {
   peer.route('/item/2', (_request, response, call) => {
     if (call > 1) response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
   });
+  // Never answers: the execution calling it is cancelled.
+  peer.route('/hang', () => {});
   peer.route('/traced', (request, response) => {
     seenTraceparents.push(String(request.headers.traceparent));
     response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
@@ -46,6 +48,7 @@ beforeAll(async () => {
   // This process starts executions: it chooses their trace context (no spans of its own).
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = otlpUrl;
   process.env.OTEL_EXPORTER_OTLP_PROTOCOL = 'http/json';
+  process.env.OTEL_BSP_SCHEDULE_DELAY = '100';
   expect(startTracing('workflow-api')).toBe(true);
   // Read when the exporter was made: the workers started later choose their own.
   delete process.env.OTEL_EXPORTER_OTLP_PROTOCOL;
@@ -55,6 +58,7 @@ afterAll(async () => {
   await Promise.all(workers.map((worker) => worker.kill('SIGTERM')));
   await stopTracing();
   delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  delete process.env.OTEL_BSP_SCHEDULE_DELAY;
   await peer.close();
   await receiver.close();
 });
@@ -216,5 +220,40 @@ describe('tracing across processes', () => {
     const step = inTrace().find((span) => span.name === 'step only');
     expect(step?.parentSpanId).toBe(execution?.spanId);
     expect(step?.service).toBe('worker-proto');
+  }, 90_000);
+
+  it('sends the execution span of a cancelled execution from the process that cancelled it', async () => {
+    const workflowId = await createWorkflow(ctx.app, {
+      name: 'traced and cancelled',
+      workflow_type: 'sequential',
+      steps: [{ id: 'hang', name: 'Hang', step_type: 'http', config: { url: `${baseUrl}/hang` } }],
+    });
+    const traceId = randomBytes(16).toString('hex');
+    const callerSpanId = randomBytes(8).toString('hex');
+    const executionId = await startExecution(
+      ctx.app,
+      workflowId,
+      {},
+      {
+        traceparent: `00-${traceId}-${callerSpanId}-01`,
+      },
+    );
+    await waitUntil(() => peer.count('/hang') === 1, 'the call in flight', 30_000);
+    const cancelled = await ctx.app.inject({
+      method: 'POST',
+      url: `/executions/${executionId}/cancel`,
+    });
+    expect(cancelled.statusCode, cancelled.body).toBeLessThan(300);
+
+    // This (API) process sent the execution span over http/json; the worker its attempt's.
+    await waitUntil(() => receiver.inTrace(traceId).length === 1, 'the execution span', 20_000);
+    const execution = receiver.inTrace(traceId)[0] as ReceivedSpan;
+    expect(execution.service).toBe('workflow-api');
+    expect(execution.parentSpanId).toBe(callerSpanId);
+    expect(execution.attributes['workflow.execution.status']).toBe('cancelled');
+    expect(execution.statusCode).toBe(2);
+    const step = () => receiver.protobufSpans.find((span) => span.traceId === traceId);
+    await waitUntil(() => step() !== undefined, 'the aborted attempt span', 20_000);
+    expect(step()?.parentSpanId).toBe(execution.spanId);
   }, 90_000);
 });
