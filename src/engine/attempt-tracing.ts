@@ -5,12 +5,13 @@ import {
   type AttemptSpan,
   beginAttemptSpan,
   endAttemptSpan,
+  newExecutionTrace,
   recordExecutionSpan,
   recordOrphanSpan,
   tracingOn,
   withAttemptSpan,
 } from '../monitoring/tracing.js';
-import type { Pool } from '../store/db.js';
+import type { Pool, Queryable } from '../store/db.js';
 import { claimEndedExecutionTrace, readTraceContext } from '../store/trace-context.js';
 import type { Effects } from './state/effects.js';
 import type { AttemptResult } from './state/machine.js';
@@ -50,15 +51,9 @@ function attemptAttributes(claim: ClaimedRun, step: StepDefinition) {
 /** One traced attempt: run it under its span, then record how it ended. */
 export interface TracedAttempt {
   run<T>(work: () => Promise<T>): Promise<T>;
-  /**
-   * Records the attempt's span (`effects` null: its result was fenced off) and, when the
-   * execution may have ended (its record queued and claimed nothing), the execution span.
-   */
-  end(
-    outcome: AttemptResult | 'aborted',
-    effects?: Effects | null,
-    claimedNext?: boolean,
-  ): Promise<void>;
+  /** Records the attempt's span (`effects` null: its result was fenced off). The execution
+   * span is sent by the effect applier when the record ended the execution. */
+  end(outcome: AttemptResult | 'aborted', effects?: Effects | null): void;
 }
 
 /**
@@ -93,11 +88,9 @@ export async function traceAttempt(
   }
   return {
     run: (work) => withAttemptSpan(span, work),
-    end: async (outcome, effects, claimedNext) => {
+    end: (outcome, effects) => {
       const shown = effects === null ? 'fenced' : outcome;
       endAttempt(span, shown, { name: `step ${step.id}`, startTime, attributes });
-      if (effects && effects.jobs.length === 0 && !claimedNext)
-        await sendExecutionSpan(pool, claim.execution_id);
     },
   };
 }
@@ -119,6 +112,26 @@ function endAttempt(
     },
     error: failed ? failed.error.message : status === 'aborted' ? 'aborted' : undefined,
   });
+}
+
+/**
+ * The trace context of a sub-workflow execution: its parent's trace, as a child of the parent
+ * execution's span. Undefined, with no read, while tracing is off or for an untraced parent.
+ */
+export async function subworkflowTrace(
+  db: Queryable,
+  parentExecutionId: string,
+): Promise<ExecutionTraceContext | undefined> {
+  if (!tracingOn()) return undefined;
+  const parent = await readTraceContext(db, parentExecutionId);
+  if (!parent) return undefined;
+  const { traceparent, tracestate } = parent;
+  return newExecutionTrace(tracestate ? { traceparent, tracestate } : { traceparent });
+}
+
+/** A scheduled execution's trace context: a trace of its own (no caller to continue). */
+export function scheduledTrace(): ExecutionTraceContext | undefined {
+  return newExecutionTrace({});
 }
 
 /**

@@ -17,7 +17,7 @@ export interface EffectApplierOptions {
   /** Fault injection: behave as if the process died right after the commit. */
   dropJobs: boolean;
   links: ExecutionLinks;
-  /** For the execution span of an execution stopped with runs unfinished (README "Tracing"). */
+  /** For the execution spans of ended executions (README "Tracing"). */
   pool: Pool;
 }
 
@@ -54,9 +54,10 @@ export class EffectApplier implements EffectSink {
           'abort broadcast failed; stale results are fenced in Postgres',
         );
       });
-      // Cancelled, timed out or failed with runs unfinished: no worker's record ends it.
-      if (tracingOn()) await this.sendExecutionSpans(effects.abortExecutions);
     }
+    // Whichever process ended it (a worker's record, a cancel, the sweep, a child's end).
+    if (effects.endedExecutions.length > 0 && tracingOn())
+      await this.sendExecutionSpans(effects.endedExecutions);
     for (const workflowId of new Set(effects.changedWorkflows)) {
       await this.options.invalidateWorkflow(workflowId).catch((error: unknown) => {
         logger.warn({ err: error, workflowId }, 'workflow cache invalidation failed');

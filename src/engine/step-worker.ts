@@ -123,7 +123,7 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
       const result = await (traced ? traced.run(running) : running());
       wokenFromSleep = undefined;
       if (!result) {
-        await traced?.end('aborted');
+        traced?.end('aborted');
         log.info(attempt, 'attempt aborted: execution stopped');
         return 'aborted';
       }
@@ -135,7 +135,7 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
         result,
         { claim, startedAt, inline },
       );
-      await traced?.end(result, effects, inline?.claimed !== undefined);
+      traced?.end(result, effects);
       if (!effects) {
         log.info(
           { ...attempt, result: result.kind },
