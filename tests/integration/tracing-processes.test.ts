@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTracing, stopTracing } from '../../src/monitoring/tracing.js';
 import { CountingServer } from '../helpers/counting-server.js';
+import type { DecodedSpan } from '../helpers/otlp-protobuf.js';
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
 import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.js';
 import { deleteRedisPrefix, testEnvironment, useTestApp } from '../helpers/test-app.js';
@@ -75,6 +76,20 @@ function workerEnvironment(name: string, protocol: string | null = 'http/json') 
     OTEL_BSP_SCHEDULE_DELAY: '100',
     OTEL_SERVICE_NAME: name,
   });
+}
+
+/** Runs the workflow to completion in a trace of its own; what arrived over protobuf of it. */
+async function runToCompletion(workflowId: string): Promise<() => DecodedSpan[]> {
+  const traceId = randomBytes(16).toString('hex');
+  const executionId = await startExecution(
+    ctx.app,
+    workflowId,
+    {},
+    { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+  );
+  const ended = await waitForExecution(ctx.app, executionId, undefined, 30_000);
+  expect(ended.status).toBe('completed');
+  return () => receiver.protobufSpans.filter((span) => span.traceId === traceId);
 }
 
 const attemptsOf = (spans: ReceivedSpan[], stepId: string) =>
@@ -202,18 +217,7 @@ describe('tracing across processes', () => {
         { id: 'only', name: 'Only', step_type: 'http', config: { url: `${baseUrl}/traced` } },
       ],
     });
-    const traceId = randomBytes(16).toString('hex');
-    const executionId = await startExecution(
-      ctx.app,
-      workflowId,
-      {},
-      {
-        traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`,
-      },
-    );
-    const ended = await waitForExecution(ctx.app, executionId, undefined, 30_000);
-    expect(ended.status).toBe('completed');
-    const inTrace = () => receiver.protobufSpans.filter((span) => span.traceId === traceId);
+    const inTrace = await runToCompletion(workflowId);
     await waitUntil(() => inTrace().length === 2, 'both spans over protobuf', 20_000);
     expect(receiver.contentTypes).toContain('application/x-protobuf');
     const execution = inTrace().find((span) => span.name.startsWith('execution '));
@@ -255,5 +259,30 @@ describe('tracing across processes', () => {
     const step = () => receiver.protobufSpans.find((span) => span.traceId === traceId);
     await waitUntil(() => step() !== undefined, 'the aborted attempt span', 20_000);
     expect(step()?.parentSpanId).toBe(execution.spanId);
+  }, 90_000);
+
+  it('puts a sub-workflow in its parent execution trace, under the parent execution span', async () => {
+    const child = await createWorkflow(ctx.app, {
+      name: 'traced child',
+      workflow_type: 'sequential',
+      steps: [
+        { id: 'leaf', name: 'Leaf', step_type: 'http', config: { url: `${baseUrl}/traced` } },
+      ],
+    });
+    const parent = await createWorkflow(ctx.app, {
+      name: 'traced parent',
+      workflow_type: 'sequential',
+      steps: [{ id: 'sub', name: 'Sub', step_type: 'subworkflow', config: { workflow_id: child } }],
+    });
+    const inTrace = await runToCompletion(parent);
+    const named = (name: string) => inTrace().find((span) => span.name === name);
+    await waitUntil(
+      () => named(`execution ${parent}`) !== undefined && named(`execution ${child}`) !== undefined,
+      'both execution spans',
+      20_000,
+    );
+    expect(named(`execution ${child}`)?.parentSpanId).toBe(named(`execution ${parent}`)?.spanId);
+    await waitUntil(() => named('step leaf') !== undefined, 'the child step span', 20_000);
+    expect(named('step leaf')?.parentSpanId).toBe(named(`execution ${child}`)?.spanId);
   }, 90_000);
 });
