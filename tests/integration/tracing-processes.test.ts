@@ -285,4 +285,32 @@ describe('tracing across processes', () => {
     await waitUntil(() => named('step leaf') !== undefined, 'the child step span', 20_000);
     expect(named('step leaf')?.parentSpanId).toBe(named(`execution ${child}`)?.spanId);
   }, 90_000);
+
+  it("continues an event publisher's trace in the executions the event starts", async () => {
+    const workflowId = await createWorkflow(ctx.app, {
+      name: 'traced on events',
+      workflow_type: 'event_driven',
+      status: 'active',
+      config: { trigger: { event: 'order.traced' } },
+      steps: [
+        { id: 'leaf', name: 'Leaf', step_type: 'http', config: { url: `${baseUrl}/traced` } },
+      ],
+    });
+    const traceId = randomBytes(16).toString('hex');
+    const publisherSpanId = randomBytes(8).toString('hex');
+    const published = await ctx.app.inject({
+      method: 'POST',
+      url: '/events',
+      headers: { traceparent: `00-${traceId}-${publisherSpanId}-01` },
+      payload: { type: 'order.traced', data: {} },
+    });
+    expect(published.statusCode, published.body).toBe(202);
+    const [started] = published.json().started_executions as string[];
+    const ended = await waitForExecution(ctx.app, started as string, undefined, 30_000);
+    expect(ended.status).toBe('completed');
+    const named = (name: string) =>
+      receiver.protobufSpans.find((span) => span.traceId === traceId && span.name === name);
+    await waitUntil(() => named(`execution ${workflowId}`) !== undefined, 'its span', 20_000);
+    expect(named(`execution ${workflowId}`)?.parentSpanId).toBe(publisherSpanId);
+  }, 90_000);
 });
