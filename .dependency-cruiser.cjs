@@ -200,6 +200,11 @@ module.exports = {
       to: { path: '^src/monitoring/log-context\\.ts$' },
     },
     {
+      comment: 'engine: spans of step attempts (the tracing SDK set-up lives with monitoring)',
+      from: { path: '^src/engine/' },
+      to: { path: '^src/monitoring/tracing\\.ts$' },
+    },
+    {
       comment: 'core',
       from: { path: '^src/core/' },
       to: { path: under('engine', 'store', 'domain', 'schemas', ...KERNEL, 'config') },

@@ -5,6 +5,7 @@ import {
   closeExpressionSandbox,
   configureExpressionSandbox,
 } from './engine/expression-sandbox/index.js';
+import { startTracing, stopTracing } from './monitoring/tracing.js';
 import { startRuntime } from './runtime.js';
 
 /** Boot: read config, build, listen, then migrate and start workers; drain on SIGTERM. */
@@ -24,6 +25,8 @@ async function main(): Promise<void> {
     memoryMb: config.EXPRESSION_MEMORY_MB,
     maxOutputBytes: config.EXPRESSION_MAX_OUTPUT_BYTES,
   });
+  // Before the app, so every span has its provider; off unless OTEL_* ask (README "Tracing").
+  startTracing('workflow-service');
   const app = await buildApp(config);
 
   // An uncaught exception or unhandled rejection leaves the process in an unknown state: it
@@ -41,6 +44,8 @@ async function main(): Promise<void> {
       app.lifecycle.shuttingDown = true;
       await app.close();
       await closeExpressionSandbox();
+      // Last: the spans of the attempts drained above are sent before the process exits.
+      await stopTracing();
     },
   );
 

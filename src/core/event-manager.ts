@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { ExecutionTraceContext } from '../domain/trace-context.js';
 import { evaluateCondition } from '../engine/expressions.js';
 import { type EffectSink, noEffects } from '../engine/state/effects.js';
 import type { StateManager } from '../engine/state/state-manager.js';
@@ -57,6 +58,9 @@ export class EventManager {
       labels?: Record<string, string> | undefined;
     },
     caller?: string,
+    /** A new trace context per execution it starts, parented to the publisher's (README
+     * "Tracing"); absent, or returning undefined, while tracing is off. */
+    traceFor?: () => ExecutionTraceContext | undefined,
   ): Promise<{ event: EventView; duplicate: boolean }> {
     const { pool, state } = this.options;
     const id = event.id ?? `ev_${randomBytes(12).toString('base64url')}`;
@@ -90,6 +94,7 @@ export class EventManager {
               ...(caller ? { caller } : {}),
             },
             labels: event.labels,
+            traceContext: traceFor?.(),
           },
           effects,
         );

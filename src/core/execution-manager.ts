@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { Config } from '../config.js';
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
 import type { StepStatus } from '../domain/statuses.js';
+import type { ExecutionTraceContext } from '../domain/trace-context.js';
 import { hasEdits, type RetryEdits, type RetryPlan } from '../engine/state/edit-retry.js';
 import type { EffectSink, Effects } from '../engine/state/effects.js';
 import type { ActionRequest } from '../engine/state/operator-actions.js';
@@ -52,6 +53,8 @@ export interface ExecuteOptions {
   version?: number | undefined;
   /** Who asks (key id, token subject), kept for the history. */
   caller?: string | undefined;
+  /** Its trace context, when tracing is on (README "Tracing"). */
+  traceContext?: ExecutionTraceContext | undefined;
 }
 
 export interface StepRunListQuery {
@@ -86,6 +89,7 @@ export class ExecutionManager {
       priority: options.priority,
       labels: options.labels,
       version: options.version,
+      traceContext: options.traceContext,
       // Who started it, for its history (README "History").
       ...(options.caller ? { trigger: { type: 'api', caller: options.caller } } : {}),
     };

@@ -3,6 +3,7 @@ import type { Log } from '../logger.js';
 import { Periodic } from '../periodic.js';
 import { isPgError, type Pool, SqlState, withTransaction } from '../store/db.js';
 import { findScheduledWorkflows } from '../store/schedule-store.js';
+import { scheduledTrace } from './attempt-tracing.js';
 import { latestTick, parseSchedule } from './cron-schedule.js';
 import type { EffectSink } from './state/effects.js';
 import { noEffects } from './state/effects.js';
@@ -64,6 +65,7 @@ export class CronScheduler {
               idempotencyKey: `schedule-${tick.toISOString()}`,
               activeOnly: true,
               trigger: { type: 'schedule', tick: tick.toISOString() },
+              traceContext: scheduledTrace(),
             },
             effects,
           ),

@@ -1,6 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Log } from '../logger.js';
 import { executionIdsOf } from '../monitoring/log-context.js';
+import { tracingOn } from '../monitoring/tracing.js';
+import type { Pool } from '../store/db.js';
+import { sendExecutionSpan } from './attempt-tracing.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import type { EffectSink, Effects, ExecutionLinks } from './state/effects.js';
 import type { StepQueue } from './step-queue.js';
@@ -14,6 +17,8 @@ export interface EffectApplierOptions {
   /** Fault injection: behave as if the process died right after the commit. */
   dropJobs: boolean;
   links: ExecutionLinks;
+  /** For the execution spans of ended executions (README "Tracing"). */
+  pool: Pool;
 }
 
 /** Parent/child follow-ups can cascade (a child's end ends its parent, which has a parent...);
@@ -50,6 +55,9 @@ export class EffectApplier implements EffectSink {
         );
       });
     }
+    // Whichever process ended it (a worker's record, a cancel, the sweep, a child's end).
+    if (effects.endedExecutions.length > 0 && tracingOn())
+      await this.sendExecutionSpans(effects.endedExecutions);
     for (const workflowId of new Set(effects.changedWorkflows)) {
       await this.options.invalidateWorkflow(workflowId).catch((error: unknown) => {
         logger.warn({ err: error, workflowId }, 'workflow cache invalidation failed');
@@ -69,6 +77,14 @@ export class EffectApplier implements EffectSink {
           'sub-workflow follow-up failed; the recovery sweep will redo it',
         );
       }
+    }
+  }
+
+  private async sendExecutionSpans(executionIds: readonly string[]): Promise<void> {
+    for (const id of executionIds) {
+      await sendExecutionSpan(this.options.pool, id).catch((error: unknown) => {
+        this.options.logger.warn({ err: error, executionId: id }, 'execution span not sent');
+      });
     }
   }
 }

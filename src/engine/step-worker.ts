@@ -7,6 +7,7 @@ import type { StepDefinition } from '../domain/workflow-definition.js';
 import type { Log } from '../logger.js';
 import { jobLogContext } from '../monitoring/log-context.js';
 import type { Pool } from '../store/db.js';
+import { traceAttempt } from './attempt-tracing.js';
 import type { CancellationBus } from './cancellation-bus.js';
 import { leavePlace } from './fair-queue.js';
 import { type LimitGateOptions, passLimitGate } from './limit-gate.js';
@@ -116,17 +117,17 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
       const attempt = { stepId: step.id, runId: claim.id, attempt: claim.attempt };
       log.debug({ ...attempt, stepType: step.step_type }, 'attempt started');
       const startedAt = new Date();
-      const result = await runAttempt(step, claim, options.env, stop.signal, wokenFromSleep);
+      // Undefined, with no I/O, while tracing is off (README "Tracing").
+      const traced = await traceAttempt(pool, claim, step);
+      const running = () => runAttempt(step, claim, options.env, stop.signal, wokenFromSleep);
+      const result = await (traced ? traced.run(running) : running());
       wokenFromSleep = undefined;
       if (!result) {
+        traced?.end('aborted');
         log.info(attempt, 'attempt aborted: execution stopped');
         return 'aborted';
       }
-      const inlineBudget = claim.item_index >= 0 ? MAX_INLINE_ITEMS : MAX_INLINE_STEPS;
-      const inline: InlineSlot | undefined =
-        inlineSteps < inlineBudget && Date.now() - began < MAX_INLINE_MS && !options.isClosing()
-          ? { leaseId: randomUUID(), accepts: runsInline }
-          : undefined;
+      const inline = inlineSlot(options, claim, inlineSteps, began);
       const effects = await state.recordAttempt(
         claim.id,
         claim.execution_id,
@@ -134,6 +135,7 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
         result,
         { claim, startedAt, inline },
       );
+      traced?.end(result, effects);
       if (!effects) {
         log.info(
           { ...attempt, result: result.kind },
@@ -150,6 +152,19 @@ export async function processStepJob(options: JobContext, job: Job<StepJobData>)
   } finally {
     stop.release();
   }
+}
+
+/** An offer to run the next quick step in this job, while its bounds allow (MAX_INLINE_*). */
+function inlineSlot(
+  options: JobContext,
+  claim: ClaimedRun,
+  inlineSteps: number,
+  began: number,
+): InlineSlot | undefined {
+  const inlineBudget = claim.item_index >= 0 ? MAX_INLINE_ITEMS : MAX_INLINE_STEPS;
+  return inlineSteps < inlineBudget && Date.now() - began < MAX_INLINE_MS && !options.isClosing()
+    ? { leaseId: randomUUID(), accepts: runsInline }
+    : undefined;
 }
 
 /**

@@ -68,6 +68,7 @@ export const executionsPlugin = fp(
       invalidateWorkflow: (workflowId: string) => app.workflowCache.invalidate(workflowId),
       logger: app.log.child({ component: 'engine' }),
       links,
+      pool: app.pg,
     };
     const effects = new EffectApplier({
       ...applierOptions,

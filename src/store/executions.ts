@@ -1,6 +1,7 @@
 import type { ExecutionRow, StepRunRow } from '../domain/execution.js';
 import type { ExecutionStatus } from '../domain/statuses.js';
 import { UNFINISHED_EXECUTION_STATUSES } from '../domain/statuses.js';
+import type { ExecutionTraceContext } from '../domain/trace-context.js';
 import type { WorkflowDefinition } from '../domain/workflow-definition.js';
 import type { Queryable } from './db.js';
 import {
@@ -64,6 +65,8 @@ export interface NewExecution {
   labels?: Record<string, string> | undefined;
   /** Its flow key, when known at its start, and why it is `__error__` if it is. */
   flowKey?: { key: string; error: string | null } | null;
+  /** Its trace context (README "Tracing"); absent when tracing is off. */
+  traceContext?: ExecutionTraceContext | undefined;
 }
 
 /**
@@ -87,11 +90,11 @@ export async function insertExecution(
              INSERT INTO workflow_executions
                (id, workflow_id, workflow_version, status, input_data, idempotency_key, started_at,
                 deadline_at, parent_execution_id, parent_run_id, trigger, priority, concurrency_key,
-                concurrency_key_error, labels)
+                concurrency_key_error, labels, trace_context)
              SELECT $1, w.id, $3::int, CASE WHEN $14::boolean THEN 'queued' ELSE 'running' END,
                     $4, $5, now(),
                     CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(secs => $6::int) END,
-                    $7, $8, $9, $13, $15, $16, $17::jsonb
+                    $7, $8, $9, $13, $15, $16, $17::jsonb, $19::jsonb
                FROM workflows w
               WHERE w.id = $2 AND (w.version = $3 OR $18::boolean) AND w.status = ANY($10::text[])
              ON CONFLICT (workflow_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -132,6 +135,7 @@ export async function insertExecution(
       JSON.stringify(execution.labels ?? {}),
       // An explicitly asked older version: any stored one (the foreign key checks it exists).
       expected.pinned === true,
+      execution.traceContext ? JSON.stringify(execution.traceContext) : null,
     ],
   });
   const inserted = rows[0];

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { newExecutionTrace } from '../../monitoring/tracing.js';
 import {
   eventListQuerySchema,
   eventPageSchema,
@@ -40,7 +41,10 @@ export const eventRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       checkFieldSize(request.body.data, 'data', maxDataBytes, 'MAX_INPUT_BYTES');
-      const { event, duplicate } = await app.events.publish(request.body, request.caller?.id);
+      // The raw headers: the route's schema keeps only the ones it declares.
+      const { event, duplicate } = await app.events.publish(request.body, request.caller?.id, () =>
+        newExecutionTrace(request.raw.headers),
+      );
       if (duplicate) reply.header('idempotent-replayed', 'true');
       return reply.code(duplicate ? 200 : 202).send(event);
     },

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { newExecutionTrace } from '../../monitoring/tracing.js';
 import { idParams } from '../../schemas/common.js';
 import { diagnosisSchema } from '../../schemas/diagnosis.js';
 import {
@@ -62,6 +63,8 @@ export const executionRoutes: FastifyPluginAsyncZod = async (app) => {
           labels: request.body?.labels,
           version: request.body?.version,
           caller: request.caller?.id,
+          // The raw headers: the route's schema keeps only the ones it declares.
+          traceContext: newExecutionTrace(request.raw.headers),
         },
       );
       // A debounced start is accepted whether it opened the window or joined it.

@@ -21,6 +21,8 @@ export interface Effects {
   endedChildren: string[];
   /** Executions that ended without completing: their unfinished sub-workflows are cancelled. */
   stoppedParents: string[];
+  /** Executions that ended, however: their execution span is sent (README "Tracing"). */
+  endedExecutions: string[];
 }
 
 export function noEffects(): Effects {
@@ -32,6 +34,7 @@ export function noEffects(): Effects {
     changedWorkflows: [],
     endedChildren: [],
     stoppedParents: [],
+    endedExecutions: [],
   };
 }
 
@@ -43,6 +46,7 @@ export function mergeEffects(target: Effects, source: Effects): Effects {
   target.changedWorkflows.push(...source.changedWorkflows);
   target.endedChildren.push(...source.endedChildren);
   target.stoppedParents.push(...source.stoppedParents);
+  target.endedExecutions.push(...source.endedExecutions);
   return target;
 }
 

@@ -72,6 +72,7 @@ export function ended(m: Machine, finished: ExecutionRow, effects: Effects): voi
   if (finished.parent_run_id !== null) effects.endedChildren.push(finished.id);
   if (finished.status !== 'completed') effects.stoppedParents.push(finished.id);
   effects.changedWorkflows.push(finished.workflow_id);
+  effects.endedExecutions.push(finished.id);
   m.options.logger.info(
     { executionId: finished.id, workflowId: finished.workflow_id, status: finished.status },
     'execution finished',

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_PRIORITY, type ExecutionRow, type StepRunRow } from '../../domain/execution.js';
 import { triggeredLabels } from '../../domain/labels.js';
+import type { ExecutionTraceContext } from '../../domain/trace-context.js';
 import type { WorkflowDefinition } from '../../domain/workflow-definition.js';
 import {
   DependencyUnavailableError,
@@ -39,6 +40,8 @@ export interface StartRequest {
   labels?: Record<string, string> | undefined;
   /** A stored version to run instead of the current one (README "Versions, upgrades and edits"). */
   version?: number | undefined;
+  /** The execution's trace context, made by the caller when tracing is on (README "Tracing"). */
+  traceContext?: ExecutionTraceContext | undefined;
 }
 
 export interface Started {
@@ -79,6 +82,7 @@ function newExecution(
       request.trigger?.type === 'schedule' || request.trigger?.type === 'event'
         ? triggeredLabels(definition.config.trigger?.labels, request.labels)
         : request.labels,
+    traceContext: request.traceContext,
   };
 }
 

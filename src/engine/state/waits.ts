@@ -12,6 +12,7 @@ import { subworkflowDepth } from '../../store/execution-lineage.js';
 import * as executions from '../../store/executions.js';
 import * as stepRuns from '../../store/step-runs.js';
 import * as sweep from '../../store/sweep-queries.js';
+import { subworkflowTrace } from '../attempt-tracing.js';
 import { evaluateCondition } from '../expressions.js';
 import type { WaitRequest } from '../steps/types.js';
 import { advance } from './advance.js';
@@ -330,6 +331,7 @@ async function startChild(
         parent: { executionId: execution.id, runId: run.id, attempt: run.attempt },
         trigger: { type: 'subworkflow', parent_execution_id: execution.id, step_id: run.step_id },
         labels: execution.labels,
+        traceContext: await subworkflowTrace(tx, execution.id),
       },
       effects,
     ));

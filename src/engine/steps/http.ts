@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
+import { context as otelContext, propagation } from '@opentelemetry/api';
 import { z } from 'zod';
 import { redactSecrets } from '../secrets.js';
 import { canonicalIp, checkDestination, createGuardedLookup, SsrfBlockedError } from './ssrf.js';
@@ -236,6 +237,8 @@ function send(hop: Hop, context: HopContext): Promise<IncomingMessage> {
     const transport = hop.url.protocol === 'https:' ? https : http;
     const headers: OutgoingHttpHeaders = { ...hop.headers };
     if (hop.body !== undefined) headers['content-length'] = Buffer.byteLength(hop.body);
+    // The attempt's trace context (README "Tracing"); a no-op while tracing is off.
+    propagation.inject(otelContext.active(), headers);
     let request: http.ClientRequest;
     try {
       request = transport.request({
